@@ -1,0 +1,1 @@
+//! Cluster protocols: auth and wire codecs (being written).

@@ -1,0 +1,379 @@
+//! Tests of the whole config language through [`parse`]: the example configs and
+//! the good form of every directive. The bad forms live in the corpus of
+//! `core/tests/bad_configs` (snapshotted by `core/tests/config_corpus.rs`).
+//!
+//! Owns: nothing but tests. Must not: test one file's internals (each file has its own
+//! tests).
+
+use super::*;
+use crate::fake::FakeOptions;
+use crate::stream_name::StreamName;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+const ORIGIN: &str = include_str!("../../../examples/origin.conf");
+const EDGE: &str = include_str!("../../../examples/edge.conf");
+
+fn ok(text: &str) -> Config {
+    parse(text).unwrap_or_else(|e| panic!("{e}\n{}", e.excerpt(text)))
+}
+
+fn name(s: &str) -> StreamName {
+    StreamName::new(s).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn key(s: &str) -> ClusterKey {
+    ClusterKey::new(s).unwrap_or_else(|| panic!("empty key"))
+}
+
+fn listen(port: u16) -> Listen {
+    Listen { addr: None, port }
+}
+
+#[test]
+fn config_origin_example() {
+    let want = Config {
+        http: vec![listen(8888)],
+        cluster_key: Some(key("123")),
+        segment_duration_ms: None,
+        streams: vec![StreamConfig {
+            name: name("main"),
+            inputs: vec![InputConfig {
+                url: InputUrl::Fake(FakeOptions::default()),
+                priority: None,
+                source_timeout_ms: None,
+                cluster_key: None,
+            }],
+            dvr: Some(DvrConfig {
+                path: "dvr-data/origin".into(),
+                depth_secs: None,
+                limit_bytes: None,
+            }),
+            segment_duration_ms: None,
+        }],
+        sources: vec![],
+    };
+    let cfg = ok(ORIGIN);
+    assert_eq!(cfg, want);
+    assert_eq!(cfg.streams[0].segment_duration_ms(&cfg), 2000);
+    assert_eq!(cfg.http[0].socket_addr().to_string(), "0.0.0.0:8888");
+    let w = cfg.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("top-level `cluster_key` is only 3 characters"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn config_edge_example() {
+    let want = Config {
+        http: vec![listen(9999)],
+        cluster_key: Some(key("123")),
+        segment_duration_ms: None,
+        streams: vec![],
+        sources: vec![SourceConfig {
+            protocol: SourceProtocol::M4s,
+            host: "127.0.0.1".into(),
+            port: 8888,
+            only: vec![],
+            except: vec![],
+            cluster_key: None,
+            cache: None,
+        }],
+    };
+    let cfg = ok(EDGE);
+    assert_eq!(cfg, want);
+    assert_eq!(cfg.sources[0].url(), "m4s://127.0.0.1:8888");
+    assert_eq!(cfg.key_for_source(&cfg.sources[0]), Some(&key("123")));
+    assert!(cfg.sources[0].wants(&name("main")));
+}
+
+#[test]
+fn config_http_forms() {
+    let cfg = ok("http 80; http 127.0.0.1:8080; http [::1]:8080; http 0; http 0;");
+    let want = vec![
+        listen(80),
+        Listen {
+            addr: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            port: 8080,
+        },
+        Listen {
+            addr: Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            port: 8080,
+        },
+        listen(0),
+        listen(0),
+    ];
+    assert_eq!(cfg.http, want);
+    let shown: Vec<_> = cfg.http.iter().map(|l| l.to_string()).collect();
+    assert_eq!(shown, ["80", "127.0.0.1:8080", "[::1]:8080", "0", "0"]);
+    // The same port on another address is another listener.
+    assert_eq!(ok("http 80; http 127.0.0.1:80;").http.len(), 2);
+}
+
+#[test]
+fn config_segment_duration_nearest_wins() {
+    let cfg = ok("http 1; segment_duration 4;
+        stream a { input fake://fake; }
+        stream b { input fake://fake; segment_duration 0.5; }");
+    assert_eq!(cfg.segment_duration_ms, Some(4000));
+    assert_eq!(cfg.streams[0].segment_duration_ms(&cfg), 4000);
+    assert_eq!(cfg.streams[1].segment_duration_ms(&cfg), 500);
+    let cfg = ok("http 1; stream a { input fake://fake; segment_duration 60; }");
+    assert_eq!(cfg.streams[0].segment_duration_ms, Some(60_000));
+    let cfg = ok("http 1; segment_duration 1.25;");
+    assert_eq!(cfg.segment_duration_ms, Some(1250));
+}
+
+#[test]
+fn config_inputs_and_options() {
+    let cfg = ok("http 1; cluster_key top-level-key-long-enough;
+        stream cams/yard/3 {
+          input fake://fake?width=640&height=360&fps=30&gop=2&bitrate=3M priority=2;
+          input m4s://10.0.0.2:8888/cams/yard/3 priority=1 source_timeout=2.5 cluster_key=\"input key with spaces\";
+          input m4f://origin.example:9/a/b source_timeout=10;
+        }");
+    let s = &cfg.streams[0];
+    assert_eq!(s.name.as_str(), "cams/yard/3");
+    let fake = FakeOptions {
+        width: 640,
+        height: 360,
+        fps: 30,
+        gop_ms: 2000,
+        bitrate: Some(3_000_000),
+    };
+    assert_eq!(
+        s.inputs,
+        vec![
+            InputConfig {
+                url: InputUrl::Fake(fake),
+                priority: Some(2),
+                source_timeout_ms: None,
+                cluster_key: None,
+            },
+            InputConfig {
+                url: InputUrl::M4s {
+                    host: "10.0.0.2".into(),
+                    port: 8888,
+                    name: name("cams/yard/3"),
+                },
+                priority: Some(1),
+                source_timeout_ms: Some(2500),
+                cluster_key: Some(key("input key with spaces")),
+            },
+            InputConfig {
+                url: InputUrl::M4f {
+                    host: "origin.example".into(),
+                    port: 9,
+                    name: name("a/b"),
+                },
+                priority: None,
+                source_timeout_ms: Some(10_000),
+                cluster_key: None,
+            },
+        ]
+    );
+    let urls: Vec<_> = s.inputs.iter().map(|i| i.url.to_string()).collect();
+    assert_eq!(
+        urls,
+        [
+            "fake://fake?width=640&height=360&fps=30&gop=2&bitrate=3000000",
+            "m4s://10.0.0.2:8888/cams/yard/3",
+            "m4f://origin.example:9/a/b",
+        ]
+    );
+    let order: Vec<_> = s.failover_order().iter().map(|i| i.priority).collect();
+    assert_eq!(order, [Some(1), Some(2), None]);
+    // Nearest key wins.
+    assert_eq!(
+        cfg.key_for_input(&s.inputs[1]),
+        Some(&key("input key with spaces"))
+    );
+    assert_eq!(
+        cfg.key_for_input(&s.inputs[2]),
+        Some(&key("top-level-key-long-enough"))
+    );
+    assert_eq!(
+        ok("http 1; stream a { input fake://fake?gop=0.5; }").streams[0].inputs[0]
+            .url
+            .to_string(),
+        "fake://fake?gop=0.5"
+    );
+}
+
+#[test]
+fn config_dvr_forms() {
+    let dvr = |line: &str| {
+        let cfg = ok(&format!("http 1; stream a {{ input fake://fake; {line} }}"));
+        cfg.streams[0].dvr.clone()
+    };
+    let d = |path: &str, depth: Option<u64>, limit: Option<u64>| {
+        Some(DvrConfig {
+            path: path.into(),
+            depth_secs: depth,
+            limit_bytes: limit,
+        })
+    };
+    assert_eq!(dvr("dvr /storage;"), d("/storage", None, None));
+    assert_eq!(dvr("dvr /storage 2d;"), d("/storage", Some(172_800), None));
+    assert_eq!(
+        dvr("dvr /storage 12h 10G;"),
+        d("/storage", Some(43_200), Some(10 << 30))
+    );
+    assert_eq!(dvr("dvr d 30m 500M;"), d("d", Some(1800), Some(500 << 20)));
+    assert_eq!(dvr("dvr d 3600 1T;"), d("d", Some(3600), Some(1 << 40)));
+    assert_eq!(dvr("dvr d 45s 1024;"), d("d", Some(45), Some(1024)));
+    assert_eq!(
+        dvr("dvr \"/mnt/my disk\" 1d 512K;"),
+        d("/mnt/my disk", Some(86_400), Some(512 << 10))
+    );
+}
+
+#[test]
+fn config_source_forms() {
+    let cfg = ok("http 1; cluster_key 0123456789abcdef;
+        source m4s://origin:8888 {
+          only cams/* main;
+          only other;
+          except cams/test cams/yard/*;
+          cluster_key \"source key, long enough\";
+          cache /var/cache/tern 1d 50G;
+        }
+        source m4f://[::1]:8888/;
+        source m4f://10.1.1.1:1 { }");
+    assert_eq!(cfg.sources.len(), 3);
+    let s = &cfg.sources[0];
+    let pat = |p: &str| NamePattern::parse(p).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.protocol, SourceProtocol::M4s);
+    assert_eq!((s.host.as_str(), s.port), ("origin", 8888));
+    assert_eq!(s.only, vec![pat("cams/*"), pat("main"), pat("other")]);
+    assert_eq!(s.except, vec![pat("cams/test"), pat("cams/yard/*")]);
+    assert_eq!(
+        s.cache,
+        Some(CacheConfig {
+            path: "/var/cache/tern".into(),
+            depth_secs: 86_400,
+            limit_bytes: 50 << 30,
+        })
+    );
+    assert_eq!(cfg.key_for_source(s), Some(&key("source key, long enough")));
+    assert_eq!(
+        cfg.key_for_source(&cfg.sources[1]),
+        Some(&key("0123456789abcdef"))
+    );
+    assert!(s.wants(&name("cams/3")));
+    assert!(s.wants(&name("main")));
+    assert!(!s.wants(&name("cams/test")));
+    assert!(!s.wants(&name("cams/yard/1")));
+    assert!(!s.wants(&name("radio")));
+    assert_eq!(cfg.sources[1].url(), "m4f://[::1]:8888");
+    assert_eq!(cfg.sources[1].protocol.to_string(), "m4f");
+    assert!(cfg.warnings().is_empty(), "{:?}", cfg.warnings());
+}
+
+#[test]
+fn config_comments_quotes_and_free_whitespace() {
+    let text = "# a comment\n\thttp\n 8888 # trailing\n;stream\n\"main\"{input\n\
+                fake://fake;}cluster_key \"a key; with { } # inside\";";
+    let cfg = ok(text);
+    assert_eq!(cfg.http, vec![listen(8888)]);
+    assert_eq!(cfg.streams[0].name.as_str(), "main");
+    assert_eq!(cfg.cluster_key, Some(key("a key; with { } # inside")));
+}
+
+#[test]
+fn config_cluster_key_is_redacted_and_short_keys_warned() {
+    let cfg = ok("http 1; cluster_key s3cret;
+        stream a { input m4s://h:1/a cluster_key=short; }
+        source m4s://h:2 { cluster_key x; }");
+    let dbg = format!("{cfg:?}");
+    assert!(!dbg.contains("s3cret") && !dbg.contains("short"), "{dbg}");
+    assert!(dbg.contains("ClusterKey(<redacted>)"));
+    let w = cfg.warnings();
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(w[0].starts_with("the top-level `cluster_key` is only 6 characters long"));
+    assert!(w[1].starts_with("the `cluster_key=` of input 1 (`m4s://h:1/a`) of stream `a`"));
+    assert!(w[2].starts_with("the `cluster_key` of `source m4s://h:2` is only 1 character long"));
+    assert!(w[0].contains("offline"));
+}
+
+#[test]
+fn config_warns_about_an_empty_node() {
+    let w = ok("http 1;").warnings();
+    assert_eq!(
+        w,
+        ["no `stream` and no `source`: this node has nothing to serve"]
+    );
+}
+
+#[test]
+fn config_error_display_and_excerpt() {
+    let text = "http 1;\nstrem main {\n}\n";
+    let e = parse(text).err().unwrap_or_else(|| panic!("accepted"));
+    assert_eq!((e.line, e.column), (2, 1));
+    assert!(e
+        .to_string()
+        .starts_with("line 2, column 1: unknown directive `strem`"));
+    assert_eq!(e.excerpt(text), "2 | strem main {\n  | ^");
+}
+
+/// Bad input is an error value, never a panic: every prefix of the examples and of
+/// a config using the whole grammar, and many random byte edits of it.
+#[test]
+fn config_never_panics_on_mangled_input() {
+    let full = "http 127.0.0.1:8888; cluster_key \"k \\\" q\"; segment_duration 1.5;
+        stream cams/yard/3 { input fake://fake?width=640&gop=0.5&bitrate=3M priority=1;
+          input m4s://[::1]:1/a/b source_timeout=5 cluster_key=x; dvr \"/d\" 2d 10G; }
+        source m4f://h:2 { only a/* b; except c; cluster_key k; cache /c 1d 1T; } # é";
+    for text in [ORIGIN, EDGE, full] {
+        for (i, _) in text.char_indices() {
+            let _ = parse(&text[..i]);
+        }
+    }
+    let bytes = full.as_bytes();
+    let alphabet = b" \n;{}\"#=?&/:.*0123456789azAZ\\\x00";
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        usize::try_from(seed >> 33).unwrap_or(0)
+    };
+    for _ in 0..5000 {
+        let mut b = bytes.to_vec();
+        for _ in 0..1 + next() % 3 {
+            let at = next() % b.len();
+            match next() % 3 {
+                0 => {
+                    b.remove(at);
+                }
+                1 => b.insert(at, alphabet[next() % alphabet.len()]),
+                _ => b[at] = alphabet[next() % alphabet.len()],
+            }
+        }
+        if let Ok(text) = std::str::from_utf8(&b) {
+            if let Err(e) = parse(text) {
+                assert!(e.line >= 1 && e.column >= 1, "{e}");
+                let _ = e.excerpt(text);
+            }
+        }
+    }
+}
+
+/// The example in the module documentation (keep the two in step).
+#[test]
+fn config_module_doc_example() {
+    let cfg = ok(r#"
+http 8888;                          # PORT or ADDR:PORT; several allowed, one required
+cluster_key "a long random secret"; # top, in `source`, or `cluster_key=` on an input
+segment_duration 2;                 # seconds, 0.5..=60, top or stream; default 2
+stream cams/yard/3 {
+  input fake://fake?width=640&height=360&fps=30&gop=0.5&bitrate=3M priority=1;
+  input m4s://10.0.0.2:8888/cams/yard/3 priority=2 source_timeout=5;
+  dvr /storage 2d 10G;              # PATH [DEPTH] [LIMIT]
+}
+source m4f://origin:8888 { only cams/*; except cams/test; cache /cache 1d 50G; }
+"#);
+    assert_eq!((cfg.streams.len(), cfg.sources.len()), (1, 1));
+    assert!(cfg.warnings().is_empty(), "{:?}", cfg.warnings());
+}

@@ -1,0 +1,458 @@
+//! URLs and addresses in the config: `input` URLs (with the `fake://` options),
+//! `source` URLs, `HOST:PORT` and the `http` listen address.
+//!
+//! Owns: the syntax of each URL kind and the ranges of `fake://` options. Must not:
+//! know line numbers (errors carry a character offset into the URL; the directive
+//! adds the position) or anything of the directives around the URL.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::model::{InputUrl, Listen, SourceProtocol, FAKE_BITRATE_RANGE};
+use super::units::{self, NumError};
+use crate::fake::options::{FPS_RANGE, GOP_MS_RANGE, HEIGHT_RANGE, WIDTH_RANGE};
+use crate::fake::FakeOptions;
+use crate::stream_name::StreamName;
+
+/// What is wrong with a URL, and where in it (characters from its start).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UrlError {
+    pub offset: usize,
+    pub message: String,
+}
+
+fn err<T>(offset: usize, message: impl Into<String>) -> Result<T, UrlError> {
+    Err(UrlError {
+        offset,
+        message: message.into(),
+    })
+}
+
+/// Character offset of byte index `i` of `s`.
+fn chars_to(s: &str, i: usize) -> usize {
+    s.get(..i).map_or(0, |p| p.chars().count())
+}
+
+const SUPPORTED_INPUTS: &str = "supported inputs are `fake://fake`, `m4s://HOST:PORT/NAME` \
+     and `m4f://HOST:PORT/NAME` (more ingest kinds, such as MPEG-TS over UDP or HTTP and \
+     RTSP, come later)";
+
+/// Parses an `input` URL.
+pub fn input_url(url: &str) -> Result<InputUrl, UrlError> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return err(
+            0,
+            format!("bad input URL `{url}`: expected `SCHEME://...`; {SUPPORTED_INPUTS}"),
+        );
+    };
+    let base = scheme.len() + 3;
+    let base_chars = chars_to(url, base);
+    let shift = |e: UrlError| UrlError {
+        offset: e.offset + base_chars,
+        message: e.message,
+    };
+    match scheme {
+        "fake" => fake(rest).map(InputUrl::Fake).map_err(shift),
+        "m4s" | "m4f" => {
+            let (host, port, name) = peer_stream(scheme, rest).map_err(shift)?;
+            Ok(if scheme == "m4s" {
+                InputUrl::M4s { host, port, name }
+            } else {
+                InputUrl::M4f { host, port, name }
+            })
+        }
+        _ => err(
+            0,
+            format!("unsupported input `{scheme}://`: {SUPPORTED_INPUTS}"),
+        ),
+    }
+}
+
+/// `HOST:PORT/NAME` of an `m4s://` or `m4f://` input.
+fn peer_stream(scheme: &str, rest: &str) -> Result<(String, u16, StreamName), UrlError> {
+    let form = format!("expected `{scheme}://HOST:PORT/NAME`");
+    if let Some(q) = rest.find('?') {
+        return err(
+            chars_to(rest, q),
+            format!(
+                "`{scheme}://` URLs take no `?` options: write input options after the URL, \
+                 separated by a space (`priority=1 source_timeout=5`)"
+            ),
+        );
+    }
+    let Some(slash) = rest.find('/') else {
+        return err(
+            chars_to(rest, rest.len()),
+            format!("{form}: the stream name is missing"),
+        );
+    };
+    let (authority, name) = (&rest[..slash], &rest[slash + 1..]);
+    let (host, port) = host_port(authority, &form)?;
+    let name_at = chars_to(rest, slash + 1);
+    if name.is_empty() {
+        return err(name_at, format!("{form}: the stream name is missing"));
+    }
+    let name = StreamName::new(name)
+        .or_else(|e| err(name_at, format!("bad stream name `{name}`: {e}")))?;
+    Ok((host, port, name))
+}
+
+/// Parses a `source` URL: `m4s://HOST:PORT` or `m4f://HOST:PORT`.
+pub fn source_url(url: &str) -> Result<(SourceProtocol, String, u16), UrlError> {
+    let form = "a source URL is `m4s://HOST:PORT` (frame by frame) or `m4f://HOST:PORT` \
+                (segments)";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return err(0, format!("bad source URL `{url}`: {form}"));
+    };
+    let protocol = match scheme {
+        "m4s" => SourceProtocol::M4s,
+        "m4f" => SourceProtocol::M4f,
+        _ => return err(0, format!("unsupported source `{scheme}://`: {form}")),
+    };
+    let base = chars_to(url, scheme.len() + 3);
+    let shift = |e: UrlError| UrlError {
+        offset: e.offset + base,
+        message: e.message,
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let (host, port) = host_port(authority, form).map_err(shift)?;
+    if !path.is_empty() && path != "/" {
+        return err(
+            base + chars_to(rest, authority.len()),
+            format!(
+                "a source URL has no path (found `{path}`): a source takes every stream of \
+                 the peer; pick some with `only NAMES;` in its block, or use \
+                 `input {scheme}://HOST:PORT/NAME;` in a stream"
+            ),
+        );
+    }
+    Ok((protocol, host, port))
+}
+
+/// `HOST:PORT` or `[IPV6]:PORT`, port 1..=65535. `form` says what was expected.
+pub fn host_port(s: &str, form: &str) -> Result<(String, u16), UrlError> {
+    let (host, port_at) = if let Some(inner) = s.strip_prefix('[') {
+        let Some(close) = inner.find(']') else {
+            return err(0, format!("unclosed `[` in `{s}`: {form}"));
+        };
+        let h = &inner[..close];
+        if h.parse::<Ipv6Addr>().is_err() {
+            return err(1, format!("bad IPv6 address `{h}`: {form}"));
+        }
+        let after = &inner[close + 1..];
+        if !after.starts_with(':') {
+            return err(
+                chars_to(s, close + 2),
+                format!("missing `:PORT` after `[{h}]`: {form}"),
+            );
+        }
+        (h.to_owned(), close + 3)
+    } else {
+        let Some((h, _)) = s.rsplit_once(':') else {
+            return err(
+                chars_to(s, s.len()),
+                format!("missing `:PORT` after `{s}`: {form}"),
+            );
+        };
+        if h.contains(':') {
+            return err(
+                0,
+                format!("put an IPv6 address in brackets, as in `[::1]:8888`: {form}"),
+            );
+        }
+        let ok = !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !h.starts_with(['.', '-'])
+            && !h.contains("..");
+        if !ok {
+            return err(
+                0,
+                format!("bad host `{h}`: expected a host name or an IP address; {form}"),
+            );
+        }
+        (h.to_owned(), h.len() + 1)
+    };
+    let port_str = &s[port_at..];
+    let port = match units::integer(port_str).ok().map(u16::try_from) {
+        Some(Ok(p)) if p > 0 => p,
+        _ => {
+            return err(
+                chars_to(s, port_at),
+                format!("bad port `{port_str}`: expected a number within 1..=65535"),
+            )
+        }
+    };
+    Ok((host, port))
+}
+
+/// The argument of `http`: `PORT`, `ADDR:PORT` or `[IPV6]:PORT`; port 0..=65535
+/// (0: the OS picks a free port).
+pub fn listen(s: &str) -> Result<Listen, UrlError> {
+    let (addr, port_at) = match s.rsplit_once(':') {
+        None => (None, 0),
+        Some((a, _)) => {
+            let ip = if let Some(v6) = a.strip_prefix('[').and_then(|a| a.strip_suffix(']')) {
+                v6.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+            } else if a.contains(':') {
+                return err(
+                    0,
+                    "put an IPv6 address in brackets, as in `http [::1]:8888;`".to_owned(),
+                );
+            } else {
+                a.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
+            };
+            match ip {
+                Some(ip) => (Some(ip), a.len() + 1),
+                None => {
+                    return err(
+                        0,
+                        format!(
+                            "bad listen address `{a}`: expected an IP address such as \
+                             `0.0.0.0`, `127.0.0.1` or `[::1]` (host names are not \
+                             accepted here)"
+                        ),
+                    )
+                }
+            }
+        }
+    };
+    let port_str = &s[port_at..];
+    match units::integer(port_str).ok().map(u16::try_from) {
+        Some(Ok(port)) => Ok(Listen { addr, port }),
+        _ => err(
+            chars_to(s, port_at),
+            format!(
+                "bad port `{port_str}`: expected `PORT` or `ADDR:PORT` with PORT a number \
+                 within 0..=65535"
+            ),
+        ),
+    }
+}
+
+const FAKE_OPTIONS: &str = "width, height, fps, gop, bitrate";
+
+/// What follows `fake://`: `fake` and an optional `?query`.
+fn fake(rest: &str) -> Result<FakeOptions, UrlError> {
+    let (host, query) = match rest.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (rest, None),
+    };
+    if host != "fake" {
+        return err(
+            0,
+            format!(
+                "expected `fake://fake` (optionally with `?{}`), found `fake://{host}`",
+                "width=&height=&fps=&gop=&bitrate="
+            ),
+        );
+    }
+    let mut opts = FakeOptions::default();
+    let Some(query) = query else {
+        return Ok(opts);
+    };
+    let mut at = host.len() + 1;
+    let mut seen: Vec<&str> = Vec::new();
+    for part in query.split('&') {
+        let off = chars_to(rest, at);
+        at += part.len() + 1;
+        let Some((key, value)) = part.split_once('=') else {
+            return err(
+                off,
+                format!("expected a fake:// option `name=value` ({FAKE_OPTIONS}), found `{part}`"),
+            );
+        };
+        if seen.contains(&key) {
+            return err(off, format!("fake:// option `{key}` is given twice"));
+        }
+        seen.push(key);
+        fake_option(&mut opts, key, value).or_else(|m| err(off, m))?;
+    }
+    opts.validate().or_else(|m| err(0, m))?;
+    Ok(opts)
+}
+
+fn fake_option(opts: &mut FakeOptions, key: &str, value: &str) -> Result<(), String> {
+    let whole = |range: &std::ops::RangeInclusive<u16>, even: bool, what: &str| {
+        let n = units::integer(value)
+            .map_err(|_| format!("bad `{key}={value}`: expected a whole number"))?;
+        match u16::try_from(n) {
+            Ok(v) if range.contains(&v) && (!even || v & 1 == 0) => Ok(v),
+            _ => Err(format!(
+                "`{key}={value}` is out of range: {key} must be {}within {}..={}{what}",
+                if even { "even and " } else { "" },
+                range.start(),
+                range.end()
+            )),
+        }
+    };
+    match key {
+        "width" => opts.width = whole(&WIDTH_RANGE, true, " (the barcode needs 256)")?,
+        "height" => opts.height = whole(&HEIGHT_RANGE, true, "")?,
+        "fps" => opts.fps = whole(&FPS_RANGE, false, "")?,
+        "gop" => {
+            let range = || {
+                format!(
+                    "`gop={value}` is out of range: gop must be within {}..={} seconds",
+                    units::format_seconds(u64::from(*GOP_MS_RANGE.start())),
+                    units::format_seconds(u64::from(*GOP_MS_RANGE.end()))
+                )
+            };
+            let ms = match units::seconds_ms(value) {
+                Ok(ms) => ms,
+                Err(NumError::Syntax) => {
+                    return Err(format!(
+                        "bad `gop={value}`: expected seconds such as `2` or `0.5`"
+                    ))
+                }
+                Err(NumError::NotWhole) => {
+                    return Err(format!(
+                        "bad `gop={value}`: seconds take at most 3 decimals (milliseconds)"
+                    ))
+                }
+                Err(NumError::TooLarge) => return Err(range()),
+            };
+            opts.gop_ms = match u32::try_from(ms) {
+                Ok(v) if GOP_MS_RANGE.contains(&v) => v,
+                _ => return Err(range()),
+            };
+        }
+        "bitrate" => {
+            let range = || {
+                format!(
+                    "`bitrate={value}` is out of range: bitrate must be within 1k..=1G bits \
+                     per second"
+                )
+            };
+            let b = match units::bitrate_bps(value) {
+                Ok(b) => b,
+                Err(NumError::TooLarge) => return Err(range()),
+                Err(_) => {
+                    return Err(format!(
+                        "bad `bitrate={value}`: expected bits per second such as \
+                         `3000000`, `800k` or `3M` (decimal: 1k = 1000)"
+                    ))
+                }
+            };
+            if !FAKE_BITRATE_RANGE.contains(&b) {
+                return Err(range());
+            }
+            opts.bitrate = Some(b);
+        }
+        _ => {
+            return Err(format!(
+                "unknown fake:// option `{key}`: expected one of {FAKE_OPTIONS}"
+            ))
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> StreamName {
+        StreamName::new(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn config_url_fake_options() {
+        let u = input_url("fake://fake?width=640&height=360&fps=30&gop=0.5&bitrate=3M");
+        let want = FakeOptions {
+            width: 640,
+            height: 360,
+            fps: 30,
+            gop_ms: 500,
+            bitrate: Some(3_000_000),
+        };
+        assert_eq!(u, Ok(InputUrl::Fake(want)));
+        let u = input_url("fake://fake?gop=2&bitrate=3000000");
+        let want = FakeOptions {
+            gop_ms: 2000,
+            bitrate: Some(3_000_000),
+            ..FakeOptions::default()
+        };
+        assert_eq!(u, Ok(InputUrl::Fake(want)));
+        assert_eq!(
+            input_url("fake://fake"),
+            Ok(InputUrl::Fake(FakeOptions::default()))
+        );
+    }
+
+    #[test]
+    fn config_url_fake_errors_point_at_the_option() {
+        let at = |u: &str| input_url(u).err().map(|e| e.offset);
+        assert_eq!(at("fake://fake?width=640&fps=0"), Some(22));
+        assert_eq!(at("fake://fake?width=100"), Some(12));
+        assert_eq!(at("fake://fake?width=641"), Some(12));
+        assert_eq!(at("fake://fake?foo=1"), Some(12));
+        assert_eq!(at("fake://fake?fps=1&fps=2"), Some(18));
+        assert_eq!(at("fake://fake?gop=0.01"), Some(12));
+        assert_eq!(at("fake://fake?bitrate=3m"), Some(12));
+        assert_eq!(at("fake://other"), Some(7));
+        assert_eq!(at("fake://fake?x"), Some(12));
+    }
+
+    #[test]
+    fn config_url_peer_inputs() {
+        assert_eq!(
+            input_url("m4s://10.0.0.1:8888/cams/yard/3"),
+            Ok(InputUrl::M4s {
+                host: "10.0.0.1".into(),
+                port: 8888,
+                name: name("cams/yard/3")
+            })
+        );
+        assert_eq!(
+            input_url("m4f://[::1]:80/main"),
+            Ok(InputUrl::M4f {
+                host: "::1".into(),
+                port: 80,
+                name: name("main")
+            })
+        );
+        let at = |u: &str| input_url(u).err().map(|e| e.offset);
+        assert_eq!(at("m4s://origin:8888/../x"), Some(18));
+        assert_eq!(at("m4s://origin:70000/x"), Some(13));
+        assert_eq!(at("m4s://origin/x"), Some(12));
+        assert_eq!(at("m4s://origin:1"), Some(14));
+        assert_eq!(at("m4s://origin:1/"), Some(15));
+        assert_eq!(at("m4s://or_gin:1/x"), Some(6));
+        assert_eq!(at("rtmp://cam/live"), Some(0));
+        assert_eq!(at("main"), Some(0));
+    }
+
+    #[test]
+    fn config_url_sources() {
+        assert_eq!(
+            source_url("m4s://127.0.0.1:8888"),
+            Ok((SourceProtocol::M4s, "127.0.0.1".into(), 8888))
+        );
+        assert_eq!(
+            source_url("m4f://origin.example:9/"),
+            Ok((SourceProtocol::M4f, "origin.example".into(), 9))
+        );
+        let at = |u: &str| source_url(u).err().map(|e| e.offset);
+        assert_eq!(at("m4s://h:1/main"), Some(9));
+        assert_eq!(at("m4s://h:1?x"), Some(9));
+        assert_eq!(at("fake://fake"), Some(0));
+        assert_eq!(at("m4s://h"), Some(7));
+    }
+
+    #[test]
+    fn config_url_listen() {
+        let l = |s: &str| listen(s).map(|l| l.socket_addr().to_string());
+        assert_eq!(l("8888"), Ok("0.0.0.0:8888".to_owned()));
+        assert_eq!(l("127.0.0.1:80"), Ok("127.0.0.1:80".to_owned()));
+        assert_eq!(l("[::1]:80"), Ok("[::1]:80".to_owned()));
+        assert_eq!(l("0"), Ok("0.0.0.0:0".to_owned()));
+        let at = |s: &str| listen(s).err().map(|e| e.offset);
+        assert_eq!(at("70000"), Some(0));
+        assert_eq!(at("127.0.0.1:x"), Some(10));
+        assert_eq!(at("localhost:80"), Some(0));
+        assert_eq!(at("::1:80"), Some(0));
+    }
+}

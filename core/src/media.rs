@@ -1,0 +1,137 @@
+//! The media model shared by every part of Tern: frames, tracks, media info and the
+//! position of a frame in its stream (DESIGN.md §3).
+//!
+//! Owns: plain data types and their small invariants. Must not: mux, parse or do I/O.
+
+use bytes::Bytes;
+
+/// Milliseconds since the Unix epoch (UTC). Wall-clock time is always an explicit
+/// input in core, never read here.
+pub type UtcMs = u64;
+
+/// The 90 kHz timebase of video timestamps (and of MPEG-TS PTS/DTS).
+pub const VIDEO_TIMESCALE: u32 = 90_000;
+
+/// Where a frame sits in its stream: an epoch that changes whenever the source
+/// restarts, and a sequence number inside the epoch (counting every frame of every
+/// track). "Resume" and "no duplicate" are defined on this pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Position {
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+/// One access unit of one track. Immutable once made; cloning shares the payload
+/// (`Bytes` is reference counted), so fan-out never copies frame bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Track id, as listed in the stream's [`MediaInfo`].
+    pub track: u8,
+    /// Decode timestamp in the track's timescale (90 kHz video, sample rate audio).
+    pub dts: u64,
+    /// Presentation timestamp in the same timescale (`pts >= dts`).
+    pub pts: u64,
+    /// A video keyframe (IDR) where a decoder can start. Audio frames are all `true`.
+    pub keyframe: bool,
+    /// UTC time at which the ingesting node captured the frame; carried unchanged
+    /// through every hop.
+    pub capture_ms: UtcMs,
+    pub pos: Position,
+    /// H.264: one Annex B access unit (start codes, AUD first, SPS/PPS before IDRs).
+    /// AAC: one raw AAC frame (no ADTS header).
+    pub payload: Bytes,
+}
+
+/// Codec and codec configuration of one track.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrackParams {
+    H264 {
+        /// SPS and PPS NAL units without start codes.
+        sps: Bytes,
+        pps: Bytes,
+        width: u16,
+        height: u16,
+        /// Nominal frame rate (frames per second).
+        fps: u16,
+    },
+    Aac {
+        /// AudioSpecificConfig (e.g. `11 90` for 48 kHz stereo AAC-LC).
+        config: Bytes,
+        sample_rate: u32,
+        channels: u8,
+        /// Samples per frame (1024 for AAC-LC).
+        frame_samples: u16,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackInfo {
+    pub id: u8,
+    pub params: TrackParams,
+}
+
+impl TrackInfo {
+    /// Ticks per second of this track's timestamps.
+    pub fn timescale(&self) -> u32 {
+        match &self.params {
+            TrackParams::H264 { .. } => VIDEO_TIMESCALE,
+            TrackParams::Aac { sample_rate, .. } => *sample_rate,
+        }
+    }
+
+    pub fn is_video(&self) -> bool {
+        matches!(self.params, TrackParams::H264 { .. })
+    }
+
+    /// The name players and the API use for the codec.
+    pub fn codec_name(&self) -> &'static str {
+        match self.params {
+            TrackParams::H264 { .. } => "h264",
+            TrackParams::Aac { .. } => "aac",
+        }
+    }
+}
+
+/// What a stream carries: its tracks, in track-id order. Travels first on every
+/// protocol connection.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct MediaInfo {
+    pub tracks: Vec<TrackInfo>,
+}
+
+impl MediaInfo {
+    pub fn track(&self, id: u8) -> Option<&TrackInfo> {
+        self.tracks.iter().find(|t| t.id == id)
+    }
+
+    pub fn video(&self) -> Option<&TrackInfo> {
+        self.tracks.iter().find(|t| t.is_video())
+    }
+
+    pub fn audio(&self) -> Option<&TrackInfo> {
+        self.tracks.iter().find(|t| !t.is_video())
+    }
+}
+
+/// Converts a timestamp in `timescale` ticks to milliseconds (rounding down).
+pub fn ticks_to_ms(ticks: u64, timescale: u32) -> u64 {
+    ((ticks as u128 * 1000) / timescale.max(1) as u128) as u64
+}
+
+/// Converts a timestamp in `timescale` ticks to the 90 kHz MPEG timebase.
+pub fn ticks_to_90k(ticks: u64, timescale: u32) -> u64 {
+    ((ticks as u128 * 90_000) / timescale.max(1) as u128) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_conversions() {
+        assert_eq!(ticks_to_ms(90_000, 90_000), 1000);
+        assert_eq!(ticks_to_ms(1024, 48_000), 21);
+        assert_eq!(ticks_to_90k(48_000, 48_000), 90_000);
+        assert_eq!(ticks_to_90k(1024, 48_000), 1920);
+    }
+}

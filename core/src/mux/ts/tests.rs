@@ -1,0 +1,313 @@
+//! Tests of the MPEG-TS muxer against a small demuxer written here from the spec.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::*;
+use crate::fake::{options::FakeOptions, source::FakeSource};
+use crate::segmenter::Segmenter;
+
+/// A parsed TS packet: PID, unit start, CC, adaptation flags and payload.
+struct Packet<'a> {
+    pid: u16,
+    unit_start: bool,
+    cc: u8,
+    has_payload: bool,
+    discontinuity: bool,
+    random_access: bool,
+    pcr: Option<u64>,
+    payload: &'a [u8],
+}
+
+fn parse(ts: &[u8]) -> Vec<Packet<'_>> {
+    assert_eq!(ts.len() % PACKET_LEN, 0, "whole packets");
+    ts.chunks(PACKET_LEN)
+        .map(|p| {
+            assert_eq!(p[0], 0x47, "sync byte");
+            let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+            let afc = (p[3] >> 4) & 0x03;
+            let mut off = 4;
+            let (mut discontinuity, mut random_access, mut pcr) = (false, false, None);
+            if afc & 0x02 != 0 {
+                let len = p[4] as usize;
+                if len > 0 {
+                    let f = p[5];
+                    discontinuity = f & 0x80 != 0;
+                    random_access = f & 0x40 != 0;
+                    if f & 0x10 != 0 {
+                        let b = &p[6..12];
+                        pcr = Some(
+                            (u64::from(b[0]) << 25)
+                                | (u64::from(b[1]) << 17)
+                                | (u64::from(b[2]) << 9)
+                                | (u64::from(b[3]) << 1)
+                                | u64::from(b[4] >> 7),
+                        );
+                    }
+                }
+                off = 5 + len;
+            }
+            Packet {
+                pid,
+                unit_start: p[1] & 0x40 != 0,
+                cc: p[3] & 0x0F,
+                has_payload: afc & 0x01 != 0,
+                discontinuity,
+                random_access,
+                pcr,
+                payload: &p[off..],
+            }
+        })
+        .collect()
+}
+
+fn read_ts(b: &[u8]) -> u64 {
+    (u64::from(b[0] & 0x0E) << 29)
+        | (u64::from(b[1]) << 22)
+        | (u64::from(b[2] & 0xFE) << 14)
+        | (u64::from(b[3]) << 7)
+        | u64::from(b[4] >> 1)
+}
+
+/// A reassembled PES: PTS, DTS and the elementary-stream bytes.
+#[derive(Debug)]
+struct Pes {
+    pts: u64,
+    dts: u64,
+    data: Vec<u8>,
+}
+
+/// Reassembles PES per PID and checks continuity counters along the way (a stream
+/// that is continuous across every call, as a player reading segments sees it).
+#[derive(Default)]
+struct Demux {
+    cc: BTreeMap<u16, u8>,
+    open: BTreeMap<u16, Vec<u8>>,
+    pes: BTreeMap<u16, Vec<Pes>>,
+    cc_errors: usize,
+    tables: usize,
+}
+
+impl Demux {
+    fn feed(&mut self, ts: &[u8]) {
+        for p in parse(ts) {
+            if p.has_payload {
+                if let Some(&prev) = self.cc.get(&p.pid) {
+                    if !p.discontinuity && (prev + 1) & 0x0F != p.cc {
+                        self.cc_errors += 1;
+                    }
+                }
+                self.cc.insert(p.pid, p.cc);
+            }
+            if p.pid == PAT_PID || p.pid == PMT_PID {
+                let pointer = p.payload[0] as usize;
+                let s = &p.payload[1 + pointer..];
+                let len = ((usize::from(s[1]) & 0x0F) << 8) | usize::from(s[2]);
+                assert_eq!(crc32_mpeg2(&s[..3 + len]), 0, "PSI CRC");
+                self.tables += 1;
+                continue;
+            }
+            if p.unit_start {
+                self.close(p.pid);
+            }
+            self.open
+                .entry(p.pid)
+                .or_default()
+                .extend_from_slice(p.payload);
+        }
+    }
+
+    fn close(&mut self, pid: u16) {
+        let Some(buf) = self.open.remove(&pid) else {
+            return;
+        };
+        assert_eq!(&buf[..3], &[0, 0, 1], "PES start code");
+        let declared = u16::from_be_bytes([buf[4], buf[5]]) as usize;
+        let flags = buf[7];
+        let hlen = buf[8] as usize;
+        let pts = read_ts(&buf[9..14]);
+        let dts = if flags & 0x40 != 0 {
+            read_ts(&buf[14..19])
+        } else {
+            pts
+        };
+        if declared != 0 {
+            assert_eq!(declared, buf.len() - 6, "PES_packet_length");
+        }
+        self.pes.entry(pid).or_default().push(Pes {
+            pts,
+            dts,
+            data: buf[9 + hlen..].to_vec(),
+        });
+    }
+
+    fn finish(&mut self) {
+        let pids: Vec<u16> = self.open.keys().copied().collect();
+        for pid in pids {
+            self.close(pid);
+        }
+    }
+}
+
+fn segments(n: usize) -> Vec<Segment> {
+    let mut src = FakeSource::new(&FakeOptions::default(), 7);
+    let mi = Arc::new(src.media_info());
+    let mut seg = Segmenter::new(1000, mi);
+    let mut out = Vec::new();
+    let mut utc = 1_767_225_600_000;
+    while out.len() < n {
+        utc += 10;
+        if let Some(s) = seg.push(src.next_frame(utc)) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+#[test]
+fn segments_round_trip_and_chain_without_continuity_errors() {
+    let segs = segments(4);
+    let mut demux = Demux::default();
+    for s in &segs {
+        let ts = mux_segment(s);
+        // Every PID's packet count is a multiple of 16.
+        let mut counts: BTreeMap<u16, usize> = BTreeMap::new();
+        for p in parse(&ts) {
+            *counts.entry(p.pid).or_default() += 1;
+        }
+        for (pid, c) in &counts {
+            assert_eq!(c % 16, 0, "pid {pid:#x} has {c} packets");
+        }
+        demux.feed(&ts);
+    }
+    demux.finish();
+    assert_eq!(demux.cc_errors, 0);
+    assert_eq!(demux.tables, 4 * 32);
+
+    let frames: Vec<&Frame> = segs.iter().flat_map(|s| &s.frames).collect();
+    let video: Vec<&&Frame> = frames.iter().filter(|f| f.track == 1).collect();
+    let audio: Vec<&&Frame> = frames.iter().filter(|f| f.track == 2).collect();
+    let vpes = &demux.pes[&0x100];
+    let apes = &demux.pes[&0x101];
+    assert_eq!(vpes.len(), video.len());
+    assert_eq!(apes.len(), audio.len());
+    for (p, f) in vpes.iter().zip(&video) {
+        assert_eq!(p.data, f.payload.as_ref(), "video payload unchanged");
+        assert_eq!(p.dts, f.dts + TS_OFFSET_90K);
+        assert_eq!(p.pts, f.pts + TS_OFFSET_90K);
+    }
+    for (p, f) in apes.iter().zip(&audio) {
+        assert_eq!(&p.data[..2], &[0xFF, 0xF1], "ADTS sync");
+        let adts_len = ((usize::from(p.data[3]) & 3) << 11)
+            | (usize::from(p.data[4]) << 3)
+            | (usize::from(p.data[5]) >> 5);
+        assert_eq!(adts_len, p.data.len());
+        assert_eq!(&p.data[7..], f.payload.as_ref());
+        assert_eq!(p.pts, ticks_to_90k(f.pts, 48_000) + TS_OFFSET_90K);
+    }
+}
+
+#[test]
+fn keyframes_are_marked_and_pcr_runs_behind_dts() {
+    let segs = segments(1);
+    let ts = mux_segment(&segs[0]);
+    let packets = parse(&ts);
+    let starts: Vec<&Packet> = packets
+        .iter()
+        .filter(|p| p.pid == 0x100 && p.unit_start)
+        .collect();
+    let keys: Vec<bool> = segs[0]
+        .frames
+        .iter()
+        .filter(|f| f.track == 1)
+        .map(|f| f.keyframe)
+        .collect();
+    assert_eq!(starts.len(), keys.len());
+    assert!(keys[0], "a segment starts with a keyframe");
+    for (p, key) in starts.iter().zip(keys) {
+        assert_eq!(p.random_access, key);
+        let pcr = p.pcr.expect("PCR on every video PES");
+        // The video PES header carries PTS only when PTS == DTS.
+        let dts = if p.payload[7] & 0x40 != 0 {
+            read_ts(&p.payload[14..19])
+        } else {
+            read_ts(&p.payload[9..14])
+        };
+        assert_eq!(dts - pcr, TS_OFFSET_90K);
+    }
+}
+
+#[test]
+fn continuous_muxer_carries_counters_and_marks_discontinuity() {
+    let segs = segments(2);
+    let mut mux = TsMuxer::new(&segs[0].media_info);
+    let mut out = Vec::new();
+    mux.write_tables(&mut out);
+    for f in &segs[0].frames {
+        mux.write_frame(f, &mut out);
+    }
+    let split = out.len();
+    mux.mark_discontinuity();
+    for f in &segs[1].frames {
+        mux.write_frame(f, &mut out);
+    }
+    let mut demux = Demux::default();
+    demux.feed(&out);
+    assert_eq!(demux.cc_errors, 0);
+    // Tables before the first keyframe of each GOP, beyond the initial ones.
+    assert!(demux.tables >= 4);
+    let after = parse(&out[split..]);
+    for pid in [0x100, 0x101] {
+        let first = after
+            .iter()
+            .find(|p| p.pid == pid)
+            .expect("packets after split");
+        assert!(first.discontinuity, "pid {pid:#x} marks the discontinuity");
+        let later = after.iter().filter(|p| p.pid == pid).nth(1).expect("more");
+        assert!(!later.discontinuity);
+    }
+}
+
+#[test]
+fn frames_of_unknown_tracks_are_skipped() {
+    let segs = segments(1);
+    let mut mux = TsMuxer::new(&segs[0].media_info);
+    let mut f = segs[0].frames[0].clone();
+    f.track = 9;
+    let mut out = Vec::new();
+    assert_eq!(mux.write_frame(&f, &mut out), 0);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn padding_spreads_a_short_pes() {
+    let mut out = Vec::new();
+    let mut cc = 3;
+    let data = [0xAAu8; 20];
+    let n = write_pes(
+        &mut out,
+        0x100,
+        &mut cc,
+        AdaptationFlags::default(),
+        &[&data],
+        5,
+    );
+    assert_eq!(n, 5);
+    assert_eq!(cc, 8);
+    let packets = parse(&out);
+    let payload: Vec<u8> = packets.iter().flat_map(|p| p.payload.to_vec()).collect();
+    assert_eq!(payload, data);
+    // More packets than bytes is impossible: capped at one byte per packet.
+    let mut out = Vec::new();
+    assert_eq!(
+        write_pes(
+            &mut out,
+            0x100,
+            &mut cc,
+            AdaptationFlags::default(),
+            &[&data[..3]],
+            16
+        ),
+        3
+    );
+}

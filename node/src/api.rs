@@ -1,0 +1,173 @@
+//! The HTTP API, Flussonic-compatible field names (`/streamer/api/v3/streams`,
+//! `/streamer/api/v3/streams/NAME`).
+//!
+//! Owns: the JSON shapes. Must not: change any state.
+
+use http::StatusCode;
+use serde::Serialize;
+use tern_core::{StreamName, TrackParams};
+use tern_net::Clock;
+
+use crate::http::body::{respond, text, Body, Response};
+use crate::runtime::{NodeCtx, StreamEntry};
+
+#[derive(Serialize)]
+pub struct StreamList {
+    pub streams: Vec<StreamStatus>,
+    pub estimated_count: usize,
+}
+
+#[derive(Serialize)]
+pub struct StreamStatus {
+    pub name: String,
+    pub stats: Stats,
+    pub inputs: Vec<InputStatus>,
+}
+
+#[derive(Serialize)]
+pub struct Stats {
+    pub alive: bool,
+    /// `running` when frames arrive, `starting` before the first one, `stalled` after
+    /// the source timeout.
+    pub status: &'static str,
+    /// Milliseconds since the stream started on this node.
+    pub lifetime: u64,
+    /// kbit/s out of the node's segmenter (same as the input for now).
+    pub bitrate: u64,
+    /// kbit/s measured over the last closed segment.
+    pub input_bitrate: u64,
+    pub media_info: MediaInfoJson,
+}
+
+#[derive(Serialize)]
+pub struct MediaInfoJson {
+    pub tracks: Vec<TrackJson>,
+}
+
+#[derive(Serialize)]
+pub struct TrackJson {
+    pub track_id: String,
+    pub content: &'static str,
+    pub codec: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fps: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<u8>,
+}
+
+#[derive(Serialize)]
+pub struct InputStatus {
+    pub url: String,
+    pub stats: InputStats,
+}
+
+#[derive(Serialize)]
+pub struct InputStats {
+    pub active: bool,
+}
+
+/// A stream with no frame for this long is reported not alive.
+pub const ALIVE_TIMEOUT_MS: u64 = 3000;
+
+pub fn status<C: Clock>(ctx: &NodeCtx<C>, entry: &StreamEntry) -> StreamStatus {
+    let fig = entry.hub.figures();
+    let now = ctx.clock.now();
+    let since_last = fig
+        .last_frame_at
+        .map(|t| now.saturating_sub(t).as_millis() as u64);
+    let alive = since_last.is_some_and(|ms| ms < ALIVE_TIMEOUT_MS);
+    let status = match since_last {
+        None => "starting",
+        Some(_) if alive => "running",
+        Some(_) => "stalled",
+    };
+    let mi = entry.hub.media_info();
+    let tracks = mi
+        .tracks
+        .iter()
+        .map(|t| match &t.params {
+            TrackParams::H264 {
+                width, height, fps, ..
+            } => TrackJson {
+                track_id: format!("v{}", t.id),
+                content: "video",
+                codec: t.codec_name(),
+                width: Some(*width),
+                height: Some(*height),
+                fps: Some(*fps),
+                sample_rate: None,
+                channels: None,
+            },
+            TrackParams::Aac {
+                sample_rate,
+                channels,
+                ..
+            } => TrackJson {
+                track_id: format!("a{}", t.id),
+                content: "audio",
+                codec: t.codec_name(),
+                width: None,
+                height: None,
+                fps: None,
+                sample_rate: Some(*sample_rate),
+                channels: Some(*channels),
+            },
+        })
+        .collect();
+    StreamStatus {
+        name: entry.hub.name.to_string(),
+        stats: Stats {
+            alive,
+            status,
+            lifetime: now.saturating_sub(fig.started_at).as_millis() as u64,
+            bitrate: fig.input_bitrate / 1000,
+            input_bitrate: fig.input_bitrate / 1000,
+            media_info: MediaInfoJson { tracks },
+        },
+        inputs: entry
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, url)| InputStatus {
+                url: url.clone(),
+                stats: InputStats {
+                    active: i == 0 && alive,
+                },
+            })
+            .collect(),
+    }
+}
+
+fn json(v: &impl Serialize) -> Response {
+    match serde_json::to_vec_pretty(v) {
+        Ok(b) => respond(StatusCode::OK, "application/json", Body::full(b)),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode JSON: {e}"),
+        ),
+    }
+}
+
+pub fn list<C: Clock>(ctx: &NodeCtx<C>) -> Response {
+    let streams: Vec<StreamStatus> = ctx.streams().iter().map(|e| status(ctx, e)).collect();
+    json(&StreamList {
+        estimated_count: streams.len(),
+        streams,
+    })
+}
+
+pub fn one<C: Clock>(ctx: &NodeCtx<C>, name: &StreamName) -> Response {
+    match ctx.streams().iter().find(|e| &e.hub.name == name) {
+        Some(e) => json(&status(ctx, e)),
+        None => text(
+            StatusCode::NOT_FOUND,
+            format!("stream {:?} is not known on this node", name.as_str()),
+        ),
+    }
+}

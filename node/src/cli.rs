@@ -1,0 +1,181 @@
+//! The `tern` command line: `tern [run [CONFIG]]`, `tern check CONFIG`. Sets up logs
+//! (tracing to stderr, time since start), the tokio runtime and signal handling.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tern_core::config::{self, Config};
+use tern_net::{TokioClock, TokioNet};
+use tracing::{error, info};
+
+/// The config `tern` runs with no arguments.
+pub const DEMO_CONFIG: &str = include_str!("demo.conf");
+
+#[derive(Parser)]
+#[command(
+    name = "tern",
+    version,
+    about = "Tern: a media-server node for clusters (live HLS / MPEG-TS, cluster restreaming, DVR)",
+    long_about = "Tern: a media-server node for clusters.\n\nWith no command, runs an embedded demo config: one fake stream on port 8080."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node with CONFIG (or the embedded demo config when CONFIG is omitted).
+    Run {
+        /// Path of the config file.
+        config: Option<PathBuf>,
+    },
+    /// Check a config file and report errors with line and column, like `nginx -t`.
+    Check {
+        /// Path of the config file.
+        config: PathBuf,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check { config }) => check(&config),
+        Some(Command::Run { config }) => run(config.as_deref()),
+        None => run(None),
+    }
+}
+
+/// Reads and parses a config file; errors come out as `PATH:LINE:COLUMN: message`.
+fn load(path: &Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read config: {e}", path.display()))?;
+    config::parse(&text)
+        .map_err(|e| format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message))
+}
+
+fn check(path: &Path) -> ExitCode {
+    match load(path) {
+        Ok(cfg) => {
+            for w in cfg.warnings() {
+                eprintln!("{}: warning: {w}", path.display());
+            }
+            println!(
+                "{}: configuration is valid ({} streams, {} sources)",
+                path.display(),
+                cfg.streams.len(),
+                cfg.sources.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .init();
+}
+
+fn run(path: Option<&Path>) -> ExitCode {
+    init_logs();
+    let (cfg, demo) = match path {
+        Some(p) => match load(p) {
+            Ok(c) => (c, false),
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => match config::parse(DEMO_CONFIG) {
+            Ok(c) => (c, true),
+            Err(e) => {
+                error!("embedded demo config is invalid: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let node = match crate::start(&cfg, TokioNet, TokioClock::new()).await {
+            Ok(n) => n,
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        print_urls(&cfg, node.local_addrs(), demo);
+        shutdown_signal().await;
+        info!("stopping");
+        node.shutdown().await;
+        info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_urls(cfg: &Config, addrs: &[std::net::SocketAddr], demo: bool) {
+    let Some(addr) = addrs.first() else { return };
+    let host = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    if demo {
+        eprintln!("tern: running the embedded demo config (see `tern --help` to run your own)");
+    }
+    for s in &cfg.streams {
+        eprintln!(
+            "  {}: http://{host}/{}/index.m3u8   http://{host}/{}/mpegts",
+            s.name, s.name, s.name
+        );
+        eprintln!(
+            "      watch: ffplay -fflags nobuffer http://{host}/{}/mpegts",
+            s.name
+        );
+    }
+    eprintln!("  API: http://{host}/streamer/api/v3/streams");
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    biased;
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,5 @@
+//! HTTP: one port serves players, the API and (later) the cluster protocols.
+
+pub mod body;
+pub mod router;
+pub mod server;

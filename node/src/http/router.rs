@@ -1,0 +1,56 @@
+//! Maps a request to its handler (DESIGN.md §7). The last path component picks the
+//! output; what comes before it is the stream name, validated by `StreamName`.
+
+use http::{Method, Request, StatusCode};
+use tern_core::StreamName;
+use tern_net::Clock;
+
+use crate::api;
+use crate::http::body::{text, Response};
+use crate::output::{hls, mpegts};
+use crate::runtime::NodeCtx;
+
+const API_STREAMS: &str = "/streamer/api/v3/streams";
+
+pub fn route<B, C: Clock>(ctx: &NodeCtx<C>, req: Request<B>) -> Response {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method {} is not allowed here; use GET", req.method()),
+        );
+    }
+    let path = req.uri().path();
+    if path == API_STREAMS || path == "/streamer/api/v3/streams/" {
+        return api::list(ctx);
+    }
+    if let Some(name) = path.strip_prefix("/streamer/api/v3/streams/") {
+        return match StreamName::new(name) {
+            Ok(name) => api::one(ctx, &name),
+            Err(e) => text(StatusCode::BAD_REQUEST, format!("bad stream name: {e}")),
+        };
+    }
+    let (name, output) = match StreamName::split_path(path) {
+        Ok(x) => x,
+        Err(e) => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("no such URL {path:?}: {e}; expected /STREAM/index.m3u8, /STREAM/mpegts or {API_STREAMS}"),
+            )
+        }
+    };
+    let Some(hub) = ctx.stream(&name) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("stream {name:?} is not known on this node"),
+        );
+    };
+    match output {
+        "index.m3u8" => hls::playlist(&hub),
+        "mpegts" => mpegts::live(&hub),
+        seg if seg.starts_with("seg-") && seg.ends_with(".ts") => hls::segment(&hub, seg),
+        other => text(
+            StatusCode::NOT_FOUND,
+            format!("stream {name:?} has no output {other:?}; try index.m3u8 or mpegts"),
+        ),
+    }
+}

@@ -1,0 +1,19 @@
+//! # tern-node
+//!
+//! The node runtime and the `tern` binary. The runtime is generic over
+//! [`tern_net::Net`] and [`tern_net::Clock`]: the binary runs it on tokio
+//! (`TokioNet`, `TokioClock`), tern-sim on turmoil (`TurmoilNet`, `TurmoilClock`).
+//!
+//! Layout: `runtime` starts a config's streams and listeners; `hub` is one stream's
+//! live state; `input` feeds hubs; `output` serves players; `http` is the server and
+//! router; `api` the JSON API; `cli` the binary's commands.
+
+pub mod api;
+pub mod cli;
+pub mod http;
+pub mod hub;
+pub mod input;
+pub mod output;
+pub mod runtime;
+
+pub use runtime::{start, NodeCtx, NodeError, RunningNode};

@@ -1,0 +1,4 @@
+//! Player outputs, each muxed from the hub's frames or segments by tern-core.
+
+pub mod hls;
+pub mod mpegts;

@@ -1,0 +1,6 @@
+//! The `tern` binary again, built inside tern-tests so its end-to-end tests find it
+//! through `CARGO_BIN_EXE_tern`. Same entry point as node/src/main.rs.
+
+fn main() -> std::process::ExitCode {
+    tern_node::cli::main()
+}
