@@ -133,17 +133,61 @@ pub fn encode(seg: &Segment) -> Bytes {
     encode_media_info(&seg.media_info, &mut out);
     out.put_u32(seg.frames.len() as u32);
     for f in &seg.frames {
-        out.put_u8(f.track);
-        out.put_u8(f.keyframe as u8);
-        out.put_u64(f.dts);
-        out.put_u32(f.pts.saturating_sub(f.dts).min(u32::MAX as u64) as u32);
-        out.put_u64(f.capture_ms);
-        out.put_u64(f.pos.epoch);
-        out.put_u64(f.pos.seq);
-        out.put_u32(f.payload.len() as u32);
-        out.extend_from_slice(&f.payload);
+        encode_frame(f, &mut out);
     }
     Bytes::from(out)
+}
+
+/// Bytes of a frame's encoding besides its payload.
+pub const FRAME_HEADER_LEN: usize = 42;
+
+/// Encodes one frame (the layout shared by segments and M4S frame messages).
+pub fn encode_frame(f: &Frame, out: &mut Vec<u8>) {
+    out.put_u8(f.track);
+    out.put_u8(f.keyframe as u8);
+    out.put_u64(f.dts);
+    out.put_u32(f.pts.saturating_sub(f.dts).min(u32::MAX as u64) as u32);
+    out.put_u64(f.capture_ms);
+    out.put_u64(f.pos.epoch);
+    out.put_u64(f.pos.seq);
+    out.put_u32(f.payload.len() as u32);
+    out.extend_from_slice(&f.payload);
+}
+
+/// Decodes one frame; its track must be one of `media_info`'s. The payload shares
+/// the reader's buffer.
+pub fn decode_frame(r: &mut Reader, media_info: &MediaInfo) -> Result<Frame, DecodeError> {
+    let track = r.u8("frame track")?;
+    if media_info.track(track).is_none() {
+        return Err(DecodeError::Invalid {
+            what: "frame",
+            detail: format!("track {track} is not in the media info"),
+        });
+    }
+    let flags = r.u8("frame flags")?;
+    let dts = r.u64("dts")?;
+    let pts = dts.saturating_add(r.u32("pts delta")? as u64);
+    let capture_ms = r.u64("capture time")?;
+    let epoch = r.u64("epoch")?;
+    let seq = r.u64("sequence")?;
+    let len = r.u32("payload length")? as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(DecodeError::TooLarge {
+            what: "frame payload",
+            len,
+            limit: MAX_FRAME_BYTES,
+        });
+    }
+    let payload = r.bytes(len, "frame payload")?;
+    Ok(Frame {
+        track,
+        dts,
+        pts,
+        keyframe: flags & 1 != 0,
+        capture_ms,
+        pos: Position { epoch, seq },
+        payload,
+    })
 }
 
 /// Decodes a segment; frame payloads share `buf`. Any malformed input is an error.
@@ -171,39 +215,9 @@ pub fn decode(buf: Bytes) -> Result<Segment, DecodeError> {
         });
     }
     // Never trust the count for an allocation: each frame needs at least 42 bytes.
-    let mut frames = Vec::with_capacity(count.min(r.remaining() / 42));
+    let mut frames = Vec::with_capacity(count.min(r.remaining() / FRAME_HEADER_LEN));
     for _ in 0..count {
-        let track = r.u8("frame track")?;
-        if media_info.track(track).is_none() {
-            return Err(DecodeError::Invalid {
-                what: "frame",
-                detail: format!("track {track} is not in the media info"),
-            });
-        }
-        let flags = r.u8("frame flags")?;
-        let dts = r.u64("dts")?;
-        let pts = dts.saturating_add(r.u32("pts delta")? as u64);
-        let capture_ms = r.u64("capture time")?;
-        let epoch = r.u64("epoch")?;
-        let seq = r.u64("sequence")?;
-        let len = r.u32("payload length")? as usize;
-        if len > MAX_FRAME_BYTES {
-            return Err(DecodeError::TooLarge {
-                what: "frame payload",
-                len,
-                limit: MAX_FRAME_BYTES,
-            });
-        }
-        let payload = r.bytes(len, "frame payload")?;
-        frames.push(Frame {
-            track,
-            dts,
-            pts,
-            keyframe: flags & 1 != 0,
-            capture_ms,
-            pos: Position { epoch, seq },
-            payload,
-        });
+        frames.push(decode_frame(&mut r, &media_info)?);
     }
     r.finish()?;
     Ok(Segment {

@@ -2,8 +2,12 @@
 //!
 //! Runs real Tern node runtimes as turmoil hosts on simulated network and time
 //! (SIM-NOTES.md). This first cut gives: a simulation builder with a pinned epoch and
-//! seed, hosts built from config text, and an HTTP client for the test's own host.
-//! Fault schedules, oracles and trace fingerprints come with the cluster issue.
+//! seed, hosts built from config text, an HTTP client for the test's own host, a
+//! [`Cluster`] wrapping them, and trace fingerprints ([`Trace`]) to check that a seed
+//! replays byte for byte. Fault schedules and oracles come with the cluster issue.
+//!
+//! Owns: the harness. Must not: be depended on by core, net or node, or read the real
+//! clock or the OS's randomness (the simulation must replay from its seed).
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -11,6 +15,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tern_net::{Net, TurmoilClock, TurmoilNet};
+
+pub mod cluster;
+pub mod trace;
+
+pub use cluster::Cluster;
+pub use trace::{fnv1a64, Trace};
 
 /// The simulation's wall-clock origin, pinned so traces do not depend on the real
 /// date: 2026-01-01T00:00:00Z.
@@ -44,7 +54,8 @@ pub fn add_node(sim: &mut turmoil::Sim<'_>, name: &str, config: &str) {
     });
 }
 
-/// One HTTP/1.1 GET from inside the simulation (a client host).
+/// One HTTP/1.1 GET from inside the simulation (a client host). Logs the status,
+/// length and FNV-1a of the body, so the trace fingerprints what clients received.
 pub async fn http_get(
     host: &str,
     port: u16,
@@ -59,5 +70,15 @@ pub async fn http_get(
     let resp = send.send_request(req).await?;
     let status = resp.status();
     let body = resp.into_body().collect().await?.to_bytes();
+    tracing::info!(
+        target: "tern_sim::http",
+        host,
+        port,
+        path,
+        status = status.as_u16(),
+        len = body.len(),
+        fnv = %format_args!("{:016x}", fnv1a64(&body)),
+        "GET"
+    );
     Ok((status, body))
 }

@@ -13,8 +13,9 @@
 //!   and [`FrameReader`] turn ffmpeg's raw gray output into luma planes, and
 //!   [`read_barcode`] reads the `fake://` barcode from one.
 //!
-//! The binary path comes from the integration test crate (`env!("CARGO_BIN_EXE_tern")`
-//! is only set there), so [`Node::start`] and [`tern_check`] take it as an argument.
+//! The binary path comes from the integration test crate: `env!("CARGO_BIN_EXE_tern-e2e")`
+//! (this package's copy of `tern`) is only set there, so [`Node::start`] and
+//! [`tern_check`] take it as an argument.
 //!
 //! Wall time: `clippy.toml` bans `Instant::now`, `SystemTime::now` and `thread::spawn`
 //! for the node's determinism (DESIGN.md §4). This harness is outside the node and
@@ -166,7 +167,9 @@ impl Drop for TempDir {
 /// rare collision is retried by [`Node::start`]).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("cannot bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr of a bound listener").port()
+    l.local_addr()
+        .expect("local_addr of a bound listener")
+        .port()
 }
 
 /// A running `tern run CONFIG` child on a loopback port. Killed on drop; if the test
@@ -195,7 +198,9 @@ impl Node {
             let log = dir.path().join("node.log");
             let log_file = std::fs::File::create(&log)
                 .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
-            let log_file2 = log_file.try_clone().expect("cannot clone the log file handle");
+            let log_file2 = log_file
+                .try_clone()
+                .expect("cannot clone the log file handle");
             let child = Command::new(bin)
                 .arg("run")
                 .arg(&conf)
@@ -397,10 +402,7 @@ pub fn parse_response(raw: &[u8]) -> io::Result<(u16, Vec<u8>)> {
         dechunk(body)?
     } else if let Some(n) = length {
         if body.len() < n {
-            return Err(bad(format!(
-                "body cut short: {} of {n} bytes",
-                body.len()
-            )));
+            return Err(bad(format!("body cut short: {} of {n} bytes", body.len())));
         }
         body[..n].to_vec()
     } else {
@@ -418,7 +420,8 @@ fn dechunk(mut b: &[u8]) -> io::Result<Vec<u8>> {
             .ok_or_else(|| bad("chunk size line without CRLF"))?;
         let line = std::str::from_utf8(&b[..eol]).map_err(|_| bad("chunk size not UTF-8"))?;
         let hex = line.split(';').next().unwrap_or_default().trim();
-        let n = usize::from_str_radix(hex, 16).map_err(|_| bad(format!("bad chunk size {hex:?}")))?;
+        let n =
+            usize::from_str_radix(hex, 16).map_err(|_| bad(format!("bad chunk size {hex:?}")))?;
         b = &b[eol + 2..];
         if n == 0 {
             return Ok(out);
@@ -698,8 +701,16 @@ mod tests {
     #[test]
     fn barcode_round_trip_at_test_size() {
         let mut luma = vec![100u8; FRAME_BYTES];
-        barcode::draw(&mut luma, WIDTH, WIDTH, barcode::value(42, 1_700_000_123_456));
-        assert_eq!(read_barcode(&luma), (42, (1_700_000_123_456u64 & 0xFFFF_FFFF) as u32));
+        barcode::draw(
+            &mut luma,
+            WIDTH,
+            WIDTH,
+            barcode::value(42, 1_700_000_123_456),
+        );
+        assert_eq!(
+            read_barcode(&luma),
+            (42, (1_700_000_123_456u64 & 0xFFFF_FFFF) as u32)
+        );
     }
 
     #[test]

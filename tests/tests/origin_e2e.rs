@@ -12,8 +12,9 @@ use tern_tests::{
     utc_now_ms, FrameReader, Node, FFMPEG_RW_TIMEOUT_US,
 };
 
-/// The binary under test (Cargo sets this for integration tests only).
-const TERN: &str = env!("CARGO_BIN_EXE_tern");
+/// The binary under test: tern-tests' copy of `tern`, named `tern-e2e` so it does not
+/// collide with node's (Cargo sets this for integration tests only).
+const TERN: &str = env!("CARGO_BIN_EXE_tern-e2e");
 
 /// One fake stream `main` with default options (320×240, 25 fps, 1 s GOP) and 1 s
 /// segments; `Node::start` adds the `http` line.
@@ -39,8 +40,21 @@ fn ffprobe_mpegts_reports_h264_constrained_baseline_and_aac() {
     let node = Node::start(TERN, ORIGIN);
     let url = node.url("/main/mpegts");
     let mut cmd = std::process::Command::new("ffprobe");
-    cmd.args(["-hide_banner", "-v", "error", "-rw_timeout", FFMPEG_RW_TIMEOUT_US])
-        .args(["-read_intervals", "%+2", "-show_streams", "-of", "json", &url]);
+    cmd.args([
+        "-hide_banner",
+        "-v",
+        "error",
+        "-rw_timeout",
+        FFMPEG_RW_TIMEOUT_US,
+    ])
+    .args([
+        "-read_intervals",
+        "%+2",
+        "-show_streams",
+        "-of",
+        "json",
+        &url,
+    ]);
     let (out, _) = run_ok(&mut cmd, Duration::from_secs(20));
     let out = String::from_utf8_lossy(&out);
     let probe = parse_json("ffprobe's output", &out);
@@ -125,9 +139,9 @@ fn api_lists_streams_and_refuses_unknown() {
         .as_array()
         .unwrap_or_else(|| panic!("no media_info.tracks: {body}"));
     assert!(
-        tracks.iter().any(|t| t["content"] == "video"
-            && t["width"] == 320
-            && t["height"] == 240),
+        tracks
+            .iter()
+            .any(|t| t["content"] == "video" && t["width"] == 320 && t["height"] == 240),
         "no 320x240 video track: {body}"
     );
     assert!(
@@ -153,7 +167,10 @@ fn multi_segment_names_and_dotdot_paths() {
     assert!(playlist.starts_with("#EXTM3U"), "{playlist}");
     let (status, body) = node.get("/streamer/api/v3/streams/cams/yard/3");
     assert_eq!(status, 200, "{body}");
-    assert_eq!(parse_json("stream cams/yard/3", &body)["name"], "cams/yard/3");
+    assert_eq!(
+        parse_json("stream cams/yard/3", &body)["name"],
+        "cams/yard/3"
+    );
 
     for path in [
         "/cams/yard/../3/index.m3u8",
@@ -176,12 +193,18 @@ fn multi_segment_names_and_dotdot_paths() {
 fn check_accepts_a_good_config_and_names_line_col_of_a_typo() {
     let good = format!("http 8080;\n{ORIGIN}");
     let (status, stdout, stderr, _) = tern_check(TERN, &good);
-    assert!(status.success(), "tern check failed on:\n{good}\n{stdout}{stderr}");
+    assert!(
+        status.success(),
+        "tern check failed on:\n{good}\n{stdout}{stderr}"
+    );
     assert!(stdout.contains("configuration is valid"), "{stdout}");
 
     let typo = "http 8080;\nstream main {\n  inptu fake://fake;\n}\n";
     let (status, stdout, stderr, path) = tern_check(TERN, typo);
-    assert!(!status.success(), "tern check accepted:\n{typo}\n{stdout}{stderr}");
+    assert!(
+        !status.success(),
+        "tern check accepted:\n{typo}\n{stdout}{stderr}"
+    );
     let at = format!("{}:3:3:", path.display());
     assert!(
         stderr.contains(&at) && stderr.contains("inptu"),
@@ -217,7 +240,11 @@ fn latency_probe_mpegts() {
     let (_, stderr) = reader.proc.kill();
     assert_eq!(latencies.len(), MEASURE);
     for w in indices.windows(2) {
-        assert_eq!(w[1], w[0] + 1, "indices {indices:?}; ffmpeg stderr:\n{stderr}");
+        assert_eq!(
+            w[1],
+            w[0] + 1,
+            "indices {indices:?}; ffmpeg stderr:\n{stderr}"
+        );
     }
     let med = median(&latencies).expect("latencies measured");
     let (min, max) = (

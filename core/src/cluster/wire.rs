@@ -1,0 +1,166 @@
+//! Framing of cluster messages on a connection, with a MAC on every message
+//! (docs/protocol.md "Framing").
+//!
+//! Each message is `len: u32 BE` (type + payload bytes), `type: u8`, payload, then a
+//! 16-byte tag: HMAC-SHA256 under the direction's session key over the message's
+//! sequence number (u64 BE, counting from 0 on the connection), the length, the type
+//! and the payload, truncated to 16 bytes. The sequence number is implicit, so a
+//! dropped, repeated, reordered, altered or injected message fails its tag and the
+//! connection closes.
+//!
+//! Owns: byte-level framing in both directions, sans-IO: the encoder returns bytes,
+//! the decoder takes whatever bytes arrived and yields whole messages. Must not: do
+//! I/O, or act on a message.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::bytes_io::DecodeError;
+use crate::cluster::auth::MESSAGE_TAG_LEN;
+use crate::cluster::message::Message;
+use crate::media::MediaInfo;
+
+/// The largest message (type + payload) either side accepts: a segment of a few
+/// seconds of high-bitrate video fits; anything larger is refused before it is
+/// buffered.
+pub const MAX_MESSAGE_LEN: usize = 64 << 20;
+const HEADER_LEN: usize = 4;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("message of {len} bytes exceeds the limit of {MAX_MESSAGE_LEN}")]
+    TooLarge { len: usize },
+    #[error("empty message (no type byte)")]
+    Empty,
+    #[error(
+        "message {seq} failed its MAC: altered, injected or out of order — closing the connection"
+    )]
+    BadTag { seq: u64 },
+    #[error("bad message {seq}: {source}")]
+    Decode { seq: u64, source: DecodeError },
+}
+
+fn tag(key: &[u8; 32], seq: u64, len: u32, body: &[u8]) -> Hmac<Sha256> {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    m.update(&seq.to_be_bytes());
+    m.update(&len.to_be_bytes());
+    m.update(body);
+    m
+}
+
+/// Frames outgoing messages of one direction.
+pub struct Encoder {
+    key: [u8; 32],
+    seq: u64,
+}
+
+impl Encoder {
+    pub fn new(key: [u8; 32]) -> Self {
+        Self { key, seq: 0 }
+    }
+
+    /// The framed bytes of `msg`.
+    pub fn encode(&mut self, msg: &Message) -> Bytes {
+        let mut out = Vec::with_capacity(64);
+        out.put_u32(0);
+        out.put_u8(msg.kind());
+        msg.encode_payload(&mut out);
+        let len = (out.len() - HEADER_LEN) as u32;
+        out[..4].copy_from_slice(&len.to_be_bytes());
+        let t = tag(&self.key, self.seq, len, &out[HEADER_LEN..])
+            .finalize()
+            .into_bytes();
+        out.extend_from_slice(&t[..MESSAGE_TAG_LEN]);
+        self.seq += 1;
+        Bytes::from(out)
+    }
+}
+
+/// Reassembles and authenticates incoming messages of one direction. Remembers the
+/// latest media info so frames can be decoded against it.
+pub struct Decoder {
+    key: [u8; 32],
+    seq: u64,
+    buf: BytesMut,
+    media_info: Option<std::sync::Arc<MediaInfo>>,
+    failed: bool,
+}
+
+impl Decoder {
+    pub fn new(key: [u8; 32]) -> Self {
+        Self {
+            key,
+            seq: 0,
+            buf: BytesMut::new(),
+            media_info: None,
+            failed: false,
+        }
+    }
+
+    /// Bytes received from the peer.
+    pub fn handle_bytes(&mut self, data: &[u8]) {
+        if !self.failed {
+            self.buf.extend_from_slice(data);
+        }
+    }
+
+    /// The next whole message, `Ok(None)` if more bytes are needed. After an error
+    /// the decoder stays failed: the connection must close.
+    pub fn poll_message(&mut self) -> Result<Option<Message>, WireError> {
+        if self.failed {
+            return Ok(None);
+        }
+        let r = self.next();
+        if r.is_err() {
+            self.failed = true;
+            self.buf = BytesMut::new();
+        }
+        r
+    }
+
+    fn next(&mut self) -> Result<Option<Message>, WireError> {
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if len > MAX_MESSAGE_LEN {
+            return Err(WireError::TooLarge { len });
+        }
+        if len == 0 {
+            return Err(WireError::Empty);
+        }
+        let total = HEADER_LEN + len + MESSAGE_TAG_LEN;
+        if self.buf.len() < total {
+            self.buf.reserve(total - self.buf.len());
+            return Ok(None);
+        }
+        let seq = self.seq;
+        let mut frame = self.buf.split_to(total);
+        frame.advance(HEADER_LEN);
+        let body = frame.split_to(len).freeze();
+        tag(&self.key, seq, len as u32, &body)
+            .verify_truncated_left(&frame)
+            .map_err(|_| WireError::BadTag { seq })?;
+        self.seq += 1;
+        let kind = body[0];
+        let msg = Message::decode(kind, body.slice(1..), self.media_info.as_deref())
+            .map_err(|source| WireError::Decode { seq, source })?;
+        if let Message::MediaInfo(mi) = &msg {
+            self.media_info = Some(mi.clone());
+        }
+        if let Message::Segment(s) = &msg {
+            self.media_info = Some(s.media_info.clone());
+        }
+        Ok(Some(msg))
+    }
+
+    /// Bytes buffered waiting for the rest of a message.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;
