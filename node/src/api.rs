@@ -20,6 +20,9 @@ pub struct StreamList {
 #[derive(Serialize)]
 pub struct StreamStatus {
     pub name: String,
+    /// Set for a stream restreamed from another node (`source`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteJson>,
     pub stats: Stats,
     pub inputs: Vec<InputStatus>,
 }
@@ -36,7 +39,20 @@ pub struct Stats {
     pub bitrate: u64,
     /// kbit/s measured over the last closed segment.
     pub input_bitrate: u64,
+    /// Milliseconds between a frame's capture (on the origin) and its arrival here:
+    /// how far this node is behind the origin. Absent before the first frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay: Option<u64>,
+    /// Source restarts, input switches and missed stretches seen.
+    pub discontinuities: u64,
     pub media_info: MediaInfoJson,
+}
+
+#[derive(Serialize)]
+pub struct RemoteJson {
+    /// `host:port` of the node the stream comes from.
+    pub source: String,
+    pub protocol: &'static str,
 }
 
 #[derive(Serialize)]
@@ -122,12 +138,18 @@ pub fn status<C: Clock>(ctx: &NodeCtx<C>, entry: &StreamEntry) -> StreamStatus {
         .collect();
     StreamStatus {
         name: entry.hub.name.to_string(),
+        remote: entry.remote.as_ref().map(|r| RemoteJson {
+            source: r.peer.clone(),
+            protocol: r.protocol,
+        }),
         stats: Stats {
             alive,
             status,
             lifetime: now.saturating_sub(fig.started_at).as_millis() as u64,
             bitrate: fig.input_bitrate / 1000,
             input_bitrate: fig.input_bitrate / 1000,
+            delay: fig.delay_ms,
+            discontinuities: fig.discontinuities,
             media_info: MediaInfoJson { tracks },
         },
         inputs: entry
@@ -137,7 +159,7 @@ pub fn status<C: Clock>(ctx: &NodeCtx<C>, entry: &StreamEntry) -> StreamStatus {
             .map(|(i, url)| InputStatus {
                 url: url.clone(),
                 stats: InputStats {
-                    active: i == 0 && alive,
+                    active: i == fig.active_input && alive,
                 },
             })
             .collect(),

@@ -118,7 +118,9 @@ fn run(path: Option<&Path>) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let node = match crate::start(&cfg, TokioNet, TokioClock::new()).await {
+        let seed = os_seed();
+        info!(seed, "node RNG seeded from the OS");
+        let node = match crate::start_seeded(&cfg, TokioNet, TokioClock::new(), seed).await {
             Ok(n) => n,
             Err(e) => {
                 error!("{e}");
@@ -132,6 +134,17 @@ fn run(path: Option<&Path>) -> ExitCode {
         info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// 8 bytes from the OS for the node's RNG (nonces, backoff jitter); the wall clock
+/// if /dev/urandom is unreadable (nonces then stay unique, just predictable).
+fn os_seed() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
+        Ok(()) => u64::from_le_bytes(b),
+        Err(_) => tern_net::Clock::utc_ms(&TokioClock::new()) ^ u64::from(std::process::id()),
+    }
 }
 
 fn print_urls(cfg: &Config, addrs: &[std::net::SocketAddr], demo: bool) {

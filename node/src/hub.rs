@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tern_core::segmenter::Segmenter;
-use tern_core::{Frame, MediaInfo, Segment, StreamName};
-use tokio::sync::broadcast;
+use tern_core::{Frame, MediaInfo, Position, Segment, StreamName, UtcMs};
+use tokio::sync::{broadcast, watch};
 
 /// Closed segments kept in memory for live HLS (more than the playlist lists, so a
 /// player that fetched the playlist just before it slid can still get the segment).
@@ -23,6 +23,8 @@ pub const LIVE_PLAYLIST_LEN: usize = 6;
 /// Frames buffered in the fan-out ring; a viewer that falls further behind is skipped
 /// forward to the next keyframe (at 25 fps video + audio, about 10 s).
 pub const FANOUT_CAPACITY: usize = 1024;
+/// Closed segments buffered for M4F subscribers.
+pub const SEGMENT_FANOUT_CAPACITY: usize = 16;
 
 /// A closed segment in the live window, with its HLS bytes muxed on first request.
 pub struct LiveSegment {
@@ -60,8 +62,13 @@ pub struct Figures {
     pub input_bitrate: u64,
     pub frames_in: u64,
     pub bytes_in: u64,
-    /// Discontinuities seen (source restarts, input switches).
+    /// Discontinuities seen (source restarts, input switches, missed frames).
     pub discontinuities: u64,
+    /// Wall-clock delay of the latest frame behind its capture (restreamed streams:
+    /// how far this node is behind the origin), in ms.
+    pub delay_ms: Option<u64>,
+    /// Index (in failover order) of the input whose frames are published.
+    pub active_input: usize,
 }
 
 struct State {
@@ -71,34 +78,45 @@ struct State {
     next_sequence: u64,
     /// Discontinuities that slid out of the window (HLS DISCONTINUITY-SEQUENCE).
     discontinuity_sequence: u64,
-    last_epoch: Option<u64>,
+    /// Position of the latest frame published: a frame that does not follow it is
+    /// a discontinuity.
+    last_pos: Option<Position>,
     figures: Figures,
 }
 
 pub struct StreamHub {
     pub name: StreamName,
+    /// The segment duration this node cuts the stream with.
+    pub segment_duration_ms: u32,
     state: Mutex<State>,
     tx: broadcast::Sender<Frame>,
+    seg_tx: broadcast::Sender<Arc<LiveSegment>>,
+    /// `true` once the stream is removed from the node: subscribers end.
+    closed: watch::Sender<bool>,
 }
 
 impl StreamHub {
     pub fn new(name: StreamName, segment_duration_ms: u32, started_at: Duration) -> Self {
         let (tx, _) = broadcast::channel(FANOUT_CAPACITY);
+        let (seg_tx, _) = broadcast::channel(SEGMENT_FANOUT_CAPACITY);
         StreamHub {
             name,
+            segment_duration_ms,
             state: Mutex::new(State {
                 segmenter: Segmenter::new(segment_duration_ms, Arc::new(MediaInfo::default())),
                 gop: Vec::new(),
                 window: VecDeque::new(),
                 next_sequence: 0,
                 discontinuity_sequence: 0,
-                last_epoch: None,
+                last_pos: None,
                 figures: Figures {
                     started_at,
                     ..Figures::default()
                 },
             }),
             tx,
+            seg_tx,
+            closed: watch::Sender::new(false),
         }
     }
 
@@ -108,11 +126,16 @@ impl StreamHub {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sets the stream's media info (an input started or changed codecs).
-    pub fn set_media_info(&self, mi: MediaInfo) {
+    /// Sets the stream's media info (an input started or changed codecs). The same
+    /// media info again changes nothing.
+    pub fn set_media_info(&self, mi: impl Into<Arc<MediaInfo>>) {
+        let mi = mi.into();
         let mut st = self.lock();
-        if let Some(seg) = st.segmenter.set_media_info(Arc::new(mi)) {
-            st.add_segment(seg);
+        if **st.segmenter.media_info() == *mi {
+            return;
+        }
+        if let Some(seg) = st.segmenter.set_media_info(mi) {
+            st.add_segment(seg, &self.seg_tx);
         }
     }
 
@@ -123,34 +146,110 @@ impl StreamHub {
     /// Publishes one frame to the segmenter, the GOP cache and every live viewer.
     pub fn publish(&self, frame: Frame, now: Duration) {
         let mut st = self.lock();
-        let video = st.segmenter.media_info().video().map(|t| t.id);
-        if st.last_epoch.is_some_and(|e| e != frame.pos.epoch) {
-            st.figures.discontinuities += 1;
-            st.gop.clear();
-        }
-        st.last_epoch = Some(frame.pos.epoch);
-        st.figures.last_frame_at = Some(now);
-        st.figures.frames_in += 1;
-        st.figures.bytes_in += frame.payload.len() as u64;
-        if Some(frame.track) == video && frame.keyframe {
-            st.gop.clear();
-        }
-        if !st.gop.is_empty() || (Some(frame.track) == video && frame.keyframe) {
-            st.gop.push(frame.clone());
+        if st.note_frame(&frame, now) {
+            // Frames were missed or the source restarted: the running segment ends
+            // here, so no segment has a hole inside.
+            if let Some(seg) = st.segmenter.flush() {
+                st.add_segment(seg, &self.seg_tx);
+            }
         }
         if let Some(seg) = st.segmenter.push(frame.clone()) {
-            st.add_segment(seg);
+            st.add_segment(seg, &self.seg_tx);
         }
         // No receivers is fine: nobody is watching.
         let _ = self.tx.send(frame);
     }
 
+    /// Publishes a whole segment cut elsewhere (M4F): its frames go to live viewers
+    /// and the GOP cache, the segment itself to the window unchanged.
+    pub fn publish_segment(&self, segment: Segment, now: Duration) {
+        let mut st = self.lock();
+        if **st.segmenter.media_info() != *segment.media_info {
+            // Keep the segmenter's idea of the media info current for subscribers.
+            let _ = st.segmenter.set_media_info(segment.media_info.clone());
+        }
+        for f in &segment.frames {
+            st.note_frame(f, now);
+            let _ = self.tx.send(f.clone());
+        }
+        st.add_segment(segment, &self.seg_tx);
+    }
+
+    /// Records how far behind capture the latest frame arrived.
+    pub fn note_delay(&self, arrival_utc_ms: UtcMs, capture_ms: UtcMs) {
+        self.lock().figures.delay_ms = Some(arrival_utc_ms.saturating_sub(capture_ms));
+    }
+
+    pub fn set_active_input(&self, index: usize) {
+        self.lock().figures.active_input = index;
+    }
+
+    /// Ends every subscriber (the stream was removed from the node).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves when the stream is removed.
+    pub async fn closed(&self) {
+        let mut rx = self.closed.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// An M4F subscriber: the media info, the closed segments after `from` (all of
+    /// the window if `from` is not in it), and a receiver for the next ones.
+    pub fn subscribe_segments(
+        &self,
+        from: Option<Position>,
+    ) -> (
+        Arc<MediaInfo>,
+        Vec<Arc<LiveSegment>>,
+        broadcast::Receiver<Arc<LiveSegment>>,
+    ) {
+        let st = self.lock();
+        let after: Vec<_> = match from {
+            Some(p) => st
+                .window
+                .iter()
+                .filter(|s| s.segment.frames.last().is_some_and(|l| l.pos > p))
+                .cloned()
+                .collect(),
+            None => st.window.back().cloned().into_iter().collect(),
+        };
+        (
+            st.segmenter.media_info().clone(),
+            after,
+            self.seg_tx.subscribe(),
+        )
+    }
+
     /// A new live viewer: media info, the current GOP and the frames after it.
     pub fn subscribe(&self) -> Subscription {
+        self.subscribe_from(None)
+    }
+
+    /// Like `subscribe`, for a receiver resuming after `from`: if the GOP holds the
+    /// frame right after `from`, only the frames after it (no gap, no duplicate);
+    /// otherwise the whole GOP.
+    pub fn subscribe_from(&self, from: Option<Position>) -> Subscription {
         let st = self.lock();
+        let gop = match from {
+            Some(p)
+                if st
+                    .gop
+                    .iter()
+                    .any(|f| f.pos.epoch == p.epoch && f.pos.seq == p.seq.saturating_add(1)) =>
+            {
+                st.gop
+                    .iter()
+                    .filter(|f| f.pos.epoch == p.epoch && f.pos.seq > p.seq)
+                    .cloned()
+                    .collect()
+            }
+            _ => st.gop.clone(),
+        };
         Subscription {
             media_info: st.segmenter.media_info().clone(),
-            gop: st.gop.clone(),
+            gop,
             rx: self.tx.subscribe(),
         }
     }
@@ -185,21 +284,50 @@ impl StreamHub {
 }
 
 impl State {
-    fn add_segment(&mut self, segment: Segment) {
-        let discontinuity = self
-            .window
-            .back()
-            .is_some_and(|prev| prev.segment.epoch() != segment.epoch());
+    /// Updates figures and the GOP cache for a frame about to be published; returns
+    /// whether it is a discontinuity (it does not follow the previous frame).
+    fn note_frame(&mut self, frame: &Frame, now: Duration) -> bool {
+        let video = self.segmenter.media_info().video().map(|t| t.id);
+        let discontinuity = self.last_pos.is_some_and(|p| !follows(p, frame.pos));
+        if discontinuity {
+            self.figures.discontinuities += 1;
+            self.gop.clear();
+        }
+        self.last_pos = Some(frame.pos);
+        self.figures.last_frame_at = Some(now);
+        self.figures.frames_in += 1;
+        self.figures.bytes_in += frame.payload.len() as u64;
+        let key = Some(frame.track) == video && frame.keyframe;
+        if key {
+            self.gop.clear();
+        }
+        if !self.gop.is_empty() || key {
+            self.gop.push(frame.clone());
+        }
+        discontinuity
+    }
+
+    fn add_segment(&mut self, segment: Segment, seg_tx: &broadcast::Sender<Arc<LiveSegment>>) {
+        let discontinuity = match (self.window.back(), segment.frames.first()) {
+            (Some(prev), Some(first)) => prev
+                .segment
+                .frames
+                .last()
+                .is_none_or(|last| !follows(last.pos, first.pos)),
+            _ => false,
+        };
         if segment.duration_ms > 0 {
             self.figures.input_bitrate =
                 segment.payload_bytes() as u64 * 8 * 1000 / segment.duration_ms as u64;
         }
-        self.window.push_back(Arc::new(LiveSegment {
+        let live = Arc::new(LiveSegment {
             segment,
             sequence: self.next_sequence,
             discontinuity,
             ts: OnceLock::new(),
-        }));
+        });
+        self.window.push_back(live.clone());
+        let _ = seg_tx.send(live);
         self.next_sequence += 1;
         while self.window.len() > LIVE_WINDOW_KEEP {
             if let Some(old) = self.window.pop_front() {
@@ -209,4 +337,9 @@ impl State {
             }
         }
     }
+}
+
+/// Whether `next` comes right after `prev` in the same source epoch.
+pub fn follows(prev: Position, next: Position) -> bool {
+    prev.epoch == next.epoch && prev.seq.checked_add(1) == Some(next.seq)
 }

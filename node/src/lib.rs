@@ -10,10 +10,11 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod http;
 pub mod hub;
 pub mod input;
 pub mod output;
 pub mod runtime;
 
-pub use runtime::{start, NodeCtx, NodeError, RunningNode};
+pub use runtime::{start, start_seeded, NodeCtx, NodeError, RunningNode};

@@ -1,17 +1,25 @@
-//! The node runtime: builds the streams of a config, starts their inputs and the HTTP
-//! listeners, and stops them all on shutdown. Generic over `Net` and `Clock`, so the
-//! binary runs it on tokio and tern-sim on turmoil with no other difference.
+//! The node runtime: builds the streams of a config, starts their inputs, the
+//! cluster sources and the HTTP listeners, and stops them all on shutdown. Generic
+//! over `Net` and `Clock`, so the binary runs it on tokio and tern-sim on turmoil
+//! with no other difference.
+//!
+//! Owns: the table of streams (configured ones and those a `source` discovered), the
+//! node's seeded RNG and the cluster key. Must not: speak any protocol itself.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tern_core::config::{Config, InputUrl};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use tern_core::cluster::auth::{ClusterAuth, Nonce, ReplayGuard, NONCE_LEN};
+use tern_core::config::{ClusterKey, Config};
 use tern_core::StreamName;
 use tern_net::{Clock, Listener, Net};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tracing::{info, Instrument};
 
+use crate::cluster::client::ClusterClient;
 use crate::hub::StreamHub;
 use crate::input;
 
@@ -24,19 +32,62 @@ pub enum NodeError {
     },
     #[error("{what} is not supported yet by this build of tern")]
     Unsupported { what: String },
+    #[error("{what} needs a cluster_key (top level, or on the source/input itself)")]
+    NoClusterKey { what: String },
 }
 
-/// One stream of the node: its hub and its inputs as written in the config.
+/// Aborts its tasks when the last clone is dropped: a stream's input tasks live as
+/// long as its entry in the node's table.
+#[derive(Debug, Default)]
+pub struct TaskGuard(Vec<AbortHandle>);
+
+impl TaskGuard {
+    pub fn new(handles: Vec<AbortHandle>) -> Self {
+        Self(handles)
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+/// Where a restreamed stream comes from.
+#[derive(Clone, Debug)]
+pub struct RemoteOrigin {
+    /// `host:port` of the peer.
+    pub peer: String,
+    pub protocol: &'static str,
+}
+
+/// One stream of the node: its hub, its inputs as written in the config (or made by
+/// discovery), and the tasks feeding it.
 #[derive(Clone)]
 pub struct StreamEntry {
     pub hub: Arc<StreamHub>,
     pub inputs: Vec<String>,
+    /// `Some` for a stream a `source` discovered.
+    pub remote: Option<RemoteOrigin>,
+    pub tasks: Arc<TaskGuard>,
 }
 
-/// What request handlers share: the clock and the streams.
+/// The cluster key of the node, with the server side's replay memory.
+pub struct ClusterState {
+    pub auth: ClusterAuth,
+    pub guard: Mutex<ReplayGuard>,
+}
+
+/// What request handlers and tasks share.
 pub struct NodeCtx<C: Clock> {
     pub clock: C,
+    /// Name sent in `Hello` messages and logs.
+    pub node_name: String,
+    pub cluster: Option<ClusterState>,
     streams: Mutex<BTreeMap<StreamName, StreamEntry>>,
+    rng: Mutex<ChaCha8Rng>,
 }
 
 impl<C: Clock> NodeCtx<C> {
@@ -44,13 +95,51 @@ impl<C: Clock> NodeCtx<C> {
         self.lock().get(name).map(|e| e.hub.clone())
     }
 
+    pub fn entry(&self, name: &StreamName) -> Option<StreamEntry> {
+        self.lock().get(name).cloned()
+    }
+
     /// All streams, in name order.
     pub fn streams(&self) -> Vec<StreamEntry> {
         self.lock().values().cloned().collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<StreamName, StreamEntry>> {
+    /// Adds a stream unless one of that name exists; returns whether it was added.
+    pub fn add_stream(&self, name: StreamName, entry: StreamEntry) -> bool {
+        let mut map = self.lock();
+        if map.contains_key(&name) {
+            return false;
+        }
+        map.insert(name, entry);
+        true
+    }
+
+    /// Removes a stream: its inputs stop and its viewers and subscribers end.
+    pub fn remove_stream(&self, name: &StreamName) {
+        let removed = self.lock().remove(name);
+        if let Some(e) = removed {
+            e.hub.close();
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<StreamName, StreamEntry>> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn rng(&self) -> MutexGuard<'_, ChaCha8Rng> {
+        self.rng.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A fresh nonce from the node's RNG.
+    pub fn nonce(&self) -> Nonce {
+        let mut n = [0u8; NONCE_LEN];
+        self.rng().fill_bytes(&mut n);
+        n
+    }
+
+    /// A seed for a task's own RNG (backoff jitter), drawn from the node's.
+    pub fn seed(&self) -> u64 {
+        self.rng().next_u64()
     }
 }
 
@@ -69,6 +158,9 @@ impl<C: Clock> RunningNode<C> {
 
     pub async fn shutdown(mut self) {
         self.tasks.shutdown().await;
+        for e in self.ctx.streams() {
+            self.ctx.remove_stream(&e.hub.name);
+        }
     }
 
     /// Runs until a task ends (they do not, unless aborted).
@@ -77,24 +169,44 @@ impl<C: Clock> RunningNode<C> {
     }
 }
 
-/// Binds every `http` listener and starts every stream of `config`.
+/// Binds every `http` listener and starts every stream and source of `config`, with
+/// the node's RNG seeded from the wall clock (fine for the simulation, whose clock is
+/// pinned; the binary passes a seed from the OS).
 pub async fn start<N: Net, C: Clock>(
     config: &Config,
     net: N,
     clock: C,
 ) -> Result<RunningNode<C>, NodeError> {
-    if let Some(src) = config.sources.first() {
-        return Err(NodeError::Unsupported {
-            what: format!(
-                "`source {}://{}:{}` (cluster restreaming)",
-                src.protocol, src.host, src.port
-            ),
-        });
-    }
+    let seed = clock.utc_ms();
+    start_seeded(config, net, clock, seed).await
+}
+
+/// [`start`] with an explicit RNG seed.
+pub async fn start_seeded<N: Net, C: Clock>(
+    config: &Config,
+    net: N,
+    clock: C,
+    seed: u64,
+) -> Result<RunningNode<C>, NodeError> {
+    let node_name = config
+        .http
+        .first()
+        .map(|l| format!("tern:{}", l.socket_addr().port()))
+        .unwrap_or_else(|| "tern".into());
     let ctx = Arc::new(NodeCtx {
         clock: clock.clone(),
+        node_name,
+        cluster: config.cluster_key.as_ref().map(|k| ClusterState {
+            auth: ClusterAuth::new(k.as_bytes()),
+            guard: Mutex::new(ReplayGuard::new()),
+        }),
         streams: Mutex::new(BTreeMap::new()),
+        rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
     });
+    let client_for = |key: Option<&ClusterKey>| {
+        key.or(config.cluster_key.as_ref())
+            .map(|k| ClusterClient::new(net.clone(), ctx.clone(), ClusterAuth::new(k.as_bytes())))
+    };
     let mut tasks = JoinSet::new();
     for sc in &config.streams {
         let hub = Arc::new(StreamHub::new(
@@ -103,32 +215,31 @@ pub async fn start<N: Net, C: Clock>(
             clock.now(),
         ));
         let span = tracing::info_span!("stream", name = %sc.name);
-        // Failover between several inputs comes with the cluster issue; the first
-        // input runs now and the others are refused rather than silently ignored.
-        match sc.inputs.as_slice() {
-            [one] => match &one.url {
-                InputUrl::Fake(opts) => {
-                    tasks.spawn(
-                        input::fake::run(hub.clone(), opts.clone(), clock.clone()).instrument(span),
-                    );
-                }
-                other => {
-                    return Err(NodeError::Unsupported {
-                        what: format!("input {other} of stream {}", sc.name),
-                    })
-                }
-            },
-            _ => {
-                return Err(NodeError::Unsupported {
-                    what: format!("several inputs (failover) on stream {}", sc.name),
-                })
-            }
-        }
+        let handles = input::start_inputs(&ctx, &hub, sc, &client_for, span)?;
         let entry = StreamEntry {
             hub,
-            inputs: sc.inputs.iter().map(|i| i.url.to_string()).collect(),
+            inputs: sc
+                .failover_order()
+                .iter()
+                .map(|i| i.url.to_string())
+                .collect(),
+            remote: None,
+            tasks: Arc::new(TaskGuard::new(handles)),
         };
-        ctx.lock().insert(sc.name.clone(), entry);
+        ctx.add_stream(sc.name.clone(), entry);
+    }
+    for src in &config.sources {
+        let client =
+            client_for(src.cluster_key.as_ref()).ok_or_else(|| NodeError::NoClusterKey {
+                what: format!("`source {}://{}:{}`", src.protocol, src.host, src.port),
+            })?;
+        let span = tracing::info_span!("source", peer = %format!("{}:{}", src.host, src.port));
+        let seg_ms = config
+            .segment_duration_ms
+            .unwrap_or(tern_core::config::DEFAULT_SEGMENT_DURATION_MS);
+        tasks.spawn(
+            crate::cluster::source::run(ctx.clone(), src.clone(), client, seg_ms).instrument(span),
+        );
     }
     let mut addrs = Vec::new();
     for listen in &config.http {

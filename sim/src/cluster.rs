@@ -12,6 +12,12 @@ use std::time::Duration;
 
 use crate::trace::Trace;
 
+/// One simulation run. The trace is the thread's default subscriber while the cluster
+/// lives, so keep one cluster at a time per thread (guards must drop in order).
+///
+/// Trace lines name their node without a span of ours: turmoil 0.7 enters
+/// `node{name=...}` around every tick of a host, which covers every task the node
+/// spawns (an `.instrument` on the host future would cover only that future).
 pub struct Cluster {
     // Field order is drop order: the simulation's hosts are dropped while the trace
     // is still installed, so nothing they log goes to another subscriber.

@@ -26,6 +26,9 @@ pub struct StreamAnnounce {
     pub name: StreamName,
     /// Frames are arriving now.
     pub alive: bool,
+    /// The sender's segment duration, so a receiver cuts the same segments from the
+    /// same frames.
+    pub segment_duration_ms: u32,
     /// `None` until the stream has produced its first frame.
     pub media_info: Option<MediaInfo>,
     /// `Some` if the node records the stream.
@@ -100,6 +103,7 @@ impl Message {
                         | ((s.media_info.is_some() as u8) << 1)
                         | ((s.dvr.is_some() as u8) << 2);
                     out.put_u8(flags);
+                    out.put_u32(s.segment_duration_ms);
                     if let Some(mi) = &s.media_info {
                         encode_media_info(mi, out);
                     }
@@ -159,6 +163,7 @@ impl Message {
                         detail: e.to_string(),
                     })?;
                     let flags = r.u8("stream flags")?;
+                    let segment_duration_ms = r.u32("segment duration")?;
                     let media_info = if flags & 2 != 0 {
                         Some(decode_media_info(&mut r)?)
                     } else {
@@ -185,6 +190,7 @@ impl Message {
                     list.push(StreamAnnounce {
                         name,
                         alive: flags & 1 != 0,
+                        segment_duration_ms,
                         media_info,
                         dvr,
                     });

@@ -5,14 +5,17 @@ use http::{Method, Request, StatusCode};
 use tern_core::StreamName;
 use tern_net::Clock;
 
+use std::sync::Arc;
+
 use crate::api;
+use crate::cluster;
 use crate::http::body::{text, Response};
 use crate::output::{hls, mpegts};
 use crate::runtime::NodeCtx;
 
 const API_STREAMS: &str = "/streamer/api/v3/streams";
 
-pub fn route<B, C: Clock>(ctx: &NodeCtx<C>, req: Request<B>) -> Response {
+pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -20,6 +23,9 @@ pub fn route<B, C: Clock>(ctx: &NodeCtx<C>, req: Request<B>) -> Response {
         );
     }
     let path = req.uri().path();
+    if path.starts_with("/tern/") {
+        return cluster::server::route(ctx, &req);
+    }
     if path == API_STREAMS || path == "/streamer/api/v3/streams/" {
         return api::list(ctx);
     }

@@ -1,4 +1,254 @@
-//! Inputs: tasks that feed a stream's hub with frames. Only `fake://` exists so far;
-//! M4S and M4F inputs (pulling from another node) come with the cluster issue.
+//! Inputs: tasks that feed a stream's hub — `fake://`, and `m4s://` / `m4f://` from
+//! another node — and the failover between several inputs of one stream.
+//!
+//! Owns: starting a stream's input tasks and the [`Sink`] they publish into (the hub
+//! itself for one input; a failover port for several). Must not: know outputs.
 
 pub mod fake;
+pub mod remote;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tern_core::config::{ClusterKey, InputUrl, StreamConfig};
+use tern_core::failover::{Failover, FailoverEvent, DEFAULT_SOURCE_TIMEOUT};
+use tern_core::{Frame, MediaInfo, Segment};
+use tern_net::{Clock, Net};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tracing::{info, Instrument, Span};
+
+use crate::cluster::client::ClusterClient;
+use crate::hub::StreamHub;
+use crate::runtime::{NodeCtx, NodeError};
+
+/// Makes the cluster client for an input's own `cluster_key=` (or the node's).
+pub type ClientFor<'a, N, C> = dyn Fn(Option<&ClusterKey>) -> Option<ClusterClient<N, C>> + 'a;
+
+/// Where an input task puts what it receives.
+pub trait Sink: Send + Sync + 'static {
+    fn media_info(&self, mi: Arc<MediaInfo>);
+    fn frame(&self, frame: Frame);
+    fn segment(&self, segment: Segment);
+    fn hub(&self) -> &Arc<StreamHub>;
+}
+
+/// The sink of a stream with one input: straight into the hub.
+pub struct Direct<C: Clock> {
+    pub hub: Arc<StreamHub>,
+    pub clock: C,
+}
+
+impl<C: Clock> Sink for Direct<C> {
+    fn media_info(&self, mi: Arc<MediaInfo>) {
+        self.hub.set_media_info(mi);
+    }
+    fn frame(&self, frame: Frame) {
+        self.hub.publish(frame, self.clock.now());
+    }
+    fn segment(&self, segment: Segment) {
+        self.hub.publish_segment(segment, self.clock.now());
+    }
+    fn hub(&self) -> &Arc<StreamHub> {
+        &self.hub
+    }
+}
+
+struct FailoverState {
+    failover: Failover,
+    media_info: Vec<Option<Arc<MediaInfo>>>,
+}
+
+/// Shared by the inputs of a stream with several: decides whose frames reach the hub.
+struct FailoverShared<C: Clock> {
+    hub: Arc<StreamHub>,
+    clock: C,
+    urls: Vec<String>,
+    state: Mutex<FailoverState>,
+    enabled: Vec<watch::Sender<bool>>,
+}
+
+impl<C: Clock> FailoverShared<C> {
+    fn lock(&self) -> MutexGuard<'_, FailoverState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies the failover's events and run/stop decisions (called with the lock).
+    fn after(&self, st: &mut FailoverState) {
+        while let Some(FailoverEvent::Switched { from, to, reason }) = st.failover.poll_event() {
+            info!(from = %self.urls[from], to = %self.urls[to], ?reason, "input switched");
+            self.hub.set_active_input(to);
+            if let Some(mi) = &st.media_info[to] {
+                self.hub.set_media_info(mi.clone());
+            }
+        }
+        for (i, e) in self.enabled.iter().enumerate() {
+            e.send_if_modified(|v| {
+                let want = st.failover.should_run(i);
+                let changed = *v != want;
+                *v = want;
+                changed
+            });
+        }
+    }
+
+    fn accept(&self, st: &mut FailoverState, index: usize, frame: &Frame) -> bool {
+        let video = st.media_info[index]
+            .as_ref()
+            .and_then(|m| m.video().map(|t| t.id));
+        let key = frame.keyframe && video.is_none_or(|v| v == frame.track);
+        let ok = st.failover.handle_frame(self.clock.now(), index, key);
+        self.after(st);
+        ok
+    }
+}
+
+/// The sink of input `index` of a stream with several inputs.
+struct FailoverPort<C: Clock> {
+    index: usize,
+    shared: Arc<FailoverShared<C>>,
+}
+
+impl<C: Clock> Sink for FailoverPort<C> {
+    fn media_info(&self, mi: Arc<MediaInfo>) {
+        let mut st = self.shared.lock();
+        st.media_info[self.index] = Some(mi.clone());
+        if st.failover.active() == self.index {
+            self.shared.hub.set_media_info(mi);
+        }
+    }
+    fn frame(&self, frame: Frame) {
+        let mut st = self.shared.lock();
+        if self.shared.accept(&mut st, self.index, &frame) {
+            self.shared.hub.publish(frame, self.shared.clock.now());
+        }
+    }
+    fn segment(&self, segment: Segment) {
+        let mut st = self.shared.lock();
+        let Some(first) = segment.frames.first() else {
+            return;
+        };
+        if self.shared.accept(&mut st, self.index, first) {
+            self.shared
+                .hub
+                .publish_segment(segment, self.shared.clock.now());
+        }
+    }
+    fn hub(&self) -> &Arc<StreamHub> {
+        &self.shared.hub
+    }
+}
+
+/// Checks the failover's timer until the stream goes away.
+async fn failover_watchdog<C: Clock>(shared: Arc<FailoverShared<C>>) {
+    loop {
+        let due = shared.lock().failover.poll_timeout();
+        let Some(due) = due else { return };
+        let wait = due.saturating_sub(shared.clock.now());
+        tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+        let mut st = shared.lock();
+        st.failover.handle_timeout(shared.clock.now());
+        shared.after(&mut st);
+    }
+}
+
+/// Starts the input tasks of stream `sc` feeding `hub`; returns their handles.
+pub fn start_inputs<N: Net, C: Clock>(
+    ctx: &Arc<NodeCtx<C>>,
+    hub: &Arc<StreamHub>,
+    sc: &StreamConfig,
+    client_for: &ClientFor<'_, N, C>,
+    span: Span,
+) -> Result<Vec<AbortHandle>, NodeError> {
+    let order = sc.failover_order();
+    let mut handles = Vec::new();
+    if order.len() == 1 {
+        let sink = Arc::new(Direct {
+            hub: hub.clone(),
+            clock: ctx.clock.clone(),
+        });
+        let (_tx, rx) = watch::channel(true);
+        handles.push(spawn_input(
+            ctx,
+            &order[0].url,
+            order[0].cluster_key.as_ref(),
+            sink,
+            rx,
+            client_for,
+            span,
+        )?);
+        return Ok(handles);
+    }
+    let timeouts = order
+        .iter()
+        .map(|i| {
+            i.source_timeout_ms.map_or(DEFAULT_SOURCE_TIMEOUT, |ms| {
+                Duration::from_millis(ms.into())
+            })
+        })
+        .collect();
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..order.len()).map(|i| watch::channel(i == 0)).unzip();
+    let shared = Arc::new(FailoverShared {
+        hub: hub.clone(),
+        clock: ctx.clock.clone(),
+        urls: order.iter().map(|i| i.url.to_string()).collect(),
+        state: Mutex::new(FailoverState {
+            failover: Failover::new(timeouts, ctx.clock.now()),
+            media_info: vec![None; order.len()],
+        }),
+        enabled: senders,
+    });
+    for (index, (input, rx)) in order.iter().zip(receivers).enumerate() {
+        let sink = Arc::new(FailoverPort {
+            index,
+            shared: shared.clone(),
+        });
+        let span = tracing::info_span!(parent: &span, "input", index);
+        handles.push(spawn_input(
+            ctx,
+            &input.url,
+            input.cluster_key.as_ref(),
+            sink,
+            rx,
+            client_for,
+            span,
+        )?);
+    }
+    handles.push(tokio::spawn(failover_watchdog(shared).instrument(span)).abort_handle());
+    Ok(handles)
+}
+
+fn spawn_input<N: Net, C: Clock>(
+    ctx: &Arc<NodeCtx<C>>,
+    url: &InputUrl,
+    key: Option<&ClusterKey>,
+    sink: Arc<dyn Sink>,
+    enabled: watch::Receiver<bool>,
+    client_for: &ClientFor<'_, N, C>,
+    span: Span,
+) -> Result<AbortHandle, NodeError> {
+    let handle = match url {
+        InputUrl::Fake(opts) => {
+            tokio::spawn(fake::run(sink, opts.clone(), ctx.clock.clone()).instrument(span))
+        }
+        InputUrl::M4s { host, port, name } | InputUrl::M4f { host, port, name } => {
+            let protocol = if matches!(url, InputUrl::M4s { .. }) {
+                remote::Protocol::M4s
+            } else {
+                remote::Protocol::M4f
+            };
+            let client = client_for(key).ok_or_else(|| NodeError::NoClusterKey {
+                what: format!("input {url}"),
+            })?;
+            let target = remote::Target {
+                host: host.clone(),
+                port: *port,
+                name: name.clone(),
+                protocol,
+            };
+            tokio::spawn(remote::run(sink, client, target, enabled).instrument(span))
+        }
+    };
+    Ok(handle.abort_handle())
+}

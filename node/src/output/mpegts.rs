@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::debug;
 
 use crate::http::body::{respond, Body, Response};
-use crate::hub::{StreamHub, Subscription};
+use crate::hub::{follows, StreamHub, Subscription};
 
 /// Chunks (one per frame) queued towards one viewer's socket.
 const VIEWER_QUEUE: usize = 64;
@@ -22,8 +22,13 @@ pub fn live(hub: &Arc<StreamHub>) -> Response {
     let sub = hub.subscribe();
     let (tx, rx) = mpsc::channel(VIEWER_QUEUE);
     let name = hub.name.clone();
+    let h = hub.clone();
     tokio::spawn(async move {
-        feed(sub, tx).await;
+        tokio::select! {
+            biased;
+            _ = h.closed() => {}
+            _ = feed(sub, tx) => {}
+        }
         debug!(stream = %name, "mpegts viewer left");
     });
     respond(StatusCode::OK, "video/mp2t", Body::Live(rx))
@@ -39,7 +44,7 @@ async fn feed(sub: Subscription, tx: mpsc::Sender<Bytes>) {
     let mut mux = TsMuxer::new(&media_info);
     let mut buf = Vec::with_capacity(64 * 1024);
     mux.write_tables(&mut buf);
-    let mut epoch = gop.first().map(|f| f.pos.epoch);
+    let mut last = gop.last().map(|f| f.pos);
     for f in &gop {
         mux.write_frame(f, &mut buf);
     }
@@ -70,10 +75,11 @@ async fn feed(sub: Subscription, tx: mpsc::Sender<Bytes>) {
             continue;
         }
         want_keyframe = false;
-        if epoch.is_some_and(|e| e != frame.pos.epoch) {
+        // A skip, a missed stretch upstream or a source restart: timestamps jump.
+        if last.is_some_and(|p| !follows(p, frame.pos)) {
             mux.mark_discontinuity();
         }
-        epoch = Some(frame.pos.epoch);
+        last = Some(frame.pos);
         mux.write_frame(&frame, &mut buf);
         if tx
             .send(Bytes::from(std::mem::take(&mut buf)))

@@ -61,6 +61,7 @@ fn all_messages() -> Vec<Message> {
             StreamAnnounce {
                 name: StreamName::new("cams/yard/3").expect("name"),
                 alive: true,
+                segment_duration_ms: 2000,
                 media_info: Some((*mi).clone()),
                 dvr: Some(DvrFacts {
                     depth_secs: 86_400,
@@ -70,6 +71,7 @@ fn all_messages() -> Vec<Message> {
             StreamAnnounce {
                 name: StreamName::new("main").expect("name"),
                 alive: false,
+                segment_duration_ms: 1000,
                 media_info: None,
                 dvr: None,
             },
@@ -236,6 +238,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
                             Some(StreamAnnounce {
                                 name: StreamName::new(&n).ok()?,
                                 alive,
+                                segment_duration_ms: 500,
                                 media_info: alive.then(|| (*media_info()).clone()),
                                 dvr: (!alive).then(|| DvrFacts {
                                     depth_secs: depth,

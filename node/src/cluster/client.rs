@@ -1,0 +1,233 @@
+//! The client side of a cluster request: connect over the `Net`, sign the request,
+//! check the server's proof, derive the connection's key and yield authenticated
+//! messages from the response body.
+//!
+//! Owns: one HTTP/1.1 connection per request (each M4S/M4F/signaling response is
+//! long-lived). Must not: decide what to do with the messages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tern_core::cluster::auth::{
+    AuthError, ClusterAuth, Proof, SignedRequest, AUTH_HEADER, PROOF_HEADER,
+};
+use tern_core::cluster::message::Message;
+use tern_core::cluster::wire::{Decoder, WireError};
+use tern_net::{Clock, Net};
+use tokio::task::JoinHandle;
+
+use crate::runtime::NodeCtx;
+
+/// How long connecting and getting the response headers may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {peer}: {source}")]
+    Connect {
+        peer: String,
+        source: std::io::Error,
+    },
+    #[error("{peer} did not answer within {CONNECT_TIMEOUT:?}")]
+    Timeout { peer: String },
+    #[error("HTTP error talking to {peer}: {detail}")]
+    Http { peer: String, detail: String },
+    #[error("{peer} refused the request: {status} {body}")]
+    Rejected {
+        peer: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{peer} answered without a valid {PROOF_HEADER} header: {source}")]
+    Proof { peer: String, source: AuthError },
+    #[error("bad data from {peer}: {source}")]
+    Wire { peer: String, source: WireError },
+}
+
+impl ClientError {
+    /// The peer refused our key (so retrying soon will not help, and the log must say
+    /// so plainly).
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Rejected { status: 403, .. } | ClientError::Proof { .. }
+        )
+    }
+}
+
+/// Makes signed requests to peers with one cluster key.
+pub struct ClusterClient<N: Net, C: Clock> {
+    net: N,
+    ctx: Arc<NodeCtx<C>>,
+    auth: ClusterAuth,
+}
+
+impl<N: Net, C: Clock> Clone for ClusterClient<N, C> {
+    fn clone(&self) -> Self {
+        Self {
+            net: self.net.clone(),
+            ctx: self.ctx.clone(),
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+/// An authenticated response: messages, in order, until the peer ends it.
+pub struct MessageStream {
+    peer: String,
+    body: Incoming,
+    dec: Decoder,
+    conn: JoinHandle<()>,
+}
+
+impl Drop for MessageStream {
+    fn drop(&mut self) {
+        self.conn.abort();
+    }
+}
+
+impl MessageStream {
+    /// The next message; `Ok(None)` when the peer closed the response.
+    pub async fn next(&mut self) -> Result<Option<Message>, ClientError> {
+        loop {
+            match self.dec.poll_message() {
+                Ok(Some(m)) => return Ok(Some(m)),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(ClientError::Wire {
+                        peer: self.peer.clone(),
+                        source,
+                    })
+                }
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.dec.handle_bytes(&data);
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(ClientError::Http {
+                        peer: self.peer.clone(),
+                        detail: e.to_string(),
+                    })
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+impl<N: Net, C: Clock> ClusterClient<N, C> {
+    pub fn new(net: N, ctx: Arc<NodeCtx<C>>, auth: ClusterAuth) -> Self {
+        Self { net, ctx, auth }
+    }
+
+    pub fn ctx(&self) -> &Arc<NodeCtx<C>> {
+        &self.ctx
+    }
+
+    /// `GET path_and_query` on `host:port`, signed; returns the message stream once
+    /// the server has proved it knows the key.
+    pub async fn open(
+        &self,
+        host: &str,
+        port: u16,
+        path_and_query: &str,
+    ) -> Result<MessageStream, ClientError> {
+        let peer = format!("{host}:{port}");
+        match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            self.open_inner(host, port, path_and_query, &peer),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Timeout { peer }),
+        }
+    }
+
+    async fn open_inner(
+        &self,
+        host: &str,
+        port: u16,
+        path_and_query: &str,
+        peer: &str,
+    ) -> Result<MessageStream, ClientError> {
+        let http_err = |e: &dyn std::fmt::Display| ClientError::Http {
+            peer: peer.to_owned(),
+            detail: e.to_string(),
+        };
+        let stream = self
+            .net
+            .connect(host, port)
+            .await
+            .map_err(|source| ClientError::Connect {
+                peer: peer.to_owned(),
+                source,
+            })?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| http_err(&e))?;
+        let conn = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let sig = self.auth.sign(
+            &SignedRequest {
+                method: "GET",
+                path_and_query,
+                host: peer,
+                body: b"",
+            },
+            self.ctx.clock.utc_ms(),
+            self.ctx.nonce(),
+        );
+        let req = http::Request::get(path_and_query)
+            .header(http::header::HOST, peer)
+            .header(AUTH_HEADER, sig.header_value())
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| http_err(&e))?;
+        let resp = send.send_request(req).await.map_err(|e| http_err(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let body = String::from_utf8_lossy(&body[..body.len().min(512)])
+                .trim()
+                .to_owned();
+            conn.abort();
+            return Err(ClientError::Rejected {
+                peer: peer.to_owned(),
+                status: status.as_u16(),
+                body,
+            });
+        }
+        let proof_err = |source| ClientError::Proof {
+            peer: peer.to_owned(),
+            source,
+        };
+        let proof = resp
+            .headers()
+            .get(PROOF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(AuthError::BadProof)
+            .and_then(Proof::parse)
+            .map_err(proof_err)?;
+        self.auth.check_proof(&sig, &proof).map_err(proof_err)?;
+        let keys = self.auth.session_keys(&sig.nonce, &proof.nonce);
+        Ok(MessageStream {
+            peer: peer.to_owned(),
+            body: resp.into_body(),
+            dec: Decoder::new(keys.server_to_client),
+            conn,
+        })
+    }
+}

@@ -1,0 +1,370 @@
+//! The cluster endpoints other nodes pull from (docs/protocol.md "Endpoints"):
+//! `/tern/v1/streams` (signaling), `/tern/v1/m4s/NAME` (frames), `/tern/v1/m4f/NAME`
+//! (segments). Every request is checked with the cluster key before anything about
+//! the node is revealed; every answer proves the key and MACs every message.
+//!
+//! Owns: the sending tasks and what they send when. Must not: block on a slow
+//! receiver beyond its own bounded queue (it is skipped forward instead).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode};
+use tern_core::cluster::auth::{AuthError, Signature, SignedRequest, AUTH_HEADER, PROOF_HEADER};
+use tern_core::cluster::message::{Message, StreamAnnounce, PROTOCOL_VERSION};
+use tern_core::cluster::receiver::HEARTBEAT_INTERVAL;
+use tern_core::cluster::wire::Encoder;
+use tern_core::{MediaInfo, Position, StreamName};
+use tern_net::Clock;
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, info, warn, Instrument};
+
+use crate::api::ALIVE_TIMEOUT_MS;
+use crate::cluster::CONTENT_TYPE;
+use crate::http::body::{respond, text, Body, Response};
+use crate::hub::StreamHub;
+use crate::runtime::NodeCtx;
+
+/// How often signaling compares the stream list with what it last sent.
+pub const SIGNALING_POLL: Duration = Duration::from_millis(200);
+/// Messages queued towards one receiver's socket.
+const PEER_QUEUE: usize = 64;
+
+pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
+    let path = req.uri().path();
+    let Some(rest) = path.strip_prefix(tern_core::cluster::PATH_PREFIX) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("cluster protocol version mismatch: this node speaks v{PROTOCOL_VERSION} ({path:?})"),
+        );
+    };
+    let Some(cluster) = &ctx.cluster else {
+        warn!("cluster request refused: this node has no cluster_key");
+        return text(
+            StatusCode::FORBIDDEN,
+            "cluster auth failed: this node has no cluster_key",
+        );
+    };
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let path_and_query = req.uri().path_and_query().map_or(path, |p| p.as_str());
+    let now = ctx.clock.utc_ms();
+    let checked = req
+        .headers()
+        .get(AUTH_HEADER)
+        .ok_or(AuthError::Missing)
+        .and_then(|v| {
+            v.to_str().map_err(|_| AuthError::Malformed {
+                header: AUTH_HEADER,
+                detail: "not ASCII".into(),
+            })
+        })
+        .and_then(Signature::parse)
+        .and_then(|sig| {
+            let signed = SignedRequest {
+                method: req.method().as_str(),
+                path_and_query,
+                host,
+                body: b"",
+            };
+            let mut guard = cluster.guard.lock().unwrap_or_else(|e| e.into_inner());
+            cluster
+                .auth
+                .verify(&signed, &sig, now, &mut guard)
+                .map(|()| sig)
+        });
+    let sig = match checked {
+        Ok(sig) => sig,
+        Err(e) => {
+            warn!(error = %e, path, "cluster request refused");
+            let body = match e {
+                AuthError::ClockSkew { .. } => format!("cluster auth failed: {e}"),
+                _ => "cluster auth failed".to_owned(),
+            };
+            return text(StatusCode::FORBIDDEN, body);
+        }
+    };
+    let proof = cluster.auth.prove(&sig, ctx.nonce());
+    let keys = cluster.auth.session_keys(&sig.nonce, &proof.nonce);
+    let enc = Encoder::new(keys.server_to_client);
+    let from = req.uri().query().and_then(parse_from);
+
+    let (tx, rx) = mpsc::channel(PEER_QUEUE);
+    let node = ctx.node_name.clone();
+    if rest == "streams" {
+        let ctx = ctx.clone();
+        tokio::spawn(signaling(ctx, enc, tx, node).instrument(tracing::debug_span!("signaling")));
+    } else if let Some((kind, name)) = rest.split_once('/') {
+        let Ok(name) = StreamName::new(name) else {
+            return text(StatusCode::BAD_REQUEST, format!("bad stream name {name:?}"));
+        };
+        let Some(hub) = ctx.stream(&name) else {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("stream {:?} is not known on this node", name.as_str()),
+            );
+        };
+        let span = tracing::info_span!("peer", stream = %name, kind);
+        let clock = ctx.clock.clone();
+        match kind {
+            "m4s" => {
+                tokio::spawn(m4s(hub, enc, tx, from, node, clock).instrument(span));
+            }
+            "m4f" => {
+                tokio::spawn(m4f(hub, enc, tx, from, node, clock).instrument(span));
+            }
+            _ => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    format!("no cluster endpoint {path:?}"),
+                )
+            }
+        }
+    } else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no cluster endpoint {path:?}"),
+        );
+    }
+    let mut resp = respond(StatusCode::OK, CONTENT_TYPE, Body::Live(rx));
+    if let Ok(v) = HeaderValue::from_str(&proof.header_value()) {
+        resp.headers_mut().insert(PROOF_HEADER, v);
+    }
+    resp
+}
+
+/// `from=EPOCH.SEQ`.
+fn parse_from(query: &str) -> Option<Position> {
+    let v = query.split('&').find_map(|kv| kv.strip_prefix("from="))?;
+    let (e, s) = v.split_once('.')?;
+    Some(Position {
+        epoch: e.parse().ok()?,
+        seq: s.parse().ok()?,
+    })
+}
+
+/// Sends one message; `false` when the receiver is gone.
+async fn send(enc: &mut Encoder, tx: &mpsc::Sender<Bytes>, msg: &Message) -> bool {
+    tx.send(enc.encode(msg)).await.is_ok()
+}
+
+fn announce<C: Clock>(ctx: &NodeCtx<C>) -> Vec<StreamAnnounce> {
+    let now = ctx.clock.now();
+    ctx.streams()
+        .into_iter()
+        .map(|e| {
+            let fig = e.hub.figures();
+            let mi = e.hub.media_info();
+            StreamAnnounce {
+                name: e.hub.name.clone(),
+                alive: fig.last_frame_at.is_some_and(|t| {
+                    now.saturating_sub(t) < Duration::from_millis(ALIVE_TIMEOUT_MS)
+                }),
+                segment_duration_ms: e.hub.segment_duration_ms,
+                media_info: (!mi.tracks.is_empty()).then(|| (*mi).clone()),
+                dvr: None,
+            }
+        })
+        .collect()
+}
+
+async fn signaling<C: Clock>(
+    ctx: Arc<NodeCtx<C>>,
+    mut enc: Encoder,
+    tx: mpsc::Sender<Bytes>,
+    node: String,
+) {
+    if !send(
+        &mut enc,
+        &tx,
+        &Message::Hello {
+            version: PROTOCOL_VERSION,
+            node,
+        },
+    )
+    .await
+    {
+        return;
+    }
+    let mut last: Option<Vec<StreamAnnounce>> = None;
+    let mut last_sent = ctx.clock.now();
+    loop {
+        let list = announce(&ctx);
+        let now = ctx.clock.now();
+        let msg = if last.as_ref() != Some(&list) {
+            last = Some(list.clone());
+            Some(Message::Streams(list))
+        } else if now.saturating_sub(last_sent) >= HEARTBEAT_INTERVAL {
+            Some(Message::Heartbeat {
+                utc_ms: ctx.clock.utc_ms(),
+            })
+        } else {
+            None
+        };
+        if let Some(m) = msg {
+            if !send(&mut enc, &tx, &m).await {
+                debug!("signaling receiver left");
+                return;
+            }
+            last_sent = now;
+        }
+        tokio::time::sleep(SIGNALING_POLL).await;
+    }
+}
+
+async fn m4s<C: Clock>(
+    hub: Arc<StreamHub>,
+    mut enc: Encoder,
+    tx: mpsc::Sender<Bytes>,
+    from: Option<Position>,
+    node: String,
+    clock: C,
+) {
+    let sub = hub.subscribe_from(from);
+    info!(resume = ?from, gop = sub.gop.len(), "M4S subscriber");
+    let mut mi = sub.media_info;
+    if !send(
+        &mut enc,
+        &tx,
+        &Message::Hello {
+            version: PROTOCOL_VERSION,
+            node,
+        },
+    )
+    .await
+        || !send(&mut enc, &tx, &Message::MediaInfo(mi.clone())).await
+    {
+        return;
+    }
+    let mut want_keyframe = sub.gop.is_empty();
+    for f in sub.gop {
+        if !send(&mut enc, &tx, &Message::Frame(f)).await {
+            return;
+        }
+    }
+    let mut rx = sub.rx;
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = hub.closed() => {
+                let _ = send(&mut enc, &tx, &Message::End { reason: "stream removed".into() }).await;
+                return;
+            }
+            r = rx.recv() => match r {
+                Ok(f) => f,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(skipped = n, "M4S receiver too slow, skipping to the next keyframe");
+                    want_keyframe = true;
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {
+                if !send(&mut enc, &tx, &Message::Heartbeat { utc_ms: clock.utc_ms() }).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if mi.tracks.is_empty() || frame.keyframe {
+            // Media info changes take effect at a keyframe (or before the first frame).
+            let current = hub.media_info();
+            if !Arc::ptr_eq(&current, &mi) && *current != *mi {
+                mi = current;
+                if !send(&mut enc, &tx, &Message::MediaInfo(mi.clone())).await {
+                    return;
+                }
+            }
+        }
+        if mi.track(frame.track).is_none() {
+            continue;
+        }
+        let is_key = frame.keyframe && is_video(&mi, frame.track);
+        if want_keyframe && !is_key {
+            continue;
+        }
+        want_keyframe = false;
+        if !send(&mut enc, &tx, &Message::Frame(frame)).await {
+            return;
+        }
+    }
+}
+
+fn is_video(mi: &MediaInfo, track: u8) -> bool {
+    mi.video().is_none_or(|v| v.id == track)
+}
+
+async fn m4f<C: Clock>(
+    hub: Arc<StreamHub>,
+    mut enc: Encoder,
+    tx: mpsc::Sender<Bytes>,
+    from: Option<Position>,
+    node: String,
+    clock: C,
+) {
+    let (mi, backlog, mut rx) = hub.subscribe_segments(from);
+    info!(resume = ?from, backlog = backlog.len(), "M4F subscriber");
+    if !send(
+        &mut enc,
+        &tx,
+        &Message::Hello {
+            version: PROTOCOL_VERSION,
+            node,
+        },
+    )
+    .await
+        || !send(&mut enc, &tx, &Message::MediaInfo(mi)).await
+    {
+        return;
+    }
+    for s in backlog {
+        if !send(&mut enc, &tx, &Message::Segment(s.segment.clone())).await {
+            return;
+        }
+    }
+    loop {
+        tokio::select! {
+            biased;
+            _ = hub.closed() => {
+                let _ = send(&mut enc, &tx, &Message::End { reason: "stream removed".into() }).await;
+                return;
+            }
+            r = rx.recv() => match r {
+                Ok(s) => {
+                    if !send(&mut enc, &tx, &Message::Segment(s.segment.clone())).await {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(skipped = n, "M4F receiver too slow, segments skipped");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {
+                if !send(&mut enc, &tx, &Message::Heartbeat { utc_ms: clock.utc_ms() }).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_query() {
+        assert_eq!(parse_from("from=3.4"), Some(Position { epoch: 3, seq: 4 }));
+        assert_eq!(
+            parse_from("a=1&from=3.4"),
+            Some(Position { epoch: 3, seq: 4 })
+        );
+        assert_eq!(parse_from("from=3"), None);
+        assert_eq!(parse_from("from=x.4"), None);
+    }
+}

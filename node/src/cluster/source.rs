@@ -1,0 +1,154 @@
+//! A `source` directive at work: keeps a signaling connection to the peer, creates a
+//! local stream (with an M4S or M4F input) for every peer stream that passes
+//! `only`/`except`, and removes the ones the peer no longer has.
+//!
+//! Owns: the set of streams this source created. Must not: touch streams from the
+//! config or from another source (a name clash is logged and skipped).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tern_core::cluster::backoff::Backoff;
+use tern_core::cluster::message::{Message, StreamAnnounce};
+use tern_core::cluster::receiver::DEAD_PEER_TIMEOUT;
+use tern_core::config::{SourceConfig, SourceProtocol};
+use tern_core::StreamName;
+use tern_net::{Clock, Net};
+use tokio::sync::watch;
+use tracing::{info, warn, Instrument};
+
+use crate::cluster::client::ClusterClient;
+use crate::hub::StreamHub;
+use crate::input::{remote, Direct};
+use crate::runtime::{NodeCtx, RemoteOrigin, StreamEntry, TaskGuard};
+
+/// Runs until aborted.
+pub async fn run<N: Net, C: Clock>(
+    ctx: Arc<NodeCtx<C>>,
+    src: SourceConfig,
+    client: ClusterClient<N, C>,
+    default_segment_ms: u32,
+) {
+    let peer = format!("{}:{}", src.host, src.port);
+    let mut mine: BTreeSet<StreamName> = BTreeSet::new();
+    let mut backoff = Backoff::new(ctx.seed());
+    loop {
+        match client.open(&src.host, src.port, "/tern/v1/streams").await {
+            Ok(mut stream) => {
+                info!(%peer, "signaling connected");
+                let mut hello = false;
+                let reason = loop {
+                    let msg = tokio::select! {
+                        biased;
+                        m = stream.next() => m,
+                        _ = tokio::time::sleep(DEAD_PEER_TIMEOUT) => break "no message within the dead-peer timeout".to_owned(),
+                    };
+                    match msg {
+                        Ok(Some(Message::Hello { .. })) if !hello => hello = true,
+                        Ok(Some(Message::Streams(list))) if hello => {
+                            backoff.reset();
+                            reconcile(
+                                &ctx,
+                                &src,
+                                &client,
+                                &peer,
+                                &mut mine,
+                                list,
+                                default_segment_ms,
+                            );
+                        }
+                        Ok(Some(Message::Heartbeat { .. })) if hello => {}
+                        Ok(Some(other)) => {
+                            break format!("unexpected message type {} on signaling", other.kind())
+                        }
+                        Ok(None) => break "peer closed the connection".to_owned(),
+                        Err(e) => break e.to_string(),
+                    }
+                };
+                warn!(%peer, reason, "signaling lost; restreamed streams keep trying on their own");
+            }
+            Err(e) if e.is_auth() => {
+                warn!(%peer, error = %e, "cluster key refused; check cluster_key on both nodes");
+            }
+            Err(e) => info!(%peer, error = %e, "cannot reach source"),
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+fn reconcile<N: Net, C: Clock>(
+    ctx: &Arc<NodeCtx<C>>,
+    src: &SourceConfig,
+    client: &ClusterClient<N, C>,
+    peer: &str,
+    mine: &mut BTreeSet<StreamName>,
+    list: Vec<StreamAnnounce>,
+    default_segment_ms: u32,
+) {
+    let wanted: Vec<StreamAnnounce> = list
+        .into_iter()
+        .filter(|s| {
+            (src.only.is_empty() || src.only.iter().any(|p| p.matches(&s.name)))
+                && !src.except.iter().any(|p| p.matches(&s.name))
+        })
+        .collect();
+    let names: BTreeSet<StreamName> = wanted.iter().map(|s| s.name.clone()).collect();
+    for gone in mine.difference(&names).cloned().collect::<Vec<_>>() {
+        info!(stream = %gone, %peer, "stream removed on the source");
+        ctx.remove_stream(&gone);
+        mine.remove(&gone);
+    }
+    for s in wanted {
+        if mine.contains(&s.name) {
+            continue;
+        }
+        let seg_ms = if s.segment_duration_ms > 0 {
+            s.segment_duration_ms
+        } else {
+            default_segment_ms
+        };
+        let hub = Arc::new(StreamHub::new(s.name.clone(), seg_ms, ctx.clock.now()));
+        if let Some(mi) = s.media_info {
+            hub.set_media_info(mi);
+        }
+        let protocol = match src.protocol {
+            SourceProtocol::M4s => remote::Protocol::M4s,
+            SourceProtocol::M4f => remote::Protocol::M4f,
+        };
+        let target = remote::Target {
+            host: src.host.clone(),
+            port: src.port,
+            name: s.name.clone(),
+            protocol,
+        };
+        let sink = Arc::new(Direct {
+            hub: hub.clone(),
+            clock: ctx.clock.clone(),
+        });
+        let (enabled_tx, enabled) = watch::channel(true);
+        let client = client.clone();
+        let span = tracing::info_span!("stream", name = %s.name);
+        let task = tokio::spawn(
+            async move {
+                let _keep = enabled_tx;
+                remote::run(sink, client, target, enabled).await;
+            }
+            .instrument(span),
+        );
+        let entry = StreamEntry {
+            hub,
+            inputs: vec![format!("{}://{}/{}", protocol.as_str(), peer, s.name)],
+            remote: Some(RemoteOrigin {
+                peer: peer.to_owned(),
+                protocol: protocol.as_str(),
+            }),
+            tasks: Arc::new(TaskGuard::new(vec![task.abort_handle()])),
+        };
+        if ctx.add_stream(s.name.clone(), entry) {
+            info!(stream = %s.name, %peer, "stream discovered on the source");
+            mine.insert(s.name);
+        } else {
+            warn!(stream = %s.name, %peer, "source offers a stream this node already has; ignoring it");
+        }
+    }
+}
