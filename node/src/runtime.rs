@@ -19,7 +19,7 @@ use tern_net::{Clock, Listener, Net};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{info, Instrument};
 
-use crate::cluster::client::ClusterClient;
+use crate::cluster::client::{ClusterClient, SharedRng};
 use crate::hub::StreamHub;
 use crate::input;
 
@@ -87,7 +87,7 @@ pub struct NodeCtx<C: Clock> {
     pub node_name: String,
     pub cluster: Option<ClusterState>,
     streams: Mutex<BTreeMap<StreamName, StreamEntry>>,
-    rng: Mutex<ChaCha8Rng>,
+    rng: SharedRng,
 }
 
 impl<C: Clock> NodeCtx<C> {
@@ -124,6 +124,11 @@ impl<C: Clock> NodeCtx<C> {
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<StreamName, StreamEntry>> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The node's RNG, for clients made outside the runtime's own wiring.
+    pub fn shared_rng(&self) -> SharedRng {
+        self.rng.clone()
     }
 
     fn rng(&self) -> MutexGuard<'_, ChaCha8Rng> {
@@ -201,11 +206,17 @@ pub async fn start_seeded<N: Net, C: Clock>(
             guard: Mutex::new(ReplayGuard::new()),
         }),
         streams: Mutex::new(BTreeMap::new()),
-        rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+        rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
     });
     let client_for = |key: Option<&ClusterKey>| {
-        key.or(config.cluster_key.as_ref())
-            .map(|k| ClusterClient::new(net.clone(), ctx.clone(), ClusterAuth::new(k.as_bytes())))
+        key.or(config.cluster_key.as_ref()).map(|k| {
+            ClusterClient::new(
+                net.clone(),
+                ctx.clock.clone(),
+                ctx.shared_rng(),
+                ClusterAuth::new(k.as_bytes()),
+            )
+        })
     };
     let mut tasks = JoinSet::new();
     for sc in &config.streams {

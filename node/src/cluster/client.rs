@@ -5,22 +5,23 @@
 //! Owns: one HTTP/1.1 connection per request (each M4S/M4F/signaling response is
 //! long-lived). Must not: decide what to do with the messages.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::RngCore;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tern_core::cluster::auth::{
-    AuthError, ClusterAuth, Proof, SignedRequest, AUTH_HEADER, PROOF_HEADER,
+    AuthError, ClusterAuth, Nonce, Proof, SignedRequest, AUTH_HEADER, NONCE_LEN, PROOF_HEADER,
 };
 use tern_core::cluster::message::Message;
 use tern_core::cluster::wire::{Decoder, WireError};
 use tern_net::{Clock, Net};
 use tokio::task::JoinHandle;
-
-use crate::runtime::NodeCtx;
 
 /// How long connecting and getting the response headers may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -62,15 +63,20 @@ impl ClientError {
 /// Makes signed requests to peers with one cluster key.
 pub struct ClusterClient<N: Net, C: Clock> {
     net: N,
-    ctx: Arc<NodeCtx<C>>,
+    clock: C,
+    rng: SharedRng,
     auth: ClusterAuth,
 }
+
+/// The node's seeded RNG, shared by everything that needs nonces or jitter.
+pub type SharedRng = Arc<Mutex<ChaCha8Rng>>;
 
 impl<N: Net, C: Clock> Clone for ClusterClient<N, C> {
     fn clone(&self) -> Self {
         Self {
             net: self.net.clone(),
-            ctx: self.ctx.clone(),
+            clock: self.clock.clone(),
+            rng: self.rng.clone(),
             auth: self.auth.clone(),
         }
     }
@@ -123,12 +129,34 @@ impl MessageStream {
 }
 
 impl<N: Net, C: Clock> ClusterClient<N, C> {
-    pub fn new(net: N, ctx: Arc<NodeCtx<C>>, auth: ClusterAuth) -> Self {
-        Self { net, ctx, auth }
+    /// A client with its own clock and RNG (the node passes its own; a test or a
+    /// benchmark may make a standalone one).
+    pub fn new(net: N, clock: C, rng: SharedRng, auth: ClusterAuth) -> Self {
+        Self {
+            net,
+            clock,
+            rng,
+            auth,
+        }
     }
 
-    pub fn ctx(&self) -> &Arc<NodeCtx<C>> {
-        &self.ctx
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    fn rng(&self) -> MutexGuard<'_, ChaCha8Rng> {
+        self.rng.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A seed for a task's own RNG (backoff jitter).
+    pub fn seed(&self) -> u64 {
+        self.rng().next_u64()
+    }
+
+    fn nonce(&self) -> Nonce {
+        let mut n = [0u8; NONCE_LEN];
+        self.rng().fill_bytes(&mut n);
+        n
     }
 
     /// `GET path_and_query` on `host:port`, signed; returns the message stream once
@@ -183,8 +211,8 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
                 host: peer,
                 body: b"",
             },
-            self.ctx.clock.utc_ms(),
-            self.ctx.nonce(),
+            self.clock.utc_ms(),
+            self.nonce(),
         );
         let req = http::Request::get(path_and_query)
             .header(http::header::HOST, peer)

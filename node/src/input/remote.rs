@@ -49,10 +49,9 @@ pub async fn run<N: Net, C: Clock>(
     target: Target,
     mut enabled: watch::Receiver<bool>,
 ) {
-    let ctx = client.ctx().clone();
-    let clock = ctx.clock.clone();
+    let clock = client.clock().clone();
     let mut receiver = Receiver::default();
-    let mut backoff = Backoff::new(ctx.seed());
+    let mut backoff = Backoff::new(client.seed());
     let peer = format!("{}:{}", target.host, target.port);
     loop {
         if enabled.wait_for(|e| *e).await.is_err() {
