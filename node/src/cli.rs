@@ -36,6 +36,25 @@ enum Command {
         /// Path of the config file.
         config: PathBuf,
     },
+    /// Run an origin and an edge on loopback and print latency, CPU and memory
+    /// figures (see README "Benchmark").
+    Bench {
+        /// Stream counts for the M4S latency phase.
+        #[arg(long, value_delimiter = ',', default_value = "1,100")]
+        streams: Vec<usize>,
+        /// Viewer counts for the fan-out phase.
+        #[arg(long, value_delimiter = ',', default_value = "100,500")]
+        viewers: Vec<usize>,
+        /// Seconds each phase measures.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Bit rate of the fanned-out stream, bit/s.
+        #[arg(long, default_value_t = 4_000_000)]
+        bitrate: u64,
+        /// A tiny run that only checks the benchmark works (1 stream, 5 viewers, 1 s).
+        #[arg(long)]
+        smoke: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -43,6 +62,22 @@ pub fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check { config }) => check(&config),
         Some(Command::Run { config }) => run(config.as_deref()),
+        Some(Command::Bench {
+            streams,
+            viewers,
+            seconds,
+            bitrate,
+            smoke,
+        }) => crate::bench::run(if smoke {
+            crate::bench::BenchArgs::smoke()
+        } else {
+            crate::bench::BenchArgs {
+                streams,
+                viewers,
+                seconds,
+                bitrate,
+            }
+        }),
         None => run(None),
     }
 }

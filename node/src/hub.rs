@@ -23,6 +23,10 @@ pub const LIVE_PLAYLIST_LEN: usize = 6;
 /// Frames buffered in the fan-out ring; a viewer that falls further behind is skipped
 /// forward to the next keyframe (at 25 fps video + audio, about 10 s).
 pub const FANOUT_CAPACITY: usize = 1024;
+/// A viewer or peer whose queue stays full this long (its socket drains nothing) is
+/// disconnected; a merely slow one is skipped forward to the next keyframe when it
+/// falls `FANOUT_CAPACITY` frames behind.
+pub const VIEWER_STALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Closed segments buffered for M4F subscribers.
 pub const SEGMENT_FANOUT_CAPACITY: usize = 16;
 

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn, Instrument};
 use crate::api::ALIVE_TIMEOUT_MS;
 use crate::cluster::CONTENT_TYPE;
 use crate::http::body::{respond, text, Body, Response};
-use crate::hub::StreamHub;
+use crate::hub::{StreamHub, VIEWER_STALL_TIMEOUT};
 use crate::runtime::NodeCtx;
 
 /// How often signaling compares the stream list with what it last sent.
@@ -149,7 +149,14 @@ fn parse_from(query: &str) -> Option<Position> {
 
 /// Sends one message; `false` when the receiver is gone.
 async fn send(enc: &mut Encoder, tx: &mpsc::Sender<Bytes>, msg: &Message) -> bool {
-    tx.send(enc.encode(msg)).await.is_ok()
+    match tx.send_timeout(enc.encode(msg), VIEWER_STALL_TIMEOUT).await {
+        Ok(()) => true,
+        Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+            warn!("peer stalled (nothing read for {VIEWER_STALL_TIMEOUT:?}); disconnecting it");
+            false
+        }
+        Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
+    }
 }
 
 fn announce<C: Clock>(ctx: &NodeCtx<C>) -> Vec<StreamAnnounce> {

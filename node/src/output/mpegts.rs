@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::debug;
 
 use crate::http::body::{respond, Body, Response};
-use crate::hub::{follows, StreamHub, Subscription};
+use crate::hub::{follows, StreamHub, Subscription, VIEWER_STALL_TIMEOUT};
 
 /// Chunks (one per frame) queued towards one viewer's socket.
 const VIEWER_QUEUE: usize = 64;
@@ -49,7 +49,7 @@ async fn feed(sub: Subscription, tx: mpsc::Sender<Bytes>) {
         mux.write_frame(f, &mut buf);
     }
     if tx
-        .send(Bytes::from(std::mem::take(&mut buf)))
+        .send_timeout(Bytes::from(std::mem::take(&mut buf)), VIEWER_STALL_TIMEOUT)
         .await
         .is_err()
     {
@@ -82,7 +82,7 @@ async fn feed(sub: Subscription, tx: mpsc::Sender<Bytes>) {
         last = Some(frame.pos);
         mux.write_frame(&frame, &mut buf);
         if tx
-            .send(Bytes::from(std::mem::take(&mut buf)))
+            .send_timeout(Bytes::from(std::mem::take(&mut buf)), VIEWER_STALL_TIMEOUT)
             .await
             .is_err()
         {

@@ -1,0 +1,422 @@
+//! `tern bench`: runs an origin and an edge as separate `tern` processes on loopback
+//! and prints what the cluster costs — M4S latency added per hop, the edge's CPU and
+//! memory when fanning one stream out to many viewers, and time to first frame.
+//!
+//! Owns: the load generator and the figures. Must not: assert anything (figures are
+//! for people; CI runs only `--smoke` to keep the program working). The load
+//! generator runs on the same machine and shares its cores with both nodes: read the
+//! figures as ratios from one run, not as absolutes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use tern_core::cluster::auth::ClusterAuth;
+use tern_core::cluster::message::Message;
+use tern_core::Position;
+use tern_net::{Clock, TokioClock, TokioNet};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::cluster::client::ClusterClient;
+
+const KEY: &str = "tern-bench-cluster-key-0123456789";
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BenchArgs {
+    /// Stream counts for the latency phase.
+    pub streams: Vec<usize>,
+    /// Viewer counts for the fan-out phase.
+    pub viewers: Vec<usize>,
+    /// Seconds each phase measures.
+    pub seconds: u64,
+    /// Bit rate of the fanned-out stream (fake filler), bit/s.
+    pub bitrate: u64,
+}
+
+impl BenchArgs {
+    pub fn smoke() -> Self {
+        Self {
+            streams: vec![1],
+            viewers: vec![5],
+            seconds: 1,
+            bitrate: 1_000_000,
+        }
+    }
+}
+
+/// A `tern run` child process, killed on drop.
+struct NodeProc {
+    child: Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn spawn_node(tag: &str, body: &str) -> Result<NodeProc, String> {
+    let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+    let dir = std::env::temp_dir().join(format!("tern-bench-{}-{tag}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let conf = dir.join("node.conf");
+    std::fs::write(&conf, format!("http 127.0.0.1:{port};\n{body}"))
+        .map_err(|e| format!("{}: {e}", conf.display()))?;
+    let log = std::fs::File::create(dir.join("node.log")).map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the tern binary: {e}"))?;
+    let child = Command::new(exe)
+        .arg("run")
+        .arg(&conf)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start a node: {e}"))?;
+    Ok(NodeProc {
+        child,
+        port,
+        _dir: TempDir(dir),
+    })
+}
+
+/// utime + stime of a process, in seconds (Linux /proc).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start after ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
+}
+
+/// Peak resident memory (VmHWM) in MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn http_get_text(port: u16, path: &str) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Waits until the edge's API lists `n` alive streams.
+async fn wait_alive(port: u16, n: usize, limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(body) = http_get_text(port, "/streamer/api/v3/streams").await {
+            if body.matches("\"alive\": true").count() >= n {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the edge did not list {n} alive streams within {limit:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn client() -> ClusterClient<TokioNet, TokioClock> {
+    ClusterClient::new(
+        TokioNet,
+        TokioClock::new(),
+        Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(7))),
+        ClusterAuth::new(KEY.as_bytes()),
+    )
+}
+
+type Arrivals = Arc<Mutex<BTreeMap<(usize, Position), Duration>>>;
+
+/// Subscribes to stream `s{i}` over M4S and records when each frame arrives.
+async fn record(
+    port: u16,
+    i: usize,
+    arrivals: Arrivals,
+    capture_ms: Arc<Mutex<Vec<u64>>>,
+    t0: Instant,
+    until: Instant,
+) {
+    let c = client();
+    let Ok(mut stream) = c
+        .open("127.0.0.1", port, &format!("/tern/v1/m4s/s{i}"))
+        .await
+    else {
+        return;
+    };
+    // The GOP a new subscriber gets first was captured before it subscribed: only
+    // frames captured from now on measure the live path.
+    let from_utc = c.clock().utc_ms() + 50;
+    while Instant::now() < until {
+        let next = tokio::time::timeout_at(until, stream.next()).await;
+        let Ok(Ok(Some(msg))) = next else { return };
+        if let Message::Frame(f) = msg {
+            if f.capture_ms < from_utc {
+                continue;
+            }
+            let at = Instant::now().duration_since(t0);
+            arrivals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((i, f.pos), at);
+            let delay = c.clock().utc_ms().saturating_sub(f.capture_ms);
+            capture_ms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(delay);
+        }
+    }
+}
+
+fn percentile<T: Copy + Ord>(sorted: &[T], p: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted.get(idx).copied()
+}
+
+async fn latency_phase(n: usize, seconds: u64) -> Result<(), String> {
+    let streams: String = (0..n)
+        .map(|i| format!("stream s{i} {{ input fake://fake?width=256&height=16; }}\n"))
+        .collect();
+    let origin = spawn_node(
+        "origin",
+        &format!("cluster_key {KEY};\nsegment_duration 1;\n{streams}"),
+    )?;
+    let edge = spawn_node(
+        "edge",
+        &format!(
+            "cluster_key {KEY};\nsource m4s://127.0.0.1:{};\n",
+            origin.port
+        ),
+    )?;
+    wait_alive(edge.port, n, Duration::from_secs(30)).await?;
+    let t0 = Instant::now();
+    let until = t0 + Duration::from_secs(seconds);
+    let at_origin: Arrivals = Arc::default();
+    let at_edge: Arrivals = Arc::default();
+    let abs_origin = Arc::new(Mutex::new(Vec::new()));
+    let abs_edge = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        tasks.push(tokio::spawn(record(
+            origin.port,
+            i,
+            at_origin.clone(),
+            abs_origin.clone(),
+            t0,
+            until,
+        )));
+        tasks.push(tokio::spawn(record(
+            edge.port,
+            i,
+            at_edge.clone(),
+            abs_edge.clone(),
+            t0,
+            until,
+        )));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let o = at_origin.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let e = at_edge.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut hop: Vec<u128> = e
+        .iter()
+        .filter_map(|(k, te)| o.get(k).map(|to| te.saturating_sub(*to).as_micros()))
+        .collect();
+    hop.sort_unstable();
+    let mut abs_e = abs_edge.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    abs_e.sort_unstable();
+    println!(
+        "M4S hop, {n} stream(s) x 25 fps (+audio), {} frames matched: edge adds p50 {} us, p99 {} us, max {} us",
+        hop.len(),
+        percentile(&hop, 0.5).unwrap_or(0),
+        percentile(&hop, 0.99).unwrap_or(0),
+        hop.last().copied().unwrap_or(0)
+    );
+    println!(
+        "  capture -> edge subscriber (2 hops, ms resolution): p50 {} ms, p99 {} ms, max {} ms",
+        percentile(&abs_e, 0.5).unwrap_or(0),
+        percentile(&abs_e, 0.99).unwrap_or(0),
+        abs_e.last().copied().unwrap_or(0)
+    );
+    drop(edge);
+    drop(origin);
+    Ok(())
+}
+
+/// One MPEG-TS viewer: counts the bytes it reads until `until`; returns the time to
+/// its first byte of video.
+async fn viewer(
+    port: u16,
+    bytes: Arc<std::sync::atomic::AtomicU64>,
+    until: Instant,
+) -> Option<Duration> {
+    let start = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(b"GET /main/mpegts HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .ok()?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut first = None;
+    loop {
+        let r = tokio::time::timeout_at(until, s.read(&mut buf)).await;
+        match r {
+            Ok(Ok(n)) if n > 0 => {
+                first.get_or_insert_with(|| start.elapsed());
+                bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            _ => return first,
+        }
+    }
+}
+
+async fn fanout_phase(viewers: usize, seconds: u64, bitrate: u64) -> Result<(), String> {
+    let origin = spawn_node(
+        "origin",
+        &format!("cluster_key {KEY};\nsegment_duration 1;\nstream main {{ input fake://fake?bitrate={bitrate}; }}\n"),
+    )?;
+    let edge = spawn_node(
+        "edge",
+        &format!(
+            "cluster_key {KEY};\nsource m4s://127.0.0.1:{};\n",
+            origin.port
+        ),
+    )?;
+    wait_alive(edge.port, 1, Duration::from_secs(30)).await?;
+    let pid = edge.child.id();
+
+    // Time to first frame for a new M4S subscriber on the edge.
+    let mut ttff = Vec::new();
+    for _ in 0..10 {
+        let c = client();
+        let start = Instant::now();
+        if let Ok(mut s) = c.open("127.0.0.1", edge.port, "/tern/v1/m4s/main").await {
+            while let Ok(Some(m)) = s.next().await {
+                if matches!(m, Message::Frame(_)) {
+                    ttff.push(start.elapsed().as_micros());
+                    break;
+                }
+            }
+        }
+    }
+    ttff.sort_unstable();
+
+    let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let warmup = Instant::now() + Duration::from_secs(1);
+    let until = warmup + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..viewers {
+        tasks.push(tokio::spawn(viewer(edge.port, bytes.clone(), until)));
+    }
+    tokio::time::sleep_until(warmup).await;
+    let cpu0 = cpu_seconds(pid);
+    let b0 = bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep_until(until).await;
+    let cpu1 = cpu_seconds(pid);
+    let b1 = bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let wall = t0.elapsed().as_secs_f64();
+    let mut first_bytes = Vec::new();
+    for t in tasks {
+        if let Ok(Some(d)) = t.await {
+            first_bytes.push(d.as_micros());
+        }
+    }
+    first_bytes.sort_unstable();
+    let mbit = (b1 - b0) as f64 * 8.0 / 1e6;
+    let cpu = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
+    };
+    println!(
+        "fan-out, 1 stream ({} kbit/s) to {viewers} MPEG-TS viewers on the edge, {wall:.1} s: relayed {:.1} Mbit/s; edge CPU {cpu:.2} s ({:.0}% of one core); {:.0} Mbit/s per CPU second; edge peak RSS {:.1} MiB",
+        bitrate / 1000,
+        mbit / wall,
+        cpu / wall * 100.0,
+        mbit / cpu,
+        peak_rss_mib(pid).unwrap_or(f64::NAN)
+    );
+    println!(
+        "  time to first frame, new M4S subscriber on the edge: p50 {} us, max {} us; MPEG-TS first byte under load: p50 {} us, max {} us",
+        percentile(&ttff, 0.5).unwrap_or(0),
+        ttff.last().copied().unwrap_or(0),
+        percentile(&first_bytes, 0.5).unwrap_or(0),
+        first_bytes.last().copied().unwrap_or(0)
+    );
+    Ok(())
+}
+
+/// Runs the benchmark and prints the figures.
+pub fn run(args: BenchArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "tern bench: origin and edge are separate processes on loopback; the load generator (this process) shares the machine's {} cores with them",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let result = rt.block_on(async move {
+        for n in &args.streams {
+            latency_phase(*n, args.seconds).await?;
+        }
+        for v in &args.viewers {
+            fanout_phase(*v, args.seconds, args.bitrate).await?;
+        }
+        Ok::<(), String>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tern bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

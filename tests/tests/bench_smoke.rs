@@ -1,0 +1,27 @@
+//! Keeps `tern bench` working: a tiny run (1 stream, 5 viewers, 1 s) must finish and
+//! print every figure. The figures themselves are not checked (DESIGN.md §8:
+//! benchmarks print, tests do not time).
+
+use std::process::Command;
+
+#[test]
+fn bench_smoke_prints_its_figures() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tern-e2e"))
+        .args(["bench", "--smoke"])
+        .output()
+        .expect("run tern bench --smoke");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    for figure in [
+        "M4S hop, 1 stream(s)",
+        "capture -> edge subscriber",
+        "fan-out, 1 stream",
+        "Mbit/s per CPU second",
+        "time to first frame",
+    ] {
+        assert!(stdout.contains(figure), "missing {figure:?} in:\n{stdout}");
+    }
+    // Frames were actually matched across the two hops.
+    assert!(!stdout.contains(" 0 frames matched"), "{stdout}");
+}
