@@ -44,6 +44,18 @@ pub struct DvrFacts {
     pub ranges: Vec<(UtcMs, u64)>,
 }
 
+/// A stored segment as an archive index lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArchiveEntry {
+    pub utc_start_ms: UtcMs,
+    pub duration_ms: u32,
+    /// The source restarted or frames are missing before this segment.
+    pub discontinuity: bool,
+}
+
+/// Segments listed in one `DvrIndex` message.
+pub const MAX_ARCHIVE_ENTRIES: usize = 200_000;
+
 /// One message of a cluster connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -62,6 +74,13 @@ pub enum Message {
     Heartbeat { utc_ms: UtcMs },
     /// The sender ends the response on purpose (stream removed, node stopping).
     End { reason: String },
+    /// M4F archive: every segment of the requested range was sent.
+    ArchiveEnd { segments: u32 },
+    /// The archive facts of a stream and the stored segments of a requested window.
+    DvrIndex {
+        facts: DvrFacts,
+        entries: Vec<ArchiveEntry>,
+    },
 }
 
 /// Message type bytes on the wire.
@@ -73,6 +92,8 @@ pub mod kind {
     pub const SEGMENT: u8 = 5;
     pub const HEARTBEAT: u8 = 6;
     pub const END: u8 = 7;
+    pub const ARCHIVE_END: u8 = 8;
+    pub const DVR_INDEX: u8 = 9;
 }
 
 impl Message {
@@ -85,6 +106,8 @@ impl Message {
             Message::Segment(_) => kind::SEGMENT,
             Message::Heartbeat { .. } => kind::HEARTBEAT,
             Message::End { .. } => kind::END,
+            Message::ArchiveEnd { .. } => kind::ARCHIVE_END,
+            Message::DvrIndex { .. } => kind::DVR_INDEX,
         }
     }
 
@@ -108,12 +131,7 @@ impl Message {
                         encode_media_info(mi, out);
                     }
                     if let Some(d) = &s.dvr {
-                        out.put_u64(d.depth_secs);
-                        out.put_u32(d.ranges.len() as u32);
-                        for (from, dur) in &d.ranges {
-                            out.put_u64(*from);
-                            out.put_u64(*dur);
-                        }
+                        encode_facts(d, out);
                     }
                 }
             }
@@ -122,6 +140,16 @@ impl Message {
             Message::Segment(s) => out.extend_from_slice(&segment_codec::encode(s)),
             Message::Heartbeat { utc_ms } => out.put_u64(*utc_ms),
             Message::End { reason } => put_bytes16(out, reason.as_bytes()),
+            Message::ArchiveEnd { segments } => out.put_u32(*segments),
+            Message::DvrIndex { facts, entries } => {
+                encode_facts(facts, out);
+                out.put_u32(entries.len() as u32);
+                for e in entries {
+                    out.put_u64(e.utc_start_ms);
+                    out.put_u32(e.duration_ms);
+                    out.put_u8(e.discontinuity as u8);
+                }
+            }
         }
     }
 
@@ -170,20 +198,7 @@ impl Message {
                         None
                     };
                     let dvr = if flags & 4 != 0 {
-                        let depth_secs = r.u64("dvr depth")?;
-                        let count = r.u32("dvr range count")? as usize;
-                        if count > MAX_RANGES {
-                            return Err(DecodeError::TooLarge {
-                                what: "dvr ranges",
-                                len: count,
-                                limit: MAX_RANGES,
-                            });
-                        }
-                        let mut ranges = Vec::with_capacity(count.min(r.remaining() / 16));
-                        for _ in 0..count {
-                            ranges.push((r.u64("range start")?, r.u64("range duration")?));
-                        }
-                        Some(DvrFacts { depth_secs, ranges })
+                        Some(decode_facts(&mut r)?)
                     } else {
                         None
                     };
@@ -215,6 +230,29 @@ impl Message {
             kind::END => Message::End {
                 reason: utf8(r.bytes16("end reason")?, "end reason")?,
             },
+            kind::ARCHIVE_END => Message::ArchiveEnd {
+                segments: r.u32("archive segment count")?,
+            },
+            kind::DVR_INDEX => {
+                let facts = decode_facts(&mut r)?;
+                let n = r.u32("archive entry count")? as usize;
+                if n > MAX_ARCHIVE_ENTRIES {
+                    return Err(DecodeError::TooLarge {
+                        what: "archive index",
+                        len: n,
+                        limit: MAX_ARCHIVE_ENTRIES,
+                    });
+                }
+                let mut entries = Vec::with_capacity(n.min(r.remaining() / 13));
+                for _ in 0..n {
+                    entries.push(ArchiveEntry {
+                        utc_start_ms: r.u64("entry start")?,
+                        duration_ms: r.u32("entry duration")?,
+                        discontinuity: r.u8("entry flags")? & 1 != 0,
+                    });
+                }
+                Message::DvrIndex { facts, entries }
+            }
             other => {
                 return Err(DecodeError::Invalid {
                     what: "message",
@@ -225,6 +263,32 @@ impl Message {
         r.finish()?;
         Ok(msg)
     }
+}
+
+fn encode_facts(d: &DvrFacts, out: &mut Vec<u8>) {
+    out.put_u64(d.depth_secs);
+    out.put_u32(d.ranges.len() as u32);
+    for (from, dur) in &d.ranges {
+        out.put_u64(*from);
+        out.put_u64(*dur);
+    }
+}
+
+fn decode_facts(r: &mut Reader) -> Result<DvrFacts, DecodeError> {
+    let depth_secs = r.u64("dvr depth")?;
+    let count = r.u32("dvr range count")? as usize;
+    if count > MAX_RANGES {
+        return Err(DecodeError::TooLarge {
+            what: "dvr ranges",
+            len: count,
+            limit: MAX_RANGES,
+        });
+    }
+    let mut ranges = Vec::with_capacity(count.min(r.remaining() / 16));
+    for _ in 0..count {
+        ranges.push((r.u64("range start")?, r.u64("range duration")?));
+    }
+    Ok(DvrFacts { depth_secs, ranges })
 }
 
 fn utf8(b: Bytes, what: &'static str) -> Result<String, DecodeError> {

@@ -133,6 +133,8 @@ impl Receiver {
         match msg {
             Message::Hello { .. } => return Err(ReceiverError::Unexpected("second Hello")),
             Message::Streams(_) => return Err(ReceiverError::Unexpected("Streams")),
+            Message::ArchiveEnd { .. } => return Err(ReceiverError::Unexpected("ArchiveEnd")),
+            Message::DvrIndex { .. } => return Err(ReceiverError::Unexpected("DvrIndex")),
             Message::MediaInfo(mi) => {
                 self.video_track = mi.video().map(|t| t.id);
                 self.events.push_back(Event::MediaInfo(mi));

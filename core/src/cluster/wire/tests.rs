@@ -6,7 +6,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
-use crate::cluster::message::{DvrFacts, StreamAnnounce, PROTOCOL_VERSION};
+use crate::cluster::message::{ArchiveEntry, DvrFacts, StreamAnnounce, PROTOCOL_VERSION};
 use crate::media::{Position, TrackInfo, TrackParams};
 use crate::{Frame, StreamName};
 
@@ -89,6 +89,25 @@ fn all_messages() -> Vec<Message> {
         },
         Message::End {
             reason: "stream removed".into(),
+        },
+        Message::ArchiveEnd { segments: 3 },
+        Message::DvrIndex {
+            facts: DvrFacts {
+                depth_secs: 3600,
+                ranges: vec![(1_767_225_600_000, 4000)],
+            },
+            entries: vec![
+                ArchiveEntry {
+                    utc_start_ms: 1_767_225_600_000,
+                    duration_ms: 2000,
+                    discontinuity: false,
+                },
+                ArchiveEntry {
+                    utc_start_ms: 1_767_225_602_000,
+                    duration_ms: 2000,
+                    discontinuity: true,
+                },
+            ],
         },
     ]
 }
@@ -224,6 +243,25 @@ fn arb_message() -> impl Strategy<Value = Message> {
             node
         }),
         any::<u64>().prop_map(|utc_ms| Message::Heartbeat { utc_ms }),
+        any::<u32>().prop_map(|segments| Message::ArchiveEnd { segments }),
+        proptest::collection::vec((any::<u64>(), any::<u32>(), any::<bool>()), 0..20).prop_map(
+            |v| {
+                Message::DvrIndex {
+                    facts: DvrFacts {
+                        depth_secs: v.len() as u64,
+                        ranges: v.iter().map(|e| (e.0, u64::from(e.1))).collect(),
+                    },
+                    entries: v
+                        .into_iter()
+                        .map(|(utc_start_ms, duration_ms, discontinuity)| ArchiveEntry {
+                            utc_start_ms,
+                            duration_ms,
+                            discontinuity,
+                        })
+                        .collect(),
+                }
+            }
+        ),
         ".{0,40}".prop_map(|reason| Message::End { reason }),
         arb_frame().prop_map(Message::Frame),
         (
