@@ -149,8 +149,8 @@ impl ClusterAuth {
         }
     }
 
-    /// Checks a request's signature: clock window, MAC (in constant time), then
-    /// replay. Only a request that passes all three is remembered by `guard`.
+    /// Checks a request's signature: MAC (in constant time), then the clock window,
+    /// then replay. Only a request that passes all three is remembered by `guard`.
     pub fn verify(
         &self,
         req: &SignedRequest<'_>,

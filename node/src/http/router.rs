@@ -23,7 +23,7 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Response {
         );
     }
     let path = req.uri().path();
-    if path.starts_with("/tern/") {
+    if is_cluster_path(path) {
         return cluster::server::route(ctx, &req);
     }
     if path == API_STREAMS || path == "/streamer/api/v3/streams/" {
@@ -58,5 +58,27 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Response {
             StatusCode::NOT_FOUND,
             format!("stream {name:?} has no output {other:?}; try index.m3u8 or mpegts"),
         ),
+    }
+}
+
+/// `/tern/vN/…`: the cluster endpoints (any version, so a mismatch gets a clear
+/// answer). Stream names of that shape are reserved.
+fn is_cluster_path(path: &str) -> bool {
+    path.strip_prefix("/tern/v")
+        .and_then(|r| r.split_once('/'))
+        .is_some_and(|(v, _)| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_cluster_path;
+
+    #[test]
+    fn cluster_paths() {
+        assert!(is_cluster_path("/tern/v1/streams"));
+        assert!(is_cluster_path("/tern/v22/m4s/main"));
+        assert!(!is_cluster_path("/tern/index.m3u8"));
+        assert!(!is_cluster_path("/tern/video/index.m3u8"));
+        assert!(!is_cluster_path("/terns/v1/x"));
     }
 }
