@@ -85,8 +85,7 @@ pub async fn run<N: Net, C: Clock>(
             let wait = deadline.saturating_sub(clock.now());
             tokio::select! {
                 biased;
-                r = enabled.wait_for(|e| !*e) => {
-                    if r.is_err() { return; }
+                () = disabled(&mut enabled) => {
                     break 'conn "input not needed (failover)".to_owned();
                 }
                 msg = stream.next() => match msg {
@@ -138,5 +137,13 @@ pub async fn run<N: Net, C: Clock>(
         warn!(%peer, reason, retry_in_ms = delay.as_millis() as u64, "connection lost; reconnecting");
         debug!(resume = ?receiver.resume_from());
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// Resolves when the input is switched off. A closed channel (nobody can switch it
+/// off any more) never resolves.
+async fn disabled(enabled: &mut watch::Receiver<bool>) {
+    if enabled.wait_for(|e| !*e).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
