@@ -6,7 +6,8 @@
 //! - [`require_tool`]: skip (or, under `TERN_REQUIRE_TOOLS=1`, fail) when a tool is
 //!   missing.
 //! - [`Node`]: a `tern run` child with its config in a temp directory, listening on a
-//!   free loopback port; killed (and its log shown if the test panicked) on drop.
+//!   free loopback port; killed (and its log shown if the test panicked) on drop;
+//!   [`Node::stop`] kills it and [`Node::restart`] brings it back on the same port.
 //! - [`http_get`]: a tiny HTTP/1.1 GET client on `std::net`, enough for the API and
 //!   playlists (not for the endless `/NAME/mpegts`).
 //! - [`Proc`]: a child process with a deadline, its stderr collected; [`decode_frames`]
@@ -177,6 +178,9 @@ pub fn free_port() -> u16 {
 pub struct Node {
     pub port: u16,
     child: Child,
+    /// What [`Node::restart`] runs again: the binary and the config file.
+    bin: String,
+    conf: PathBuf,
     log: PathBuf,
     /// Do not print the log on a panic (it is already in the panic message).
     quiet: bool,
@@ -196,23 +200,12 @@ impl Node {
             let text = format!("http 127.0.0.1:{port};\n{config}");
             let conf = dir.write("tern.conf", &text);
             let log = dir.path().join("node.log");
-            let log_file = std::fs::File::create(&log)
-                .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
-            let log_file2 = log_file
-                .try_clone()
-                .expect("cannot clone the log file handle");
-            let child = Command::new(bin)
-                .arg("run")
-                .arg(&conf)
-                .current_dir(dir.path())
-                .stdin(Stdio::null())
-                .stdout(log_file)
-                .stderr(log_file2)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot spawn {bin}: {e}"));
+            let child = spawn_node(bin, &conf, dir.path(), &log);
             let mut node = Node {
                 port,
                 child,
+                bin: bin.to_owned(),
+                conf,
                 log,
                 quiet: false,
                 dir,
@@ -238,6 +231,46 @@ impl Node {
             }
         }
         unreachable!("the last attempt returns or panics")
+    }
+
+    /// The node's HTTP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the node's process (as a crash or `kill -9` would) and waits for it to
+    /// be gone. [`Node::restart`] brings it back on the same port.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the node if it still runs, then starts the same binary with the same
+    /// config on the same port (the log goes on in the same file, after a marker line)
+    /// and waits until the API answers again. Panics if it cannot.
+    pub fn restart(&mut self) {
+        self.stop();
+        {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.log)
+                .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log.display()));
+            let _ = writeln!(f, "---- tern-tests: node restarted ----");
+        }
+        self.child = spawn_node(&self.bin, &self.conf, self.dir.path(), &self.log);
+        if let Err(exited) = self.wait_ready() {
+            let why = if exited {
+                "exited"
+            } else {
+                "did not answer its API within 10 s"
+            };
+            self.quiet = true;
+            panic!(
+                "tern node restarted on port {} {why}.\nlog:\n{}",
+                self.port,
+                self.log()
+            );
+        }
     }
 
     /// Ok when the API answers; Err(true) if the child exited, Err(false) on timeout.
@@ -311,6 +344,27 @@ impl Drop for Node {
             );
         }
     }
+}
+
+/// Spawns `bin run CONF` in `dir`, stdout and stderr appended to `log`.
+fn spawn_node(bin: &str, conf: &Path, dir: &Path, log: &Path) -> Child {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()));
+    let log_file2 = log_file
+        .try_clone()
+        .expect("cannot clone the log file handle");
+    Command::new(bin)
+        .arg("run")
+        .arg(conf)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(log_file2)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {bin}: {e}"))
 }
 
 /// Runs `bin check CONFIG` with `config` written to a temp file; returns the exit
