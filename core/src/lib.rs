@@ -21,6 +21,7 @@
 pub mod bytes_io;
 pub mod cluster;
 pub mod config;
+pub mod dvr;
 pub mod failover;
 pub mod fake;
 pub mod media;

@@ -12,6 +12,7 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod cluster;
+pub mod dvr;
 pub mod http;
 pub mod hub;
 pub mod input;

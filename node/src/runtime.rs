@@ -20,6 +20,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tracing::{info, Instrument};
 
 use crate::cluster::client::{ClusterClient, SharedRng};
+use crate::dvr::{recorder, DvrError, DvrRoot, DvrStores};
 use crate::hub::StreamHub;
 use crate::input;
 
@@ -34,6 +35,11 @@ pub enum NodeError {
     Unsupported { what: String },
     #[error("{what} needs a cluster_key (top level, or on the source/input itself)")]
     NoClusterKey { what: String },
+    #[error("cannot open the DVR of stream `{stream}`: {source}")]
+    Dvr {
+        stream: StreamName,
+        source: DvrError,
+    },
 }
 
 /// Aborts its tasks when the last clone is dropped: a stream's input tasks live as
@@ -72,6 +78,8 @@ pub struct StreamEntry {
     /// `Some` for a stream a `source` discovered.
     pub remote: Option<RemoteOrigin>,
     pub tasks: Arc<TaskGuard>,
+    /// The stream's archive, if it has a `dvr`.
+    pub dvr: Option<Arc<crate::dvr::Dvr>>,
 }
 
 /// The cluster key of the node, with the server side's replay memory.
@@ -193,6 +201,18 @@ pub async fn start_seeded<N: Net, C: Clock>(
     clock: C,
     seed: u64,
 ) -> Result<RunningNode<C>, NodeError> {
+    start_seeded_with(config, net, clock, seed, DvrStores::Fs).await
+}
+
+/// [`start_seeded`] with the DVR storage to use: the filesystem (the binary) or
+/// in-memory disks (the simulation, which keeps them across node restarts).
+pub async fn start_seeded_with<N: Net, C: Clock>(
+    config: &Config,
+    net: N,
+    clock: C,
+    seed: u64,
+    dvr_stores: DvrStores,
+) -> Result<RunningNode<C>, NodeError> {
     let node_name = config
         .http
         .first()
@@ -219,14 +239,42 @@ pub async fn start_seeded<N: Net, C: Clock>(
         })
     };
     let mut tasks = JoinSet::new();
+    // Streams recording under the same `dvr PATH` share one root (one disk).
+    let mut dvr_roots: BTreeMap<String, Arc<DvrRoot>> = BTreeMap::new();
     for sc in &config.streams {
         let hub = Arc::new(StreamHub::new(
             sc.name.clone(),
             sc.segment_duration_ms(config),
             clock.now(),
         ));
+        // The DVR opens first: a path it cannot use stops the start before any
+        // task runs.
+        let dvr = match &sc.dvr {
+            Some(dc) => {
+                let root = dvr_roots
+                    .entry(dc.path.clone())
+                    .or_insert_with(|| DvrRoot::new(dvr_stores.store_for(&dc.path)))
+                    .clone();
+                let dvr = root
+                    .open(sc.name.clone(), dc.clone())
+                    .await
+                    .map_err(|source| NodeError::Dvr {
+                        stream: sc.name.clone(),
+                        source,
+                    })?;
+                Some(dvr)
+            }
+            None => None,
+        };
         let span = tracing::info_span!("stream", name = %sc.name);
-        let handles = input::start_inputs(&ctx, &hub, sc, &client_for, span)?;
+        let mut handles = input::start_inputs(&ctx, &hub, sc, &client_for, span)?;
+        if let Some(dvr) = &dvr {
+            let span = tracing::info_span!("dvr", stream = %sc.name);
+            let task = tokio::spawn(
+                recorder::run(dvr.clone(), hub.clone(), recorder::PAUSE_RETRY).instrument(span),
+            );
+            handles.push(task.abort_handle());
+        }
         let entry = StreamEntry {
             hub,
             inputs: sc
@@ -236,6 +284,7 @@ pub async fn start_seeded<N: Net, C: Clock>(
                 .collect(),
             remote: None,
             tasks: Arc::new(TaskGuard::new(handles)),
+            dvr,
         };
         ctx.add_stream(sc.name.clone(), entry);
     }

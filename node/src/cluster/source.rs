@@ -143,6 +143,7 @@ fn reconcile<N: Net, C: Clock>(
                 protocol: protocol.as_str(),
             }),
             tasks: Arc::new(TaskGuard::new(vec![task.abort_handle()])),
+            dvr: None,
         };
         if ctx.add_stream(s.name.clone(), entry) {
             info!(stream = %s.name, %peer, "stream discovered on the source");

@@ -1,0 +1,15 @@
+//! The DVR's pure logic (DESIGN.md §6): the in-memory index of a stream's stored
+//! segments, the range and window queries the archive outputs need, retention by
+//! depth and size, and the on-disk format of the index journal.
+//!
+//! Owns: [`index::Index`] (sorted entries, cached time ranges, O(log n + k) window
+//! queries, retention decisions) and [`journal`] (the append-only, length-prefixed,
+//! CRC-checked record format, its replay with torn-tail detection, snapshots and the
+//! compaction rule). Must not: touch a file, a clock or a task — the node's
+//! `dvr` module does the I/O and decides when to call what.
+
+pub mod index;
+pub mod journal;
+
+pub use index::{Index, IndexEntry, DEFAULT_GAP_TOLERANCE_MS};
+pub use journal::{JournalError, Record, Replay, Tail};

@@ -1,0 +1,640 @@
+//! Tests of `Dvr` on `MemStore` (with faults) and `FsStore` (a temporary directory).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use tern_core::config::DvrConfig;
+use tern_core::{Frame, MediaInfo, Position, Segment, StreamName, TrackInfo, TrackParams};
+
+use super::*;
+
+const BASE: u64 = 1_764_000_000_000;
+
+fn name(s: &str) -> StreamName {
+    StreamName::new(s).unwrap()
+}
+
+fn media_info() -> Arc<MediaInfo> {
+    Arc::new(MediaInfo {
+        tracks: vec![TrackInfo {
+            id: 1,
+            params: TrackParams::H264 {
+                sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x28]),
+                pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
+                width: 320,
+                height: 240,
+                fps: 25,
+            },
+        }],
+    })
+}
+
+/// Segment `i` of epoch `epoch`: 2 s at `BASE + i * 2 s`, five frames of `payload`
+/// bytes each, positions continuing from segment `i - 1`.
+fn seg(i: u64, epoch: u64, payload: usize) -> Segment {
+    let frames = (0..5u64)
+        .map(|k| Frame {
+            track: 1,
+            dts: i * 180_000 + k * 3600,
+            pts: i * 180_000 + k * 3600,
+            keyframe: k == 0,
+            capture_ms: BASE + i * 2000 + k * 40,
+            pos: Position {
+                epoch,
+                seq: i * 5 + k,
+            },
+            payload: Bytes::from(vec![k as u8; payload]),
+        })
+        .collect();
+    Segment {
+        media_info: media_info(),
+        utc_start_ms: BASE + i * 2000,
+        duration_ms: 2000,
+        frames,
+    }
+}
+
+fn seg_bytes(payload: usize) -> u64 {
+    tern_core::segment_codec::encode(&seg(0, 1, payload)).len() as u64
+}
+
+fn config(depth_secs: Option<u64>, limit_bytes: Option<u64>) -> DvrConfig {
+    DvrConfig {
+        path: "/dvr".into(),
+        depth_secs,
+        limit_bytes,
+    }
+}
+
+async fn open_mem(store: &Arc<MemStore>, stream: &str, cfg: DvrConfig) -> Arc<Dvr> {
+    Dvr::open(store.clone(), name(stream), cfg).await.unwrap()
+}
+
+fn starts(dvr: &Dvr) -> Vec<u64> {
+    dvr.segments(0, u64::MAX)
+        .iter()
+        .map(|s| (s.utc_start_ms - BASE) / 2000)
+        .collect()
+}
+
+/// Every indexed segment is on the store, whole, and is the segment it says.
+async fn assert_index_sound(dvr: &Dvr) {
+    for s in dvr.segments(0, u64::MAX) {
+        let b = dvr
+            .read(s.utc_start_ms)
+            .await
+            .unwrap_or_else(|e| panic!("indexed segment {} unreadable: {e}", s.utc_start_ms));
+        assert_eq!(b.len() as u64, s.bytes);
+        let decoded = tern_core::segment_codec::decode(b).unwrap();
+        assert_eq!(decoded.utc_start_ms, s.utc_start_ms);
+    }
+}
+
+#[tokio::test]
+async fn record_query_read_and_reopen() {
+    let store = Arc::new(MemStore::new("/dvr"));
+    let dvr = open_mem(&store, "cams/yard", config(Some(3600), None)).await;
+    assert_eq!(dvr.status().state, RecordingState::Waiting);
+    for i in 0..5 {
+        assert_eq!(
+            dvr.record(&seg(i, 1, 100)).await.unwrap(),
+            RecordOutcome::Stored
+        );
+    }
+    // A source restart (new epoch), then a gap of 10 s.
+    dvr.record(&seg(5, 2, 100)).await.unwrap();
+    dvr.record(&seg(11, 2, 100)).await.unwrap();
+    // The same segment again (an M4F resubscribe) is skipped.
+    assert_eq!(
+        dvr.record(&seg(11, 2, 100)).await.unwrap(),
+        RecordOutcome::Skipped
+    );
+
+    assert_eq!(dvr.ranges(), vec![(BASE, 12_000), (BASE + 22_000, 2000)]);
+    let list = dvr.segments(BASE + 7000, BASE + 30_000);
+    assert_eq!(
+        list.iter()
+            .map(|s| ((s.utc_start_ms - BASE) / 2000, s.discontinuity))
+            .collect::<Vec<_>>(),
+        vec![(3, false), (4, false), (5, true), (11, true)]
+    );
+    let st = dvr.status();
+    assert_eq!(st.from_ms, Some(BASE));
+    assert_eq!(st.depth_secs, 3600);
+    assert_eq!(st.segments, 7);
+    assert_eq!(st.bytes, 7 * seg_bytes(100));
+    assert_eq!(st.state, RecordingState::Recording);
+    assert_eq!(dvr.facts().ranges, dvr.ranges());
+    assert_eq!(dvr.facts().depth_secs, 3600);
+
+    let want = tern_core::segment_codec::encode(&seg(3, 1, 100));
+    assert_eq!(dvr.read(BASE + 6000).await.unwrap(), want);
+    assert!(matches!(
+        dvr.read(BASE + 6001).await,
+        Err(DvrError::NotFound { .. })
+    ));
+
+    // A second open of the same stream under the same root is refused.
+    assert!(matches!(
+        dvr.root().open(name("cams/yard"), config(None, None)).await,
+        Err(DvrError::AlreadyOpen { .. })
+    ));
+
+    drop(dvr);
+    let again = open_mem(&store, "cams/yard", config(Some(3600), None)).await;
+    assert_eq!(again.ranges(), vec![(BASE, 12_000), (BASE + 22_000, 2000)]);
+    assert_eq!(starts(&again), vec![0, 1, 2, 3, 4, 5, 11]);
+    assert_index_sound(&again).await;
+}
+
+#[tokio::test]
+async fn retention_by_depth_and_size() {
+    let store = Arc::new(MemStore::new("/dvr"));
+    let dvr = open_mem(&store, "a", config(Some(10), None)).await;
+    for i in 0..20 {
+        dvr.record(&seg(i, 1, 100)).await.unwrap();
+    }
+    // Newest ends at 40 s; depth 10 s keeps segments ending after 30 s.
+    assert_eq!(starts(&dvr), (15..20).collect::<Vec<_>>());
+    assert_eq!(store.files().len(), 5 + 1); // + index.journal
+
+    let b = seg_bytes(100);
+    let dvr2 = open_mem(&store, "b", config(None, Some(3 * b + 1))).await;
+    for i in 0..10 {
+        dvr2.record(&seg(i, 1, 100)).await.unwrap();
+    }
+    assert_eq!(starts(&dvr2), vec![7, 8, 9]);
+    drop(dvr2);
+    let reopened = open_mem(&store, "b", config(None, Some(3 * b + 1))).await;
+    assert_eq!(starts(&reopened), vec![7, 8, 9]);
+}
+
+#[tokio::test]
+async fn disk_full_deletes_own_oldest_and_keeps_recording() {
+    let b = seg_bytes(1000);
+    // Room for about six segments and the journal.
+    let store = Arc::new(MemStore::with_capacity("/dvr", 6 * b + 8 * 1024));
+    let dvr = open_mem(&store, "a", config(None, None)).await;
+    for i in 0..30 {
+        dvr.record(&seg(i, 1, 1000)).await.unwrap();
+        assert_eq!(dvr.status().state, RecordingState::Recording);
+    }
+    let kept = starts(&dvr);
+    assert!(kept.len() >= 3, "{kept:?}");
+    assert_eq!(kept.last(), Some(&29));
+    // Contiguous newest segments: only the oldest were deleted.
+    assert_eq!(kept, (30 - kept.len() as u64..30).collect::<Vec<_>>());
+    assert_index_sound(&dvr).await;
+    drop(dvr);
+    let again = open_mem(&store, "a", config(None, None)).await;
+    assert_eq!(starts(&again), kept);
+}
+
+#[tokio::test]
+async fn disk_full_makes_room_from_the_oldest_stream_of_the_root() {
+    let b = seg_bytes(1000);
+    let store: Arc<MemStore> = Arc::new(MemStore::with_capacity("/dvr", 8 * b + 8 * 1024));
+    let root = DvrRoot::new(store.clone());
+    let old = root.open(name("old"), config(None, None)).await.unwrap();
+    let new = root.open(name("new"), config(None, None)).await.unwrap();
+    for i in 0..4 {
+        old.record(&seg(i, 1, 1000)).await.unwrap();
+    }
+    for i in 100..120 {
+        new.record(&seg(i, 1, 1000)).await.unwrap();
+    }
+    // `old`'s segments were the oldest under the root: they went first.
+    assert!(starts(&old).is_empty());
+    assert!(!starts(&new).is_empty());
+    assert_eq!(new.status().state, RecordingState::Recording);
+}
+
+#[tokio::test]
+async fn nothing_left_pauses_then_resumes() {
+    let b = seg_bytes(1000);
+    let store = Arc::new(MemStore::with_capacity("/dvr", b / 2));
+    let dvr = open_mem(&store, "a", config(None, None)).await;
+    let err = dvr.record(&seg(0, 1, 1000)).await.unwrap_err();
+    assert!(matches!(err, DvrError::Full { .. }), "{err}");
+    assert!(err.to_string().contains("free space on that disk"), "{err}");
+    assert!(matches!(dvr.status().state, RecordingState::Paused { .. }));
+    assert!(starts(&dvr).is_empty());
+    store.set_capacity(Some(10 * b));
+    dvr.record(&seg(1, 1, 1000)).await.unwrap();
+    assert_eq!(dvr.status().state, RecordingState::Recording);
+    assert_eq!(starts(&dvr), vec![1]);
+}
+
+/// Polls `cond` every 10 ms for up to 5 s.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn recorder_pauses_and_retries_by_itself() {
+    const RETRY: Duration = Duration::from_millis(1000);
+    let b = seg_bytes(1000);
+    let store = Arc::new(MemStore::with_capacity("/dvr", b / 2));
+    let dvr = open_mem(&store, "a", config(None, None)).await;
+    let hub = Arc::new(crate::hub::StreamHub::new(name("a"), 2000, Duration::ZERO));
+    let task = tokio::spawn(recorder::run(dvr.clone(), hub.clone(), RETRY));
+    tokio::task::yield_now().await;
+    hub.publish_segment(seg(0, 1, 1000), Duration::ZERO);
+    eventually("the pause", || {
+        matches!(dvr.status().state, RecordingState::Paused { .. })
+    })
+    .await;
+    let paused_at = tokio::time::Instant::now();
+    // More room; a segment inside the retry interval is not tried.
+    store.set_capacity(Some(20 * b));
+    hub.publish_segment(seg(1, 1, 1000), Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(starts(&dvr).is_empty());
+    assert!(matches!(dvr.status().state, RecordingState::Paused { .. }));
+    tokio::time::sleep_until(paused_at + RETRY + Duration::from_millis(50)).await;
+    hub.publish_segment(seg(2, 1, 1000), Duration::ZERO);
+    hub.publish_segment(seg(3, 1, 1000), Duration::ZERO);
+    eventually("two segments", || dvr.status().segments == 2).await;
+    assert_eq!(dvr.status().state, RecordingState::Recording);
+    assert_eq!(starts(&dvr), vec![2, 3]);
+    hub.close();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn io_errors_never_leave_index_pointing_at_missing_segment() {
+    let store = Arc::new(MemStore::new("/dvr"));
+    let dvr = open_mem(&store, "a", config(None, None)).await;
+    let mut ok = Vec::new();
+    for i in 0..12u64 {
+        match i % 4 {
+            1 => store.fail_next(Fault::Rename, 1),
+            2 => store.fail_next(Fault::Fsync, 1),
+            3 => store.fail_next(Fault::FsyncDir, 1),
+            _ => {}
+        }
+        match dvr.record(&seg(i, 1, 100)).await {
+            Ok(_) => ok.push(i),
+            Err(e) => {
+                assert!(matches!(dvr.status().state, RecordingState::Failing { .. }));
+                assert!(e.to_string().contains("(simulated)"), "{e}");
+            }
+        }
+        assert_index_sound(&dvr).await;
+    }
+    assert_eq!(ok, vec![0, 4, 8]);
+    assert_eq!(starts(&dvr), ok);
+    // No partial or temporary file was left behind.
+    let files: Vec<String> = store.files().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(files.len(), 4, "{files:?}");
+    assert!(files.iter().all(|p| !p.ends_with(".tmp")));
+    drop(dvr);
+    let again = open_mem(&store, "a", config(None, None)).await;
+    assert_eq!(starts(&again), ok);
+    assert_index_sound(&again).await;
+}
+
+#[tokio::test]
+async fn failed_journal_writes_are_recovered_from_the_files() {
+    let store = Arc::new(MemStore::new("/dvr"));
+    let dvr = open_mem(&store, "a", config(None, None)).await;
+    dvr.record(&seg(0, 1, 100)).await.unwrap();
+    // The segment's own write passes, the journal append after it writes half a
+    // record and fails: the segment is stored (and indexed) all the same.
+    store.fail_later(Fault::Write, 1, 1);
+    assert_eq!(
+        dvr.record(&seg(1, 1, 100)).await.unwrap(),
+        RecordOutcome::Stored
+    );
+    // The next append cuts the half record off first.
+    dvr.record(&seg(2, 1, 100)).await.unwrap();
+    // The journal append's fsync fails: visible, not durable.
+    store.fail_later(Fault::Fsync, 1, 1);
+    dvr.record(&seg(3, 1, 100)).await.unwrap();
+    assert_eq!(starts(&dvr), vec![0, 1, 2, 3]);
+    let r = tern_core::dvr::journal::replay(&store.read_file("a/index.journal").unwrap()).unwrap();
+    assert_eq!(r.tail, tern_core::dvr::Tail::Clean);
+    drop(dvr);
+    store.crash();
+    let again = open_mem(&store, "a", config(None, None)).await;
+    assert_eq!(starts(&again), vec![0, 1, 2, 3]);
+    assert_index_sound(&again).await;
+}
+
+#[tokio::test]
+async fn crash_loses_at_most_the_segment_being_written() {
+    // 1. The process dies while segment 5 is being written (its write never
+    //    completes), then the power goes: segment 5 is lost, nothing else.
+    let store = Arc::new(MemStore::new("/dvr"));
+    let dvr = open_mem(&store, "a", config(None, None)).await;
+    for i in 0..5 {
+        dvr.record(&seg(i, 1, 100)).await.unwrap();
+    }
+    store.set_latency(Duration::from_secs(3600));
+    // Polled once (the write is under way), then dropped.
+    let cut = tokio::time::timeout(Duration::ZERO, dvr.record(&seg(5, 1, 100))).await;
+    assert!(cut.is_err());
+    store.set_latency(Duration::ZERO);
+    drop(dvr);
+    store.crash();
+    let again = open_mem(&store, "a", config(None, None)).await;
+    assert_eq!(starts(&again), vec![0, 1, 2, 3, 4]);
+    assert_index_sound(&again).await;
+
+    // 2. It dies after segment 6 is durable but while its journal record is being
+    //    appended (half of it lands): nothing is lost, the file is re-indexed.
+    again.record(&seg(5, 1, 100)).await.unwrap();
+    store.fail_later(Fault::Write, 1, 1);
+    again.record(&seg(6, 1, 100)).await.unwrap();
+    drop(again);
+    store.crash();
+    let third = open_mem(&store, "a", config(None, None)).await;
+    assert_eq!(starts(&third), vec![0, 1, 2, 3, 4, 5, 6]);
+    assert_index_sound(&third).await;
+}
+
+/// Random faults and crashes: after every crash and reopen, every segment whose
+/// `record` returned `Stored` is there, and the index only lists sound segments.
+#[tokio::test]
+async fn random_faults_and_crashes_keep_every_stored_segment() {
+    for seed in 0..20u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let store = Arc::new(MemStore::new("/dvr"));
+        let mut dvr = open_mem(&store, "s", config(None, None)).await;
+        let mut stored = std::collections::BTreeSet::new();
+        for i in 0..60u64 {
+            match rng.next_u32() % 10 {
+                0 => store.fail_next(Fault::Write, 1),
+                1 => store.fail_next(Fault::Fsync, 1),
+                2 => store.fail_next(Fault::FsyncDir, 1),
+                3 => store.fail_next(Fault::Rename, 1),
+                _ => {}
+            }
+            if let Ok(RecordOutcome::Stored) = dvr.record(&seg(i, 1, 50)).await {
+                stored.insert(i);
+            }
+            if rng.next_u32() % 8 == 0 {
+                store.clear_faults();
+                drop(dvr);
+                store.crash();
+                dvr = open_mem(&store, "s", config(None, None)).await;
+                let have: std::collections::BTreeSet<u64> = starts(&dvr).into_iter().collect();
+                assert!(
+                    stored.is_subset(&have),
+                    "seed {seed} step {i}: lost {:?}",
+                    stored.difference(&have).collect::<Vec<_>>()
+                );
+                assert_index_sound(&dvr).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn torn_journal_tail_at_reopen() {
+    let store = Arc::new(MemStore::new("/dvr"));
+    let dvr = open_mem(&store, "a", config(None, None)).await;
+    for i in 0..5 {
+        dvr.record(&seg(i, 1, 100)).await.unwrap();
+    }
+    drop(dvr);
+    let journal = store.read_file("a/index.journal").unwrap();
+    // Cut inside the last record, at every byte of it.
+    let rec = tern_core::dvr::journal::RECORD_HEADER_LEN + 53;
+    for cut in (journal.len() - rec + 1)..journal.len() {
+        store.put_file("a/index.journal", &journal[..cut]);
+        let again = open_mem(&store, "a", config(None, None)).await;
+        // The segment whose record was torn is re-indexed from its file.
+        assert_eq!(starts(&again), vec![0, 1, 2, 3, 4], "cut {cut}");
+        // The journal was rewritten whole: appends after it work.
+        again.record(&seg(5, 1, 100)).await.unwrap();
+        drop(again);
+        let third = open_mem(&store, "a", config(None, None)).await;
+        assert_eq!(starts(&third), vec![0, 1, 2, 3, 4, 5], "cut {cut}");
+        drop(third);
+        store
+            .delete_segment(&name("a"), BASE + 5 * 2000)
+            .await
+            .unwrap();
+    }
+    // Garbage after the last record is ignored and cut off by the next append.
+    let mut j = store.read_file("a/index.journal").unwrap().to_vec();
+    j.extend_from_slice(&[0, 0, 0, 40, 1, 2, 3]);
+    store.put_file("a/index.journal", &j);
+    let again = open_mem(&store, "a", config(None, None)).await;
+    again.record(&seg(6, 1, 100)).await.unwrap();
+    drop(again);
+    let last = open_mem(&store, "a", config(None, None)).await;
+    assert_eq!(starts(&last), vec![0, 1, 2, 3, 4, 6]);
+    let r = tern_core::dvr::journal::replay(&store.read_file("a/index.journal").unwrap()).unwrap();
+    assert_eq!(r.tail, tern_core::dvr::Tail::Clean);
+}
+
+#[tokio::test]
+async fn damaged_and_stray_files_at_open() {
+    let store = Arc::new(MemStore::new("/dvr"));
+    let dvr = open_mem(&store, "a", config(None, None)).await;
+    for i in 0..4 {
+        dvr.record(&seg(i, 1, 100)).await.unwrap();
+    }
+    drop(dvr);
+    let good = tern_core::segment_codec::encode(&seg(9, 1, 100));
+    // The newest indexed file damaged (same size), a whole stray, a damaged stray,
+    // a stray holding another segment than its name says, a leftover temp file.
+    let mut bad = store
+        .read_file(&format!("a/{}.tseg", BASE + 6000))
+        .unwrap()
+        .to_vec();
+    bad[0] = b'X';
+    store.put_file(&format!("a/{}.tseg", BASE + 6000), &bad);
+    store.put_file(&format!("a/{}.tseg", BASE + 18_000), &good);
+    store.put_file(&format!("a/{}.tseg", BASE + 20_000), b"garbage");
+    store.put_file(&format!("a/{}.tseg", BASE + 22_000), &good);
+    store.put_file(&format!("a/{}.tseg.tmp", BASE + 24_000), b"half");
+    // An indexed file gone.
+    store.delete_segment(&name("a"), BASE).await.unwrap();
+    let again = open_mem(&store, "a", config(None, None)).await;
+    assert_eq!(starts(&again), vec![1, 2, 9]);
+    assert_index_sound(&again).await;
+    let files: Vec<String> = store.files().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(files.len(), 4, "{files:?}"); // three segments + the journal
+}
+
+#[tokio::test]
+async fn foreign_journal_is_refused_with_its_path() {
+    let store = Arc::new(MemStore::new("/dvr"));
+    store.put_file("a/index.journal", b"something else entirely");
+    let err = Dvr::open(store, name("a"), config(None, None))
+        .await
+        .err()
+        .unwrap();
+    let msg = err.to_string();
+    assert!(msg.contains("mem:/dvr/a/index.journal"), "{msg}");
+    assert!(msg.contains("move it away"), "{msg}");
+}
+
+#[tokio::test]
+async fn compaction_keeps_the_journal_bounded() {
+    let store = Arc::new(MemStore::new("/dvr"));
+    let dvr = open_mem(&store, "a", config(Some(10), None)).await;
+    for i in 0..3000 {
+        dvr.record(&seg(i, 1, 10)).await.unwrap();
+    }
+    let j = store.read_file("a/index.journal").unwrap();
+    let r = tern_core::dvr::journal::replay(&j).unwrap();
+    assert!(
+        r.records <= 2 * 5 + tern_core::dvr::journal::COMPACT_SLACK + 2,
+        "{}",
+        r.records
+    );
+    assert_eq!(r.entries.len(), 5);
+    drop(dvr);
+    let again = open_mem(&store, "a", config(Some(10), None)).await;
+    assert_eq!(starts(&again), (2995..3000).collect::<Vec<_>>());
+}
+
+/// A unique empty directory under the system's temp dir, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("tern-dvr-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn fs_store_writes_reopens_and_recovers() {
+    let tmp = TempDir::new("fs");
+    let root = tmp.0.join("storage");
+    let fs_store = || -> Arc<dyn DvrStore> { Arc::new(FsStore::new(&root)) };
+    let dvr = Dvr::open(fs_store(), name("cams/yard/3"), config(None, None))
+        .await
+        .unwrap();
+    for i in 0..4 {
+        dvr.record(&seg(i, 1, 500)).await.unwrap();
+    }
+    let dir = root.join("cams/yard/3");
+    let first = dir.join(format!("{BASE}.tseg"));
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        tern_core::segment_codec::encode(&seg(0, 1, 500)).to_vec()
+    );
+    assert_eq!(dvr.read(BASE).await.unwrap().len() as u64, seg_bytes(500));
+    drop(dvr);
+
+    // A leftover temp file, a stray segment and a torn journal tail.
+    std::fs::write(dir.join("123.tseg.tmp"), b"partial").unwrap();
+    std::fs::write(
+        dir.join(format!("{}.tseg", BASE + 10_000)),
+        tern_core::segment_codec::encode(&seg(5, 1, 500)),
+    )
+    .unwrap();
+    let jpath = dir.join("index.journal");
+    let j = std::fs::read(&jpath).unwrap();
+    std::fs::write(&jpath, &j[..j.len() - 7]).unwrap();
+
+    let again = Dvr::open(fs_store(), name("cams/yard/3"), config(None, None))
+        .await
+        .unwrap();
+    assert_eq!(starts(&again), vec![0, 1, 2, 3, 5]);
+    assert!(!dir.join("123.tseg.tmp").exists());
+    assert_index_sound(&again).await;
+    again.record(&seg(6, 1, 500)).await.unwrap();
+    drop(again);
+    let third = Dvr::open(fs_store(), name("cams/yard/3"), config(None, None))
+        .await
+        .unwrap();
+    assert_eq!(starts(&third), vec![0, 1, 2, 3, 5, 6]);
+    assert_eq!(third.ranges(), vec![(BASE, 8000), (BASE + 10_000, 4000)]);
+}
+
+#[tokio::test]
+async fn fs_store_unwritable_path_is_a_clear_error() {
+    let tmp = TempDir::new("ro");
+    std::fs::create_dir_all(&tmp.0).unwrap();
+    // A file where the DVR root's directory should be.
+    let blocker = tmp.0.join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let err = Dvr::open(
+        Arc::new(FsStore::new(blocker.join("dvr"))),
+        name("a"),
+        config(None, None),
+    )
+    .await
+    .err()
+    .unwrap();
+    let msg = err.to_string();
+    assert!(msg.contains("cannot create directory"), "{msg}");
+    assert!(msg.contains(&blocker.display().to_string()), "{msg}");
+}
+
+#[test]
+fn bench_index_runs() {
+    let b = bench_index(50_000);
+    assert_eq!(b.entries, 50_000);
+    assert!(b.journal_bytes > 50_000 * 60);
+}
+
+/// The runtime opens a DVR per stream with `dvr` and records the hub's segments.
+#[tokio::test]
+async fn runtime_records_streams_with_dvr() {
+    let cfg = tern_core::config::parse(
+        "http 127.0.0.1:0;\nsegment_duration 0.5;\n\
+         stream main { input fake://fake?width=256&height=16&gop=0.2; dvr /storage 1h; }\n\
+         stream plain { input fake://fake?width=256&height=16; }\n",
+    )
+    .unwrap();
+    let disks = MemDisks::new();
+    let node = crate::runtime::start_seeded_with(
+        &cfg,
+        tern_net::TokioNet,
+        tern_net::TokioClock::new(),
+        1,
+        DvrStores::Memory(disks.clone()),
+    )
+    .await
+    .unwrap();
+    let main = node.ctx.entry(&name("main")).unwrap();
+    assert!(node.ctx.entry(&name("plain")).unwrap().dvr.is_none());
+    let dvr = main.dvr.clone().unwrap();
+    let mut waited = 0;
+    while dvr.status().segments < 2 && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    let st = dvr.status();
+    assert!(st.segments >= 2, "{st:?}");
+    assert_eq!(st.state, RecordingState::Recording);
+    assert_eq!(st.ranges.len(), 1, "{st:?}");
+    let first = dvr.segments(0, u64::MAX)[0];
+    let bytes = dvr.read(first.utc_start_ms).await.unwrap();
+    assert!(tern_core::segment_codec::decode(bytes).is_ok());
+    assert!(disks
+        .disk("/storage")
+        .files()
+        .iter()
+        .any(|(p, _)| p == "main/index.journal"));
+    node.shutdown().await;
+}
