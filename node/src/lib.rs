@@ -9,6 +9,7 @@
 //! router; `api` the JSON API; `cli` the binary's commands.
 
 pub mod api;
+pub mod archive;
 pub mod bench;
 pub mod cli;
 pub mod cluster;

@@ -19,6 +19,7 @@ use tern_net::{Clock, Listener, Net};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{info, Instrument};
 
+use crate::archive::Archive;
 use crate::cluster::client::{ClusterClient, SharedRng};
 use crate::dvr::{recorder, DvrError, DvrRoot, DvrStores};
 use crate::hub::StreamHub;
@@ -80,6 +81,8 @@ pub struct StreamEntry {
     pub tasks: Arc<TaskGuard>,
     /// The stream's archive, if it has a `dvr`.
     pub dvr: Option<Arc<crate::dvr::Dvr>>,
+    /// Where archive requests go: the local DVR, or the peer's archive over M4F.
+    pub archive: Option<Arc<dyn Archive>>,
 }
 
 /// The cluster key of the node, with the server side's replay memory.
@@ -284,6 +287,10 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
                 .collect(),
             remote: None,
             tasks: Arc::new(TaskGuard::new(handles)),
+            archive: match &dvr {
+                Some(d) => Some(d.clone() as Arc<dyn Archive>),
+                None => input::archive_route(&ctx, sc, &client_for),
+            },
             dvr,
         };
         ctx.add_stream(sc.name.clone(), entry);

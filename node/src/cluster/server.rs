@@ -21,6 +21,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::api::ALIVE_TIMEOUT_MS;
+use crate::archive::Archive;
 use crate::cluster::CONTENT_TYPE;
 use crate::http::body::{respond, text, Body, Response};
 use crate::hub::{StreamHub, VIEWER_STALL_TIMEOUT};
@@ -102,12 +103,13 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
         let Ok(name) = StreamName::new(name) else {
             return text(StatusCode::BAD_REQUEST, format!("bad stream name {name:?}"));
         };
-        let Some(hub) = ctx.stream(&name) else {
+        let Some(entry) = ctx.entry(&name) else {
             return text(
                 StatusCode::NOT_FOUND,
                 format!("stream {:?} is not known on this node", name.as_str()),
             );
         };
+        let hub = entry.hub.clone();
         let span = tracing::info_span!("peer", stream = %name, kind);
         let clock = ctx.clock.clone();
         match kind {
@@ -116,6 +118,23 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
             }
             "m4f" => {
                 tokio::spawn(m4f(hub, enc, tx, from, node, clock).instrument(span));
+            }
+            "dvr" | "archive" => {
+                let Some(archive) = entry.archive.clone() else {
+                    return text(
+                        StatusCode::NOT_FOUND,
+                        format!("stream {:?} has no archive on this node", name.as_str()),
+                    );
+                };
+                let window = req.uri().query().and_then(parse_window);
+                if kind == "dvr" {
+                    tokio::spawn(dvr_index(archive, enc, tx, window, node).instrument(span));
+                } else {
+                    let Some((from, to)) = window else {
+                        return text(StatusCode::BAD_REQUEST, "archive needs ?from=MS&to=MS");
+                    };
+                    tokio::spawn(archive_range(archive, enc, tx, from, to, node).instrument(span));
+                }
             }
             _ => {
                 return text(
@@ -135,6 +154,105 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
         resp.headers_mut().insert(PROOF_HEADER, v);
     }
     resp
+}
+
+/// `from=MS&to=MS` (UTC milliseconds, `from < to`).
+fn parse_window(query: &str) -> Option<(u64, u64)> {
+    let get = |k: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let (from, to) = (get("from")?, get("to")?);
+    (from < to).then_some((from, to))
+}
+
+/// M4F archive index: Hello, then `DvrIndex` (facts and the window's entries), or
+/// `End` with the reason it cannot be had.
+async fn dvr_index(
+    archive: Arc<dyn Archive>,
+    mut enc: Encoder,
+    tx: mpsc::Sender<Bytes>,
+    window: Option<(u64, u64)>,
+    node: String,
+) {
+    if !send(
+        &mut enc,
+        &tx,
+        &Message::Hello {
+            version: PROTOCOL_VERSION,
+            node,
+        },
+    )
+    .await
+    {
+        return;
+    }
+    let msg = match archive.index(window).await {
+        Ok(ix) => Message::DvrIndex {
+            facts: ix.facts,
+            entries: ix.entries,
+        },
+        Err(e) => Message::End {
+            reason: e.to_string(),
+        },
+    };
+    let _ = send(&mut enc, &tx, &msg).await;
+}
+
+/// M4F archive: Hello, the segments of the window one by one at the reader's pace,
+/// then `ArchiveEnd` (or `End` with the reason it stopped).
+async fn archive_range(
+    archive: Arc<dyn Archive>,
+    mut enc: Encoder,
+    tx: mpsc::Sender<Bytes>,
+    from: u64,
+    to: u64,
+    node: String,
+) {
+    if !send(
+        &mut enc,
+        &tx,
+        &Message::Hello {
+            version: PROTOCOL_VERSION,
+            node,
+        },
+    )
+    .await
+    {
+        return;
+    }
+    // One segment in flight: reading runs only as fast as the peer takes them.
+    let (seg_tx, mut seg_rx) = mpsc::channel(1);
+    let reading = archive.range(from, to, seg_tx);
+    tokio::pin!(reading);
+    let mut result = None;
+    loop {
+        tokio::select! {
+            biased;
+            seg = seg_rx.recv() => match seg {
+                Some(seg) => {
+                    if !send(&mut enc, &tx, &Message::Segment(seg)).await {
+                        return;
+                    }
+                }
+                None => break,
+            },
+            r = &mut reading, if result.is_none() => result = Some(r),
+        }
+    }
+    let r = match result {
+        Some(r) => r,
+        None => reading.await,
+    };
+    let msg = match r {
+        Ok(segments) => Message::ArchiveEnd { segments },
+        Err(e) => Message::End {
+            reason: e.to_string(),
+        },
+    };
+    let _ = send(&mut enc, &tx, &msg).await;
 }
 
 /// `from=EPOCH.SEQ`.
@@ -173,7 +291,7 @@ fn announce<C: Clock>(ctx: &NodeCtx<C>) -> Vec<StreamAnnounce> {
                 }),
                 segment_duration_ms: e.hub.segment_duration_ms,
                 media_info: (!mi.tracks.is_empty()).then(|| (*mi).clone()),
-                dvr: None,
+                dvr: e.archive.as_ref().and_then(|a| a.facts_now()),
             }
         })
         .collect()

@@ -5,7 +5,7 @@
 //! Owns: the set of streams this source created. Must not: touch streams from the
 //! config or from another source (a name clash is logged and skipped).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tern_core::cluster::backoff::Backoff;
@@ -17,6 +17,7 @@ use tern_net::{Clock, Net};
 use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
 
+use crate::archive::{Archive, RemoteArchive};
 use crate::cluster::client::ClusterClient;
 use crate::hub::StreamHub;
 use crate::input::{remote, Direct};
@@ -30,7 +31,7 @@ pub async fn run<N: Net, C: Clock>(
     default_segment_ms: u32,
 ) {
     let peer = format!("{}:{}", src.host, src.port);
-    let mut mine: BTreeSet<StreamName> = BTreeSet::new();
+    let mut mine: BTreeMap<StreamName, Arc<RemoteArchive<N, C>>> = BTreeMap::new();
     let mut backoff = Backoff::new(ctx.seed());
     loop {
         match client.open(&src.host, src.port, "/tern/v1/streams").await {
@@ -81,7 +82,7 @@ fn reconcile<N: Net, C: Clock>(
     src: &SourceConfig,
     client: &ClusterClient<N, C>,
     peer: &str,
-    mine: &mut BTreeSet<StreamName>,
+    mine: &mut BTreeMap<StreamName, Arc<RemoteArchive<N, C>>>,
     list: Vec<StreamAnnounce>,
     default_segment_ms: u32,
 ) {
@@ -93,13 +94,20 @@ fn reconcile<N: Net, C: Clock>(
         })
         .collect();
     let names: BTreeSet<StreamName> = wanted.iter().map(|s| s.name.clone()).collect();
-    for gone in mine.difference(&names).cloned().collect::<Vec<_>>() {
+    let gone: Vec<StreamName> = mine
+        .keys()
+        .filter(|n| !names.contains(*n))
+        .cloned()
+        .collect();
+    for gone in gone {
         info!(stream = %gone, %peer, "stream removed on the source");
         ctx.remove_stream(&gone);
         mine.remove(&gone);
     }
     for s in wanted {
-        if mine.contains(&s.name) {
+        if let Some(archive) = mine.get(&s.name) {
+            // The archive route follows what signaling says about the peer's DVR.
+            archive.set_facts(s.dvr);
             continue;
         }
         let seg_ms = if s.segment_duration_ms > 0 {
@@ -126,6 +134,7 @@ fn reconcile<N: Net, C: Clock>(
             clock: ctx.clock.clone(),
         });
         let (enabled_tx, enabled) = watch::channel(true);
+        let client_for_archive = client.clone();
         let client = client.clone();
         let span = tracing::info_span!("stream", name = %s.name);
         let task = tokio::spawn(
@@ -135,6 +144,13 @@ fn reconcile<N: Net, C: Clock>(
             }
             .instrument(span),
         );
+        let archive = RemoteArchive::new(
+            s.name.clone(),
+            vec![(src.host.clone(), src.port, s.name.clone())],
+            client_for_archive,
+            true,
+        );
+        archive.set_facts(s.dvr.clone());
         let entry = StreamEntry {
             hub,
             inputs: vec![format!("{}://{}/{}", protocol.as_str(), peer, s.name)],
@@ -144,10 +160,11 @@ fn reconcile<N: Net, C: Clock>(
             }),
             tasks: Arc::new(TaskGuard::new(vec![task.abort_handle()])),
             dvr: None,
+            archive: Some(archive.clone() as Arc<dyn Archive>),
         };
         if ctx.add_stream(s.name.clone(), entry) {
             info!(stream = %s.name, %peer, "stream discovered on the source");
-            mine.insert(s.name);
+            mine.insert(s.name, archive);
         } else {
             warn!(stream = %s.name, %peer, "source offers a stream this node already has; ignoring it");
         }

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use crate::api;
 use crate::cluster;
 use crate::http::body::{text, Response};
-use crate::output::{hls, mpegts};
+use crate::output::{archive, hls, mpegts};
 use crate::runtime::NodeCtx;
 
 const API_STREAMS: &str = "/streamer/api/v3/streams";
 
-pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Response {
+pub async fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -28,6 +28,21 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Response {
     }
     if path == API_STREAMS || path == "/streamer/api/v3/streams/" {
         return api::list(ctx);
+    }
+    if let Some(name) = path
+        .strip_prefix("/streamer/api/v3/streams/")
+        .and_then(|p| p.strip_suffix("/dvr/ranges"))
+    {
+        let Ok(name) = StreamName::new(name) else {
+            return text(StatusCode::BAD_REQUEST, format!("bad stream name {name:?}"));
+        };
+        return match ctx.entry(&name).and_then(|e| e.archive) {
+            Some(a) => archive::ranges(&a).await,
+            None => text(
+                StatusCode::NOT_FOUND,
+                format!("stream {:?} has no archive on this node", name.as_str()),
+            ),
+        };
     }
     if let Some(name) = path.strip_prefix("/streamer/api/v3/streams/") {
         return match StreamName::new(name) {
@@ -44,12 +59,22 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Response {
             )
         }
     };
-    let Some(hub) = ctx.stream(&name) else {
+    let Some(entry) = ctx.entry(&name) else {
         return text(
             StatusCode::NOT_FOUND,
             format!("stream {name:?} is not known on this node"),
         );
     };
+    if let Some(req) = archive::parse(output) {
+        return match entry.archive {
+            Some(a) => archive::handle(a, &name, req).await,
+            None => text(
+                StatusCode::NOT_FOUND,
+                format!("stream {name:?} has no archive on this node (no `dvr`, and no source that records it)"),
+            ),
+        };
+    }
+    let hub = entry.hub;
     match output {
         "index.m3u8" => hls::playlist(&hub),
         "mpegts" => mpegts::live(&hub),

@@ -27,7 +27,7 @@ pub async fn serve<L: Listener, C: Clock>(listener: L, ctx: Arc<NodeCtx<C>>) {
                         async move {
                             let service = service_fn(move |req| {
                                 let ctx = ctx.clone();
-                                async move { Ok::<_, std::convert::Infallible>(router::route(&ctx, req)) }
+                                async move { Ok::<_, std::convert::Infallible>(router::route(&ctx, req).await) }
                             });
                             let mut builder = hyper::server::conn::http1::Builder::new();
                             // hyper's Date header reads the real clock: the simulation

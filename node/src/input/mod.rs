@@ -252,3 +252,34 @@ fn spawn_input<N: Net, C: Clock>(
     };
     Ok(handle.abort_handle())
 }
+
+/// The automatic archive route of a stream without its own `dvr` whose inputs pull
+/// from other nodes: archive requests go to those peers over M4F, the first that
+/// records the stream answering.
+pub fn archive_route<N: Net, C: Clock>(
+    ctx: &Arc<NodeCtx<C>>,
+    sc: &StreamConfig,
+    client_for: &ClientFor<'_, N, C>,
+) -> Option<Arc<dyn crate::archive::Archive>> {
+    let _ = ctx; // the route needs nothing of the node beyond its client
+    let mut peers = Vec::new();
+    let mut client = None;
+    for i in sc.failover_order() {
+        if let InputUrl::M4s { host, port, name } | InputUrl::M4f { host, port, name } = &i.url {
+            peers.push((host.clone(), *port, name.clone()));
+            if client.is_none() {
+                client = client_for(i.cluster_key.as_ref());
+            }
+        }
+    }
+    let client = client?;
+    if peers.is_empty() {
+        return None;
+    }
+    Some(crate::archive::RemoteArchive::new(
+        sc.name.clone(),
+        peers,
+        client,
+        false,
+    ))
+}

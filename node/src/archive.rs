@@ -1,0 +1,334 @@
+//! A stream's archive as the HTTP outputs and the M4F archive endpoint see it: the
+//! local DVR, or a peer's DVR reached over M4F (the automatic archive route of an
+//! edge). Both answer the same three questions — the facts, the stored segments of a
+//! window, the segments themselves — so every archive URL works the same on an
+//! origin, an edge and an edge of an edge, byte for byte.
+//!
+//! Owns: choosing a peer, turning peer failures into "unreachable" (503) and absent
+//! archives into "not found" (404). Must not: render playlists or JSON (outputs do).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use tern_core::cluster::message::{ArchiveEntry, DvrFacts, Message};
+use tern_core::{segment_codec, Segment, StreamName};
+use tern_net::{Clock, Net};
+use tokio::sync::mpsc;
+
+use crate::cluster::client::{ClientError, ClusterClient};
+use crate::dvr::{Dvr, DvrError};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Stored segments listed in one index answer (about 4.6 days of 2 s segments).
+pub const MAX_INDEX_ENTRIES: usize = tern_core::cluster::message::MAX_ARCHIVE_ENTRIES;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ArchiveError {
+    /// Nothing stored there (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The archive lives on peers that cannot be reached now (HTTP 503).
+    #[error("{0}")]
+    Unreachable(String),
+    /// The request is too large or malformed (HTTP 400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Reading failed (HTTP 500).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The facts and the stored segments of a window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveIndex {
+    pub facts: DvrFacts,
+    pub entries: Vec<ArchiveEntry>,
+}
+
+pub trait Archive: Send + Sync + 'static {
+    /// Facts, and the entries overlapping `[from_ms, to_ms)` if a window is given.
+    fn index(
+        &self,
+        window: Option<(u64, u64)>,
+    ) -> BoxFuture<'_, Result<ArchiveIndex, ArchiveError>>;
+    /// Sends the segments overlapping `[from_ms, to_ms)` in order, one at a time (the
+    /// channel's capacity is the back-pressure), then returns the count sent.
+    fn range(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        tx: mpsc::Sender<Segment>,
+    ) -> BoxFuture<'_, Result<u32, ArchiveError>>;
+    /// Facts known without any I/O (for signaling), if any.
+    fn facts_now(&self) -> Option<DvrFacts>;
+}
+
+fn dvr_error(e: DvrError) -> ArchiveError {
+    match e {
+        DvrError::NotFound { .. } => ArchiveError::NotFound(e.to_string()),
+        other => ArchiveError::Failed(other.to_string()),
+    }
+}
+
+impl Archive for Dvr {
+    fn index(
+        &self,
+        window: Option<(u64, u64)>,
+    ) -> BoxFuture<'_, Result<ArchiveIndex, ArchiveError>> {
+        Box::pin(async move {
+            let entries: Vec<ArchiveEntry> = match window {
+                Some((from, to)) => self
+                    .segments(from, to)
+                    .into_iter()
+                    .map(|s| ArchiveEntry {
+                        utc_start_ms: s.utc_start_ms,
+                        duration_ms: s.duration_ms,
+                        discontinuity: s.discontinuity,
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            if entries.len() > MAX_INDEX_ENTRIES {
+                return Err(ArchiveError::BadRequest(format!(
+                    "the window holds {} segments, more than {MAX_INDEX_ENTRIES}: ask for a shorter one",
+                    entries.len()
+                )));
+            }
+            Ok(ArchiveIndex {
+                facts: self.facts(),
+                entries,
+            })
+        })
+    }
+
+    fn range(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        tx: mpsc::Sender<Segment>,
+    ) -> BoxFuture<'_, Result<u32, ArchiveError>> {
+        Box::pin(async move {
+            let mut sent = 0;
+            for s in self.segments(from_ms, to_ms) {
+                let bytes = self.read(s.utc_start_ms).await.map_err(dvr_error)?;
+                let seg = segment_codec::decode(bytes).map_err(|e| {
+                    ArchiveError::Failed(format!(
+                        "stored segment {} is damaged: {e}",
+                        s.utc_start_ms
+                    ))
+                })?;
+                if tx.send(seg).await.is_err() {
+                    break; // the reader left
+                }
+                sent += 1;
+            }
+            Ok(sent)
+        })
+    }
+
+    fn facts_now(&self) -> Option<DvrFacts> {
+        Some(self.facts())
+    }
+}
+
+/// A peer's archive over M4F: the first reachable peer that records the stream
+/// answers.
+pub struct RemoteArchive<N: Net, C: Clock> {
+    /// The stream's name on this node (for messages).
+    pub name: StreamName,
+    /// Host, port and the stream's name on that peer, in the order they are tried.
+    pub peers: Vec<(String, u16, StreamName)>,
+    pub client: ClusterClient<N, C>,
+    /// The latest facts signaling reported (for this node's own signaling).
+    pub facts: Mutex<Option<DvrFacts>>,
+    /// Made for a `source` stream: signaling says whether the peer records it, and
+    /// without facts there is no archive to ask for. (An `input m4s://` stream has no
+    /// signaling: its peers are asked.)
+    pub signaled: bool,
+}
+
+impl<N: Net, C: Clock> RemoteArchive<N, C> {
+    pub fn new(
+        name: StreamName,
+        peers: Vec<(String, u16, StreamName)>,
+        client: ClusterClient<N, C>,
+        signaled: bool,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            peers,
+            client,
+            facts: Mutex::new(None),
+            signaled,
+        })
+    }
+
+    /// `Err` if signaling says the peer does not record the stream.
+    fn check_recorded(&self) -> Result<(), ArchiveError> {
+        if self.signaled && self.facts_now().is_none() {
+            return Err(ArchiveError::NotFound(format!(
+                "stream {:?} has no archive: its source does not record it",
+                self.name.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn set_facts(&self, facts: Option<DvrFacts>) {
+        *self.facts.lock().unwrap_or_else(|e| e.into_inner()) = facts;
+    }
+
+    fn classify(&self, errors: Vec<String>, not_found: Option<String>) -> ArchiveError {
+        match not_found {
+            Some(nf) => ArchiveError::NotFound(nf),
+            None => ArchiveError::Unreachable(format!(
+                "the archive of stream {:?} is on {}, which cannot be reached now: {}",
+                self.name.as_str(),
+                self.peers
+                    .iter()
+                    .map(|(h, p, _)| format!("{h}:{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                errors.join("; ")
+            )),
+        }
+    }
+}
+
+fn query(window: Option<(u64, u64)>) -> String {
+    window.map_or(String::new(), |(f, t)| format!("?from={f}&to={t}"))
+}
+
+impl<N: Net, C: Clock> Archive for RemoteArchive<N, C> {
+    fn index(
+        &self,
+        window: Option<(u64, u64)>,
+    ) -> BoxFuture<'_, Result<ArchiveIndex, ArchiveError>> {
+        Box::pin(async move {
+            self.check_recorded()?;
+            let mut errors = Vec::new();
+            let mut not_found = None;
+            for (host, port, remote) in &self.peers {
+                let path = format!("/tern/v1/dvr/{}{}", remote.as_str(), query(window));
+                let mut stream = match self.client.open(host, *port, &path).await {
+                    Ok(s) => s,
+                    Err(ClientError::Rejected {
+                        status: 404, body, ..
+                    }) => {
+                        not_found = Some(body);
+                        continue;
+                    }
+                    Err(ClientError::Rejected {
+                        status: 400, body, ..
+                    }) => {
+                        return Err(ArchiveError::BadRequest(body));
+                    }
+                    Err(e) => {
+                        errors.push(e.to_string());
+                        continue;
+                    }
+                };
+                loop {
+                    match stream.next().await {
+                        Ok(Some(Message::DvrIndex { facts, entries })) => {
+                            return Ok(ArchiveIndex { facts, entries });
+                        }
+                        Ok(Some(Message::Hello { .. })) => {}
+                        Ok(Some(other)) => {
+                            errors.push(format!(
+                                "unexpected message type {} from {host}:{port}",
+                                other.kind()
+                            ));
+                            break;
+                        }
+                        Ok(None) => {
+                            errors.push(format!("{host}:{port} closed the connection"));
+                            break;
+                        }
+                        Err(e) => {
+                            errors.push(e.to_string());
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(self.classify(errors, not_found))
+        })
+    }
+
+    fn range(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        tx: mpsc::Sender<Segment>,
+    ) -> BoxFuture<'_, Result<u32, ArchiveError>> {
+        Box::pin(async move {
+            self.check_recorded()?;
+            let mut errors = Vec::new();
+            let mut not_found = None;
+            for (host, port, remote) in &self.peers {
+                let path = format!(
+                    "/tern/v1/archive/{}?from={from_ms}&to={to_ms}",
+                    remote.as_str()
+                );
+                let mut stream = match self.client.open(host, *port, &path).await {
+                    Ok(s) => s,
+                    Err(ClientError::Rejected {
+                        status: 404, body, ..
+                    }) => {
+                        not_found = Some(body);
+                        continue;
+                    }
+                    Err(e) => {
+                        errors.push(e.to_string());
+                        continue;
+                    }
+                };
+                let mut sent = 0u32;
+                loop {
+                    match stream.next().await {
+                        Ok(Some(Message::Segment(s))) => {
+                            if tx.send(s).await.is_err() {
+                                return Ok(sent);
+                            }
+                            sent += 1;
+                        }
+                        Ok(Some(Message::ArchiveEnd { .. })) => return Ok(sent),
+                        Ok(Some(
+                            Message::Hello { .. }
+                            | Message::MediaInfo(_)
+                            | Message::Heartbeat { .. },
+                        )) => {}
+                        Ok(Some(other)) => {
+                            return Err(ArchiveError::Failed(format!(
+                                "unexpected message type {} from {host}:{port}",
+                                other.kind()
+                            )))
+                        }
+                        Ok(None) | Err(_) if sent > 0 => {
+                            return Err(ArchiveError::Unreachable(format!(
+                                "{host}:{port} went away in the middle of the archive of {:?}",
+                                self.name.as_str()
+                            )))
+                        }
+                        Ok(None) => {
+                            errors.push(format!("{host}:{port} closed the connection"));
+                            break;
+                        }
+                        Err(e) => {
+                            errors.push(e.to_string());
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(self.classify(errors, not_found))
+        })
+    }
+
+    fn facts_now(&self) -> Option<DvrFacts> {
+        self.facts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
