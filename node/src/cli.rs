@@ -51,6 +51,9 @@ enum Command {
         /// Bit rate of the fanned-out stream, bit/s.
         #[arg(long, default_value_t = 4_000_000)]
         bitrate: u64,
+        /// MiB of archive to generate for the M4F transfer figure (0 skips it).
+        #[arg(long, default_value_t = 300)]
+        archive_mib: u64,
         /// A tiny run that only checks the benchmark works (1 stream, 5 viewers, 1 s).
         #[arg(long)]
         smoke: bool,
@@ -67,6 +70,7 @@ pub fn main() -> ExitCode {
             viewers,
             seconds,
             bitrate,
+            archive_mib,
             smoke,
         }) => crate::bench::run(if smoke {
             crate::bench::BenchArgs::smoke()
@@ -76,6 +80,7 @@ pub fn main() -> ExitCode {
                 viewers,
                 seconds,
                 bitrate,
+                archive_mib,
             }
         }),
         None => run(None),
