@@ -124,18 +124,28 @@ pub fn decode_media_info(r: &mut Reader) -> Result<MediaInfo, DecodeError> {
 
 /// Encodes a segment. Frame payloads are copied once into the result.
 pub fn encode(seg: &Segment) -> Bytes {
-    let mut out = Vec::with_capacity(64 + seg.payload_bytes() + seg.frames.len() * 42);
+    let mut out = Vec::with_capacity(encoded_len_hint(seg));
+    encode_into(seg, &mut out);
+    Bytes::from(out)
+}
+
+/// About how many bytes `encode` produces (exact but for the media info).
+pub fn encoded_len_hint(seg: &Segment) -> usize {
+    128 + seg.payload_bytes() + seg.frames.len() * FRAME_HEADER_LEN
+}
+
+/// Appends the encoding of `seg` to `out`.
+pub fn encode_into(seg: &Segment, out: &mut Vec<u8>) {
     out.extend_from_slice(MAGIC);
     out.put_u8(VERSION);
     out.put_u8(0);
     out.put_u64(seg.utc_start_ms);
     out.put_u32(seg.duration_ms);
-    encode_media_info(&seg.media_info, &mut out);
+    encode_media_info(&seg.media_info, out);
     out.put_u32(seg.frames.len() as u32);
     for f in &seg.frames {
-        encode_frame(f, &mut out);
+        encode_frame(f, out);
     }
-    Bytes::from(out)
 }
 
 /// Bytes of a frame's encoding besides its payload.

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use tern_core::cluster::message::{ArchiveEntry, DvrFacts, Message};
 use tern_core::{segment_codec, Segment, StreamName};
 use tern_net::{Clock, Net};
@@ -40,6 +41,23 @@ pub enum ArchiveError {
     Failed(String),
 }
 
+/// One segment of an archive range: the stored canonical bytes (local DVR: sent on
+/// over M4F without decoding or copying) or a segment already decoded (from a peer).
+pub enum ArchiveSegment {
+    Stored(Bytes),
+    Decoded(Segment),
+}
+
+impl ArchiveSegment {
+    pub fn into_segment(self) -> Result<Segment, ArchiveError> {
+        match self {
+            ArchiveSegment::Decoded(s) => Ok(s),
+            ArchiveSegment::Stored(b) => segment_codec::decode(b)
+                .map_err(|e| ArchiveError::Failed(format!("stored segment is damaged: {e}"))),
+        }
+    }
+}
+
 /// The facts and the stored segments of a window.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArchiveIndex {
@@ -59,7 +77,7 @@ pub trait Archive: Send + Sync + 'static {
         &self,
         from_ms: u64,
         to_ms: u64,
-        tx: mpsc::Sender<Segment>,
+        tx: mpsc::Sender<ArchiveSegment>,
     ) -> BoxFuture<'_, Result<u32, ArchiveError>>;
     /// Facts known without any I/O (for signaling), if any.
     fn facts_now(&self) -> Option<DvrFacts>;
@@ -107,19 +125,13 @@ impl Archive for Dvr {
         &self,
         from_ms: u64,
         to_ms: u64,
-        tx: mpsc::Sender<Segment>,
+        tx: mpsc::Sender<ArchiveSegment>,
     ) -> BoxFuture<'_, Result<u32, ArchiveError>> {
         Box::pin(async move {
             let mut sent = 0;
             for s in self.segments(from_ms, to_ms) {
                 let bytes = self.read(s.utc_start_ms).await.map_err(dvr_error)?;
-                let seg = segment_codec::decode(bytes).map_err(|e| {
-                    ArchiveError::Failed(format!(
-                        "stored segment {} is damaged: {e}",
-                        s.utc_start_ms
-                    ))
-                })?;
-                if tx.send(seg).await.is_err() {
+                if tx.send(ArchiveSegment::Stored(bytes)).await.is_err() {
                     break; // the reader left
                 }
                 sent += 1;
@@ -262,7 +274,7 @@ impl<N: Net, C: Clock> Archive for RemoteArchive<N, C> {
         &self,
         from_ms: u64,
         to_ms: u64,
-        tx: mpsc::Sender<Segment>,
+        tx: mpsc::Sender<ArchiveSegment>,
     ) -> BoxFuture<'_, Result<u32, ArchiveError>> {
         Box::pin(async move {
             self.check_recorded()?;
@@ -290,7 +302,7 @@ impl<N: Net, C: Clock> Archive for RemoteArchive<N, C> {
                 loop {
                     match stream.next().await {
                         Ok(Some(Message::Segment(s))) => {
-                            if tx.send(s).await.is_err() {
+                            if tx.send(ArchiveSegment::Decoded(s)).await.is_err() {
                                 return Ok(sent);
                             }
                             sent += 1;

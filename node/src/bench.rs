@@ -483,7 +483,7 @@ async fn archive_phase(mib: u64) -> Result<(), String> {
         match stream.next().await {
             Ok(Some(Message::Segment(s))) => {
                 segments += 1;
-                bytes += tern_core::segment_codec::encode(&s).len() as u64;
+                bytes += tern_core::segment_codec::encoded_len_hint(&s) as u64;
             }
             Ok(Some(Message::ArchiveEnd { .. })) | Ok(None) => break,
             Ok(Some(_)) => {}

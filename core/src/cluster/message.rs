@@ -111,6 +111,15 @@ impl Message {
         }
     }
 
+    /// About how many bytes the payload takes (to size buffers once).
+    pub fn size_hint(&self) -> usize {
+        match self {
+            Message::Frame(f) => segment_codec::FRAME_HEADER_LEN + f.payload.len(),
+            Message::Segment(s) => segment_codec::encoded_len_hint(s),
+            _ => 256,
+        }
+    }
+
     /// Appends the payload (without type or framing) to `out`.
     pub fn encode_payload(&self, out: &mut Vec<u8>) {
         match self {
@@ -137,7 +146,7 @@ impl Message {
             }
             Message::MediaInfo(mi) => encode_media_info(mi, out),
             Message::Frame(f) => encode_frame(f, out),
-            Message::Segment(s) => out.extend_from_slice(&segment_codec::encode(s)),
+            Message::Segment(s) => segment_codec::encode_into(s, out),
             Message::Heartbeat { utc_ms } => out.put_u64(*utc_ms),
             Message::End { reason } => put_bytes16(out, reason.as_bytes()),
             Message::ArchiveEnd { segments } => out.put_u32(*segments),

@@ -63,7 +63,7 @@ impl Encoder {
 
     /// The framed bytes of `msg`.
     pub fn encode(&mut self, msg: &Message) -> Bytes {
-        let mut out = Vec::with_capacity(64);
+        let mut out = Vec::with_capacity(HEADER_LEN + 1 + msg.size_hint() + MESSAGE_TAG_LEN);
         out.put_u32(0);
         out.put_u8(msg.kind());
         msg.encode_payload(&mut out);
@@ -75,6 +75,27 @@ impl Encoder {
         out.extend_from_slice(&t[..MESSAGE_TAG_LEN]);
         self.seq += 1;
         Bytes::from(out)
+    }
+}
+
+impl Encoder {
+    /// Frames a payload that is already encoded (a stored segment for
+    /// [`kind::SEGMENT`](crate::cluster::message::kind::SEGMENT)) without copying
+    /// it: the header, the payload itself and the tag, to be sent in this order.
+    pub fn encode_raw(&mut self, kind: u8, payload: Bytes) -> [Bytes; 3] {
+        let len = (payload.len() + 1) as u32;
+        let mut head = Vec::with_capacity(HEADER_LEN + 1);
+        head.put_u32(len);
+        head.put_u8(kind);
+        let mut m = tag(&self.key, self.seq, len, &[kind]);
+        m.update(&payload);
+        let t = m.finalize().into_bytes();
+        self.seq += 1;
+        [
+            Bytes::from(head),
+            payload,
+            Bytes::copy_from_slice(&t[..MESSAGE_TAG_LEN]),
+        ]
     }
 }
 

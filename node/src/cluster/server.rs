@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
 use tern_core::cluster::auth::{AuthError, Signature, SignedRequest, AUTH_HEADER, PROOF_HEADER};
-use tern_core::cluster::message::{Message, StreamAnnounce, PROTOCOL_VERSION};
+use tern_core::cluster::message::{self, Message, StreamAnnounce, PROTOCOL_VERSION};
 use tern_core::cluster::receiver::HEARTBEAT_INTERVAL;
 use tern_core::cluster::wire::Encoder;
 use tern_core::{MediaInfo, Position, StreamName};
@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::api::ALIVE_TIMEOUT_MS;
-use crate::archive::Archive;
+use crate::archive::{Archive, ArchiveSegment};
 use crate::cluster::CONTENT_TYPE;
 use crate::http::body::{respond, text, Body, Response};
 use crate::hub::{StreamHub, VIEWER_STALL_TIMEOUT};
@@ -232,7 +232,15 @@ async fn archive_range(
         tokio::select! {
             biased;
             seg = seg_rx.recv() => match seg {
-                Some(seg) => {
+                Some(ArchiveSegment::Stored(bytes)) => {
+                    // Stored bytes go out as they are: no decode, no copy.
+                    for part in enc.encode_raw(message::kind::SEGMENT, bytes) {
+                        if !send_bytes(&tx, part).await {
+                            return;
+                        }
+                    }
+                }
+                Some(ArchiveSegment::Decoded(seg)) => {
                     if !send(&mut enc, &tx, &Message::Segment(seg)).await {
                         return;
                     }
@@ -267,7 +275,12 @@ fn parse_from(query: &str) -> Option<Position> {
 
 /// Sends one message; `false` when the receiver is gone.
 async fn send(enc: &mut Encoder, tx: &mpsc::Sender<Bytes>, msg: &Message) -> bool {
-    match tx.send_timeout(enc.encode(msg), VIEWER_STALL_TIMEOUT).await {
+    send_bytes(tx, enc.encode(msg)).await
+}
+
+/// Sends framed bytes; `false` when the receiver is gone or stalled.
+async fn send_bytes(tx: &mpsc::Sender<Bytes>, bytes: Bytes) -> bool {
+    match tx.send_timeout(bytes, VIEWER_STALL_TIMEOUT).await {
         Ok(()) => true,
         Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
             warn!("peer stalled (nothing read for {VIEWER_STALL_TIMEOUT:?}); disconnecting it");

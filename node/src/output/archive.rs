@@ -15,10 +15,10 @@ use serde::Serialize;
 use tern_core::cluster::message::DvrFacts;
 use tern_core::mux::hls::{vod_playlist, PlaylistEntry};
 use tern_core::mux::ts::TsMuxer;
-use tern_core::{Segment, StreamName};
+use tern_core::StreamName;
 use tokio::sync::mpsc;
 
-use crate::archive::{Archive, ArchiveError};
+use crate::archive::{Archive, ArchiveError, ArchiveSegment};
 use crate::http::body::{respond, text, Body, Response};
 use crate::hub::follows;
 
@@ -189,8 +189,10 @@ pub async fn handle(archive: Arc<dyn Archive>, name: &StreamName, req: ArchiveRe
             let pick = async {
                 let mut found = None;
                 while let Some(s) = rx.recv().await {
-                    if s.utc_start_ms == utc_start_ms {
-                        found = Some(s);
+                    match s.into_segment() {
+                        Ok(s) if s.utc_start_ms == utc_start_ms => found = Some(Ok(s)),
+                        Ok(_) => {}
+                        Err(e) => found = Some(Err(e)),
                     }
                 }
                 found
@@ -200,7 +202,8 @@ pub async fn handle(archive: Arc<dyn Archive>, name: &StreamName, req: ArchiveRe
                 return error_response(e);
             }
             match seg {
-                Some(s) => respond(
+                Some(Err(e)) => error_response(e),
+                Some(Ok(s)) => respond(
                     StatusCode::OK,
                     "video/mp2t",
                     Body::full(tern_core::mux::mux_segment(&s)),
@@ -245,11 +248,14 @@ fn nothing_there(name: &StreamName, from_s: u64, duration_s: u64) -> Response {
 /// Muxes the window's segments into one transport stream, a segment at a time, at
 /// the pace the viewer reads.
 async fn continuous(archive: Arc<dyn Archive>, from: u64, to: u64, body: mpsc::Sender<Bytes>) {
-    let (seg_tx, mut seg_rx) = mpsc::channel::<Segment>(1);
+    let (seg_tx, mut seg_rx) = mpsc::channel::<ArchiveSegment>(1);
     let reading = tokio::spawn(async move { archive.range(from, to, seg_tx).await });
     let mut mux: Option<TsMuxer> = None;
     let mut last = None;
     while let Some(seg) = seg_rx.recv().await {
+        let Ok(seg) = seg.into_segment() else {
+            break; // a damaged segment ends the response early
+        };
         let mut out = Vec::with_capacity(seg.payload_bytes() + 64 * 1024);
         let m = mux.get_or_insert_with(|| TsMuxer::new(&seg.media_info));
         if last.is_none() {

@@ -318,3 +318,22 @@ proptest! {
         let _ = Message::decode(kind, Bytes::from(data), Some(&mi));
     }
 }
+
+#[test]
+fn raw_segment_framing_equals_encoding_the_message() {
+    let seg = crate::Segment {
+        media_info: media_info(),
+        utc_start_ms: 1_767_225_600_000,
+        duration_ms: 40,
+        frames: vec![frame()],
+    };
+    let mut a = Encoder::new(KEY);
+    let mut b = Encoder::new(KEY);
+    let whole = a.encode(&Message::Segment(seg.clone()));
+    let parts = b.encode_raw(
+        crate::cluster::message::kind::SEGMENT,
+        crate::segment_codec::encode(&seg),
+    );
+    let joined: Vec<u8> = parts.iter().flat_map(|p| p.to_vec()).collect();
+    assert_eq!(joined, whole.to_vec());
+}
