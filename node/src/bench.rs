@@ -157,11 +157,18 @@ async fn wait_alive(port: u16, n: usize, limit: Duration) -> Result<(), String> 
     }
 }
 
+/// The load generator's cluster client. One RNG for every request, so no two
+/// requests share a nonce (the server would refuse the second as a replay).
 fn client() -> ClusterClient<TokioNet, TokioClock> {
+    static RNG: std::sync::OnceLock<crate::cluster::client::SharedRng> = std::sync::OnceLock::new();
+    let rng = RNG.get_or_init(|| {
+        let seed = TokioClock::new().utc_ms() ^ u64::from(std::process::id());
+        Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed)))
+    });
     ClusterClient::new(
         TokioNet,
         TokioClock::new(),
-        Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(7))),
+        rng.clone(),
         ClusterAuth::new(KEY.as_bytes()),
     )
 }
@@ -178,18 +185,29 @@ async fn record(
     until: Instant,
 ) {
     let c = client();
-    let Ok(mut stream) = c
+    let mut stream = match c
         .open("127.0.0.1", port, &format!("/tern/v1/m4s/s{i}"))
         .await
-    else {
-        return;
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tern bench: subscribing to s{i} on port {port} failed: {e}");
+            return;
+        }
     };
     // The GOP a new subscriber gets first was captured before it subscribed: only
     // frames captured from now on measure the live path.
     let from_utc = c.clock().utc_ms() + 50;
     while Instant::now() < until {
         let next = tokio::time::timeout_at(until, stream.next()).await;
-        let Ok(Ok(Some(msg))) = next else { return };
+        let msg = match next {
+            Ok(Ok(Some(msg))) => msg,
+            Ok(Err(e)) => {
+                eprintln!("tern bench: s{i} on port {port}: {e}");
+                return;
+            }
+            _ => return,
+        };
         if let Message::Frame(f) = msg {
             if f.capture_ms < from_utc {
                 continue;
@@ -234,6 +252,8 @@ async fn latency_phase(n: usize, seconds: u64) -> Result<(), String> {
     wait_alive(edge.port, n, Duration::from_secs(30)).await?;
     let t0 = Instant::now();
     let until = t0 + Duration::from_secs(seconds);
+    let pids = [origin.child.id(), edge.child.id(), std::process::id()];
+    let cpu0: Vec<Option<f64>> = pids.iter().map(|p| cpu_seconds(*p)).collect();
     let at_origin: Arrivals = Arc::default();
     let at_edge: Arrivals = Arc::default();
     let abs_origin = Arc::new(Mutex::new(Vec::new()));
@@ -260,6 +280,15 @@ async fn latency_phase(n: usize, seconds: u64) -> Result<(), String> {
     for t in tasks {
         let _ = t.await;
     }
+    let wall = t0.elapsed().as_secs_f64();
+    let busy: Vec<String> = pids
+        .iter()
+        .zip(&cpu0)
+        .map(|(p, c0)| match (c0, cpu_seconds(*p)) {
+            (Some(a), Some(b)) => format!("{:.0}%", (b - a) / wall * 100.0),
+            _ => "?".into(),
+        })
+        .collect();
     let o = at_origin.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let e = at_edge.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut hop: Vec<u128> = e
@@ -281,6 +310,10 @@ async fn latency_phase(n: usize, seconds: u64) -> Result<(), String> {
         percentile(&abs_e, 0.5).unwrap_or(0),
         percentile(&abs_e, 0.99).unwrap_or(0),
         abs_e.last().copied().unwrap_or(0)
+    );
+    println!(
+        "  CPU while measuring (100% = one core): origin {}, edge {}, load generator {}",
+        busy[0], busy[1], busy[2]
     );
     drop(edge);
     drop(origin);
