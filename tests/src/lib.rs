@@ -10,9 +10,10 @@
 //!   [`Node::stop`] kills it and [`Node::restart`] brings it back on the same port.
 //! - [`http_get`]: a tiny HTTP/1.1 GET client on `std::net`, enough for the API and
 //!   playlists (not for the endless `/NAME/mpegts`).
-//! - [`Proc`]: a child process with a deadline, its stderr collected; [`decode_frames`]
-//!   and [`FrameReader`] turn ffmpeg's raw gray output into luma planes, and
-//!   [`read_barcode`] reads the `fake://` barcode from one.
+//! - [`Proc`]: a child process with a deadline, its stderr collected; [`decode_frames`],
+//!   [`decode_all_frames`] (finite inputs: the archive) and [`FrameReader`] turn
+//!   ffmpeg's raw gray output into luma planes, [`read_barcode`] reads the `fake://`
+//!   barcode from one and [`capture_utc_ms`] widens its capture time to full UTC ms.
 //!
 //! The binary path comes from the integration test crate: `env!("CARGO_BIN_EXE_tern-e2e")`
 //! (this package's copy of `tern`) is only set there, so [`Node::start`] and
@@ -661,6 +662,33 @@ pub fn decode_frames(url: &str, n: usize) -> Vec<Vec<u8>> {
     out.chunks(FRAME_BYTES).map(<[u8]>::to_vec).collect()
 }
 
+/// Decodes every video frame of a finite `url` (an archive playlist or an archive
+/// `.ts`) with `ffmpeg -xerror` into gray luma planes of [`WIDTH`]×[`HEIGHT`], each
+/// decoded frame once (`-fps_mode passthrough`). Panics with ffmpeg's stderr if it
+/// fails, does not end within `timeout`, or gives no frame at all.
+pub fn decode_all_frames(url: &str, timeout: Duration) -> Vec<Vec<u8>> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-hide_banner", "-xerror", "-loglevel", "error"])
+        .args(["-rw_timeout", FFMPEG_RW_TIMEOUT_US, "-i", url])
+        .args(["-an", "-fps_mode", "passthrough"])
+        .args(["-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"]);
+    let (out, stderr) = run_ok(&mut cmd, timeout);
+    assert!(
+        !out.is_empty() && out.len() % FRAME_BYTES == 0,
+        "ffmpeg gave {} bytes from {url}, expected whole frames of {WIDTH}x{HEIGHT} gray \
+         ({FRAME_BYTES} bytes each); stderr:\n{stderr}",
+        out.len()
+    );
+    out.chunks(FRAME_BYTES).map(<[u8]>::to_vec).collect()
+}
+
+/// The full capture UTC ms of a barcode, which carries only its low 32 bits: the
+/// value with those low bits nearest to `near_ms` (any UTC ms within ~24 days).
+pub fn capture_utc_ms(low32: u32, near_ms: u64) -> u64 {
+    let delta = i64::from(low32.wrapping_sub(near_ms as u32) as i32);
+    near_ms.saturating_add_signed(delta)
+}
+
 /// The barcode of a decoded [`WIDTH`]×[`HEIGHT`] luma plane: (frame index, capture
 /// UTC ms low 32 bits).
 pub fn read_barcode(luma: &[u8]) -> (u64, u32) {
@@ -765,6 +793,18 @@ mod tests {
             read_barcode(&luma),
             (42, (1_700_000_123_456u64 & 0xFFFF_FFFF) as u32)
         );
+    }
+
+    #[test]
+    fn capture_times_from_low_bits() {
+        let t = 1_795_609_669_253u64;
+        for near in [t, t - 5_000, t + 5_000, t - 86_400_000] {
+            assert_eq!(capture_utc_ms(t as u32, near), t, "near {near}");
+        }
+        // Across the wrap of the low word.
+        let t = 0x1_0000_0010u64;
+        assert_eq!(capture_utc_ms(t as u32, t - 0x40), t);
+        assert_eq!(capture_utc_ms((t - 0x40) as u32, t), t - 0x40);
     }
 
     #[test]
