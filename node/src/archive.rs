@@ -344,3 +344,133 @@ impl<N: Net, C: Clock> Archive for RemoteArchive<N, C> {
         self.facts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
+
+/// `cache PATH DEPTH LIMIT;` of a `source`: a peer's archive, with every segment
+/// fetched through this node kept in a local store, so a second request does not
+/// cross the link and cached segments still play while the peer is unreachable.
+pub struct CachedArchive {
+    pub remote: Arc<dyn Archive>,
+    pub cache: Arc<Dvr>,
+}
+
+impl CachedArchive {
+    fn cached_index(&self, window: Option<(u64, u64)>) -> ArchiveIndex {
+        let entries = match window {
+            Some((from, to)) => self
+                .cache
+                .segments(from, to)
+                .into_iter()
+                .map(|s| ArchiveEntry {
+                    utc_start_ms: s.utc_start_ms,
+                    duration_ms: s.duration_ms,
+                    discontinuity: s.discontinuity,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        ArchiveIndex {
+            facts: self.cache.facts(),
+            entries,
+        }
+    }
+
+    fn is_cached(&self, utc_start_ms: u64) -> bool {
+        self.cache
+            .segments(utc_start_ms, utc_start_ms + 1)
+            .iter()
+            .any(|s| s.utc_start_ms == utc_start_ms)
+    }
+
+    /// One segment from the peer, stored in the cache on the way.
+    async fn fetch(&self, utc_start_ms: u64) -> Result<Option<Segment>, ArchiveError> {
+        let (tx, mut rx) = mpsc::channel(1);
+        let got = self.remote.range(utc_start_ms, utc_start_ms + 1, tx);
+        let pick = async {
+            let mut found = None;
+            while let Some(s) = rx.recv().await {
+                if let Ok(s) = s.into_segment() {
+                    if s.utc_start_ms == utc_start_ms {
+                        found = Some(s);
+                    }
+                }
+            }
+            found
+        };
+        let (r, seg) = tokio::join!(got, pick);
+        r?;
+        if let Some(s) = &seg {
+            if let Err(e) = self.cache.record(s).await {
+                tracing::warn!(stream = %self.cache.name(), error = %e, "cannot keep an archive segment in the cache");
+            }
+        }
+        Ok(seg)
+    }
+}
+
+impl Archive for CachedArchive {
+    fn index(
+        &self,
+        window: Option<(u64, u64)>,
+    ) -> BoxFuture<'_, Result<ArchiveIndex, ArchiveError>> {
+        Box::pin(async move {
+            match self.remote.index(window).await {
+                Err(ArchiveError::Unreachable(why)) => {
+                    let ix = self.cached_index(window);
+                    let empty = match window {
+                        Some(_) => ix.entries.is_empty(),
+                        None => ix.facts.ranges.is_empty(),
+                    };
+                    if empty {
+                        Err(ArchiveError::Unreachable(format!(
+                            "{why}; nothing of it is cached here"
+                        )))
+                    } else {
+                        Ok(ix)
+                    }
+                }
+                other => other,
+            }
+        })
+    }
+
+    fn range(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        tx: mpsc::Sender<ArchiveSegment>,
+    ) -> BoxFuture<'_, Result<u32, ArchiveError>> {
+        Box::pin(async move {
+            let entries = self.index(Some((from_ms, to_ms))).await?.entries;
+            let mut sent = 0;
+            for e in entries {
+                let seg = if self.is_cached(e.utc_start_ms) {
+                    match self.cache.read(e.utc_start_ms).await {
+                        Ok(b) => ArchiveSegment::Stored(b),
+                        Err(err) => return Err(dvr_error(err)),
+                    }
+                } else {
+                    match self.fetch(e.utc_start_ms).await {
+                        Ok(Some(s)) => ArchiveSegment::Decoded(s),
+                        Ok(None) => continue, // gone from the peer meanwhile (retention)
+                        Err(ArchiveError::Unreachable(why)) => {
+                            return Err(ArchiveError::Unreachable(format!(
+                                "segment {} is not cached here and {why}",
+                                e.utc_start_ms
+                            )))
+                        }
+                        Err(other) => return Err(other),
+                    }
+                };
+                if tx.send(seg).await.is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            Ok(sent)
+        })
+    }
+
+    fn facts_now(&self) -> Option<DvrFacts> {
+        self.remote.facts_now()
+    }
+}

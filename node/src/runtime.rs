@@ -304,8 +304,16 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
         let seg_ms = config
             .segment_duration_ms
             .unwrap_or(tern_core::config::DEFAULT_SEGMENT_DURATION_MS);
+        // A source's `cache` shares a root with any DVR on the same path.
+        let cache_root = src.cache.as_ref().map(|c| {
+            dvr_roots
+                .entry(c.path.clone())
+                .or_insert_with(|| DvrRoot::new(dvr_stores.store_for(&c.path)))
+                .clone()
+        });
         tasks.spawn(
-            crate::cluster::source::run(ctx.clone(), src.clone(), client, seg_ms).instrument(span),
+            crate::cluster::source::run(ctx.clone(), src.clone(), client, seg_ms, cache_root)
+                .instrument(span),
         );
     }
     let mut addrs = Vec::new();

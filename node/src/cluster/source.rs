@@ -11,14 +11,15 @@ use std::sync::Arc;
 use tern_core::cluster::backoff::Backoff;
 use tern_core::cluster::message::{Message, StreamAnnounce};
 use tern_core::cluster::receiver::DEAD_PEER_TIMEOUT;
-use tern_core::config::{SourceConfig, SourceProtocol};
+use tern_core::config::{CacheConfig, DvrConfig, SourceConfig, SourceProtocol};
 use tern_core::StreamName;
 use tern_net::{Clock, Net};
 use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
 
-use crate::archive::{Archive, RemoteArchive};
+use crate::archive::{Archive, CachedArchive, RemoteArchive};
 use crate::cluster::client::ClusterClient;
+use crate::dvr::{Dvr, DvrRoot};
 use crate::hub::StreamHub;
 use crate::input::{remote, Direct};
 use crate::runtime::{NodeCtx, RemoteOrigin, StreamEntry, TaskGuard};
@@ -29,9 +30,14 @@ pub async fn run<N: Net, C: Clock>(
     src: SourceConfig,
     client: ClusterClient<N, C>,
     default_segment_ms: u32,
+    cache_root: Option<Arc<DvrRoot>>,
 ) {
     let peer = format!("{}:{}", src.host, src.port);
     let mut mine: BTreeMap<StreamName, Arc<RemoteArchive<N, C>>> = BTreeMap::new();
+    let mut caches = Caches {
+        root: cache_root,
+        open: BTreeMap::new(),
+    };
     let mut backoff = Backoff::new(ctx.seed());
     loop {
         match client.open(&src.host, src.port, "/tern/v1/streams").await {
@@ -49,6 +55,7 @@ pub async fn run<N: Net, C: Clock>(
                         Ok(Some(Message::Streams(list))) if hello => {
                             backoff.reset();
                             reconcile(
+                                &mut caches,
                                 &ctx,
                                 &src,
                                 &client,
@@ -56,7 +63,8 @@ pub async fn run<N: Net, C: Clock>(
                                 &mut mine,
                                 list,
                                 default_segment_ms,
-                            );
+                            )
+                            .await;
                         }
                         Ok(Some(Message::Heartbeat { .. })) if hello => {}
                         Ok(Some(other)) => {
@@ -77,7 +85,40 @@ pub async fn run<N: Net, C: Clock>(
     }
 }
 
-fn reconcile<N: Net, C: Clock>(
+/// The `cache` of a source: one store, a DVR per stream kept open across the
+/// stream's removal and return.
+struct Caches {
+    root: Option<Arc<DvrRoot>>,
+    open: BTreeMap<StreamName, Arc<Dvr>>,
+}
+
+impl Caches {
+    async fn for_stream(&mut self, name: &StreamName, cfg: &CacheConfig) -> Option<Arc<Dvr>> {
+        let root = self.root.as_ref()?;
+        if let Some(d) = self.open.get(name) {
+            return Some(d.clone());
+        }
+        let dc = DvrConfig {
+            path: cfg.path.clone(),
+            depth_secs: Some(cfg.depth_secs),
+            limit_bytes: Some(cfg.limit_bytes),
+        };
+        match root.open(name.clone(), dc).await {
+            Ok(d) => {
+                self.open.insert(name.clone(), d.clone());
+                Some(d)
+            }
+            Err(e) => {
+                warn!(stream = %name, error = %e, "cannot open the archive cache; archive requests will all cross the link");
+                None
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn reconcile<N: Net, C: Clock>(
+    caches: &mut Caches,
     ctx: &Arc<NodeCtx<C>>,
     src: &SourceConfig,
     client: &ClusterClient<N, C>,
@@ -151,6 +192,16 @@ fn reconcile<N: Net, C: Clock>(
             true,
         );
         archive.set_facts(s.dvr.clone());
+        let route: Arc<dyn Archive> = match &src.cache {
+            Some(cfg) => match caches.for_stream(&s.name, cfg).await {
+                Some(cache) => Arc::new(CachedArchive {
+                    remote: archive.clone(),
+                    cache,
+                }),
+                None => archive.clone(),
+            },
+            None => archive.clone(),
+        };
         let entry = StreamEntry {
             hub,
             inputs: vec![format!("{}://{}/{}", protocol.as_str(), peer, s.name)],
@@ -160,7 +211,7 @@ fn reconcile<N: Net, C: Clock>(
             }),
             tasks: Arc::new(TaskGuard::new(vec![task.abort_handle()])),
             dvr: None,
-            archive: Some(archive.clone() as Arc<dyn Archive>),
+            archive: Some(route),
         };
         if ctx.add_stream(s.name.clone(), entry) {
             info!(stream = %s.name, %peer, "stream discovered on the source");
