@@ -624,3 +624,62 @@ fn empty_window_is_404_and_unreachable_origin_is_503() {
         (now() - t0).as_secs_f64()
     );
 }
+
+/// `source ... { cache ...; }`: what an edge fetched once still plays from its cache
+/// while the origin is down; what it never fetched gets a 503 that says so.
+#[test]
+fn cached_archive_plays_while_the_origin_is_down() {
+    let dvr = TempDir::new("archive-cache");
+    let mut origin = Node::start(TERN, &origin_config(&dvr.path().join("dvr")));
+    let cache_dir = dvr.path().join("cache");
+    let edge = Node::start(
+        TERN,
+        &format!(
+            "cluster_key {KEY};\nsource m4s://127.0.0.1:{} {{\n  cache \"{}\" 1h 1G;\n}}\n",
+            origin.port(),
+            cache_dir.display()
+        ),
+    );
+    let first_s = wait_recording(&edge);
+    wait_recorded_until(&edge, first_s + 8, Duration::from_secs(20));
+
+    // Fetch a 2 s window through the edge: it lands in the cache.
+    let window = format!("/main/archive-{}-2.ts", first_s + 1);
+    let before = get_bytes(&edge, &window);
+    assert!(!before.is_empty());
+    let cached = std::fs::read_dir(cache_dir.join("main"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "tseg"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert!(
+        cached >= 2,
+        "expected the window's segments in the cache, found {cached}"
+    );
+
+    origin.stop();
+    let after = get_bytes(&edge, &window);
+    assert_eq!(
+        after, before,
+        "the cached window plays the same bytes with the origin down"
+    );
+
+    // Segments do not start on whole seconds: leave a second between the fetched
+    // window and this one, so no segment of it was fetched.
+    let never = format!("/main/archive-{}-2.ts", first_s + 5);
+    let (s, body) = edge.get(&never);
+    assert_eq!(
+        s,
+        503,
+        "a window never fetched, origin down: {} bytes",
+        body.len()
+    );
+    assert!(
+        body.contains("cannot be reached") && body.contains("cached"),
+        "the 503 says the origin is unreachable and nothing is cached: {body}"
+    );
+    drop(edge);
+    drop(origin);
+}
