@@ -17,7 +17,7 @@ use tern_core::{segment_codec, Segment, StreamName};
 use tern_net::{Clock, Net};
 use tokio::sync::mpsc;
 
-use crate::cluster::client::{ClientError, ClusterClient};
+use crate::cluster::client::{ClientError, ClusterClient, MessageStream};
 use crate::dvr::{Dvr, DvrError};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -213,6 +213,40 @@ fn query(window: Option<(u64, u64)>) -> String {
     window.map_or(String::new(), |(f, t)| format!("?from={f}&to={t}"))
 }
 
+impl<N: Net, C: Clock> RemoteArchive<N, C> {
+    /// Opens `path_of(peer's name for the stream)` on the first peer that answers;
+    /// returns the message stream and that peer's address. A 404 from every peer
+    /// that answered is "not found"; no answer at all is "unreachable".
+    async fn open_first(
+        &self,
+        path_of: impl Fn(&StreamName) -> String,
+    ) -> Result<(MessageStream, String), ArchiveError> {
+        let mut errors = Vec::new();
+        let mut not_found = None;
+        for (host, port, remote) in &self.peers {
+            match self.client.open(host, *port, &path_of(remote)).await {
+                Ok(stream) => return Ok((stream, format!("{host}:{port}"))),
+                Err(ClientError::Rejected {
+                    status: 404, body, ..
+                }) => not_found = Some(body),
+                Err(ClientError::Rejected {
+                    status: 400, body, ..
+                }) => return Err(ArchiveError::BadRequest(body)),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        Err(self.classify(errors, not_found))
+    }
+
+    /// A peer that stopped answering mid-response, or answered with `End`.
+    fn broke_off(&self, peer: &str, why: String) -> ArchiveError {
+        ArchiveError::Unreachable(format!(
+            "the archive of stream {:?} on {peer} broke off: {why}",
+            self.name.as_str()
+        ))
+    }
+}
+
 impl<N: Net, C: Clock> Archive for RemoteArchive<N, C> {
     fn index(
         &self,
@@ -220,53 +254,24 @@ impl<N: Net, C: Clock> Archive for RemoteArchive<N, C> {
     ) -> BoxFuture<'_, Result<ArchiveIndex, ArchiveError>> {
         Box::pin(async move {
             self.check_recorded()?;
-            let mut errors = Vec::new();
-            let mut not_found = None;
-            for (host, port, remote) in &self.peers {
-                let path = format!("/tern/v1/dvr/{}{}", remote.as_str(), query(window));
-                let mut stream = match self.client.open(host, *port, &path).await {
-                    Ok(s) => s,
-                    Err(ClientError::Rejected {
-                        status: 404, body, ..
-                    }) => {
-                        not_found = Some(body);
-                        continue;
+            let (mut stream, peer) = self
+                .open_first(|remote| format!("/tern/v1/dvr/{}{}", remote.as_str(), query(window)))
+                .await?;
+            loop {
+                match stream.next().await {
+                    Ok(Some(Message::DvrIndex { facts, entries })) => {
+                        return Ok(ArchiveIndex { facts, entries })
                     }
-                    Err(ClientError::Rejected {
-                        status: 400, body, ..
-                    }) => {
-                        return Err(ArchiveError::BadRequest(body));
+                    Ok(Some(Message::Hello { .. })) => {}
+                    Ok(Some(Message::End { reason })) => return Err(self.broke_off(&peer, reason)),
+                    Ok(Some(other)) => {
+                        return Err(self
+                            .broke_off(&peer, format!("unexpected message type {}", other.kind())))
                     }
-                    Err(e) => {
-                        errors.push(e.to_string());
-                        continue;
-                    }
-                };
-                loop {
-                    match stream.next().await {
-                        Ok(Some(Message::DvrIndex { facts, entries })) => {
-                            return Ok(ArchiveIndex { facts, entries });
-                        }
-                        Ok(Some(Message::Hello { .. })) => {}
-                        Ok(Some(other)) => {
-                            errors.push(format!(
-                                "unexpected message type {} from {host}:{port}",
-                                other.kind()
-                            ));
-                            break;
-                        }
-                        Ok(None) => {
-                            errors.push(format!("{host}:{port} closed the connection"));
-                            break;
-                        }
-                        Err(e) => {
-                            errors.push(e.to_string());
-                            break;
-                        }
-                    }
+                    Ok(None) => return Err(self.broke_off(&peer, "connection closed".into())),
+                    Err(e) => return Err(self.broke_off(&peer, e.to_string())),
                 }
             }
-            Err(self.classify(errors, not_found))
         })
     }
 
@@ -278,71 +283,65 @@ impl<N: Net, C: Clock> Archive for RemoteArchive<N, C> {
     ) -> BoxFuture<'_, Result<u32, ArchiveError>> {
         Box::pin(async move {
             self.check_recorded()?;
-            let mut errors = Vec::new();
-            let mut not_found = None;
-            for (host, port, remote) in &self.peers {
-                let path = format!(
-                    "/tern/v1/archive/{}?from={from_ms}&to={to_ms}",
-                    remote.as_str()
-                );
-                let mut stream = match self.client.open(host, *port, &path).await {
-                    Ok(s) => s,
-                    Err(ClientError::Rejected {
-                        status: 404, body, ..
-                    }) => {
-                        not_found = Some(body);
-                        continue;
+            let (mut stream, peer) = self
+                .open_first(|remote| {
+                    format!(
+                        "/tern/v1/archive/{}?from={from_ms}&to={to_ms}",
+                        remote.as_str()
+                    )
+                })
+                .await?;
+            let mut sent = 0u32;
+            loop {
+                match stream.next().await {
+                    Ok(Some(Message::Segment(s))) => {
+                        if tx.send(ArchiveSegment::Decoded(s)).await.is_err() {
+                            return Ok(sent);
+                        }
+                        sent += 1;
                     }
-                    Err(e) => {
-                        errors.push(e.to_string());
-                        continue;
+                    Ok(Some(Message::ArchiveEnd { .. })) => return Ok(sent),
+                    Ok(Some(Message::Hello { .. } | Message::Heartbeat { .. })) => {}
+                    Ok(Some(Message::End { reason })) => return Err(self.broke_off(&peer, reason)),
+                    Ok(Some(other)) => {
+                        return Err(self
+                            .broke_off(&peer, format!("unexpected message type {}", other.kind())))
                     }
-                };
-                let mut sent = 0u32;
-                loop {
-                    match stream.next().await {
-                        Ok(Some(Message::Segment(s))) => {
-                            if tx.send(ArchiveSegment::Decoded(s)).await.is_err() {
-                                return Ok(sent);
-                            }
-                            sent += 1;
-                        }
-                        Ok(Some(Message::ArchiveEnd { .. })) => return Ok(sent),
-                        Ok(Some(
-                            Message::Hello { .. }
-                            | Message::MediaInfo(_)
-                            | Message::Heartbeat { .. },
-                        )) => {}
-                        Ok(Some(other)) => {
-                            return Err(ArchiveError::Failed(format!(
-                                "unexpected message type {} from {host}:{port}",
-                                other.kind()
-                            )))
-                        }
-                        Ok(None) | Err(_) if sent > 0 => {
-                            return Err(ArchiveError::Unreachable(format!(
-                                "{host}:{port} went away in the middle of the archive of {:?}",
-                                self.name.as_str()
-                            )))
-                        }
-                        Ok(None) => {
-                            errors.push(format!("{host}:{port} closed the connection"));
-                            break;
-                        }
-                        Err(e) => {
-                            errors.push(e.to_string());
-                            break;
-                        }
-                    }
+                    Ok(None) => return Err(self.broke_off(&peer, "connection closed".into())),
+                    Err(e) => return Err(self.broke_off(&peer, e.to_string())),
                 }
             }
-            Err(self.classify(errors, not_found))
         })
     }
 
     fn facts_now(&self) -> Option<DvrFacts> {
         self.facts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// The one segment of `archive` that starts at `utc_start_ms`, if stored. (The window
+/// `[utc, utc + 1)` may also catch the end of the segment before: durations are
+/// rounded.)
+pub async fn fetch_segment(
+    archive: &dyn Archive,
+    utc_start_ms: u64,
+) -> Result<Option<Segment>, ArchiveError> {
+    let (tx, mut rx) = mpsc::channel(1);
+    let got = archive.range(utc_start_ms, utc_start_ms + 1, tx);
+    let pick = async {
+        let mut found = Ok(None);
+        while let Some(s) = rx.recv().await {
+            match s.into_segment() {
+                Ok(s) if s.utc_start_ms == utc_start_ms => found = Ok(Some(s)),
+                Ok(_) => {}
+                Err(e) => found = Err(e),
+            }
+        }
+        found
+    };
+    let (r, seg) = tokio::join!(got, pick);
+    r?;
+    seg
 }
 
 /// `cache PATH DEPTH LIMIT;` of a `source`: a peer's archive, with every segment
@@ -383,21 +382,7 @@ impl CachedArchive {
 
     /// One segment from the peer, stored in the cache on the way.
     async fn fetch(&self, utc_start_ms: u64) -> Result<Option<Segment>, ArchiveError> {
-        let (tx, mut rx) = mpsc::channel(1);
-        let got = self.remote.range(utc_start_ms, utc_start_ms + 1, tx);
-        let pick = async {
-            let mut found = None;
-            while let Some(s) = rx.recv().await {
-                if let Ok(s) = s.into_segment() {
-                    if s.utc_start_ms == utc_start_ms {
-                        found = Some(s);
-                    }
-                }
-            }
-            found
-        };
-        let (r, seg) = tokio::join!(got, pick);
-        r?;
+        let seg = fetch_segment(self.remote.as_ref(), utc_start_ms).await?;
         if let Some(s) = &seg {
             if let Err(e) = self.cache.record(s).await {
                 tracing::warn!(stream = %self.cache.name(), error = %e, "cannot keep an archive segment in the cache");

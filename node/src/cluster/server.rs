@@ -95,10 +95,11 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
     let from = req.uri().query().and_then(parse_from);
 
     let (tx, rx) = mpsc::channel(PEER_QUEUE);
+    let peer = Peer { enc, tx };
     let node = ctx.node_name.clone();
     if rest == "streams" {
         let ctx = ctx.clone();
-        tokio::spawn(signaling(ctx, enc, tx, node).instrument(tracing::debug_span!("signaling")));
+        tokio::spawn(signaling(ctx, peer, node).instrument(tracing::debug_span!("signaling")));
     } else if let Some((kind, name)) = rest.split_once('/') {
         let Ok(name) = StreamName::new(name) else {
             return text(StatusCode::BAD_REQUEST, format!("bad stream name {name:?}"));
@@ -114,10 +115,10 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
         let clock = ctx.clock.clone();
         match kind {
             "m4s" => {
-                tokio::spawn(m4s(hub, enc, tx, from, node, clock).instrument(span));
+                tokio::spawn(m4s(hub, peer, from, node, clock).instrument(span));
             }
             "m4f" => {
-                tokio::spawn(m4f(hub, enc, tx, from, node, clock).instrument(span));
+                tokio::spawn(m4f(hub, peer, from, node, clock).instrument(span));
             }
             "dvr" | "archive" => {
                 let Some(archive) = entry.archive.clone() else {
@@ -128,12 +129,12 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
                 };
                 let window = req.uri().query().and_then(parse_window);
                 if kind == "dvr" {
-                    tokio::spawn(dvr_index(archive, enc, tx, window, node).instrument(span));
+                    tokio::spawn(dvr_index(archive, peer, window, node).instrument(span));
                 } else {
                     let Some((from, to)) = window else {
                         return text(StatusCode::BAD_REQUEST, "archive needs ?from=MS&to=MS");
                     };
-                    tokio::spawn(archive_range(archive, enc, tx, from, to, node).instrument(span));
+                    tokio::spawn(archive_range(archive, peer, from, to, node).instrument(span));
                 }
             }
             _ => {
@@ -172,21 +173,11 @@ fn parse_window(query: &str) -> Option<(u64, u64)> {
 /// `End` with the reason it cannot be had.
 async fn dvr_index(
     archive: Arc<dyn Archive>,
-    mut enc: Encoder,
-    tx: mpsc::Sender<Bytes>,
+    mut peer: Peer,
     window: Option<(u64, u64)>,
     node: String,
 ) {
-    if !send(
-        &mut enc,
-        &tx,
-        &Message::Hello {
-            version: PROTOCOL_VERSION,
-            node,
-        },
-    )
-    .await
-    {
+    if !peer.hello(node).await {
         return;
     }
     let msg = match archive.index(window).await {
@@ -198,29 +189,19 @@ async fn dvr_index(
             reason: e.to_string(),
         },
     };
-    let _ = send(&mut enc, &tx, &msg).await;
+    let _ = peer.send(&msg).await;
 }
 
 /// M4F archive: Hello, the segments of the window one by one at the reader's pace,
 /// then `ArchiveEnd` (or `End` with the reason it stopped).
 async fn archive_range(
     archive: Arc<dyn Archive>,
-    mut enc: Encoder,
-    tx: mpsc::Sender<Bytes>,
+    mut peer: Peer,
     from: u64,
     to: u64,
     node: String,
 ) {
-    if !send(
-        &mut enc,
-        &tx,
-        &Message::Hello {
-            version: PROTOCOL_VERSION,
-            node,
-        },
-    )
-    .await
-    {
+    if !peer.hello(node).await {
         return;
     }
     // One segment in flight: reading runs only as fast as the peer takes them.
@@ -234,14 +215,14 @@ async fn archive_range(
             seg = seg_rx.recv() => match seg {
                 Some(ArchiveSegment::Stored(bytes)) => {
                     // Stored bytes go out as they are: no decode, no copy.
-                    for part in enc.encode_raw(message::kind::SEGMENT, bytes) {
-                        if !send_bytes(&tx, part).await {
+                    for part in peer.enc.encode_raw(message::kind::SEGMENT, bytes) {
+                        if !peer.send_bytes(part).await {
                             return;
                         }
                     }
                 }
                 Some(ArchiveSegment::Decoded(seg)) => {
-                    if !send(&mut enc, &tx, &Message::Segment(seg)).await {
+                    if !peer.send(&Message::Segment(seg)).await {
                         return;
                     }
                 }
@@ -260,7 +241,7 @@ async fn archive_range(
             reason: e.to_string(),
         },
     };
-    let _ = send(&mut enc, &tx, &msg).await;
+    let _ = peer.send(&msg).await;
 }
 
 /// `from=EPOCH.SEQ`.
@@ -273,20 +254,39 @@ fn parse_from(query: &str) -> Option<Position> {
     })
 }
 
-/// Sends one message; `false` when the receiver is gone.
-async fn send(enc: &mut Encoder, tx: &mpsc::Sender<Bytes>, msg: &Message) -> bool {
-    send_bytes(tx, enc.encode(msg)).await
+/// The sending side of one cluster response: the connection's encoder (MAC key and
+/// sequence) and the bounded queue towards the socket.
+struct Peer {
+    enc: Encoder,
+    tx: mpsc::Sender<Bytes>,
 }
 
-/// Sends framed bytes; `false` when the receiver is gone or stalled.
-async fn send_bytes(tx: &mpsc::Sender<Bytes>, bytes: Bytes) -> bool {
-    match tx.send_timeout(bytes, VIEWER_STALL_TIMEOUT).await {
-        Ok(()) => true,
-        Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-            warn!("peer stalled (nothing read for {VIEWER_STALL_TIMEOUT:?}); disconnecting it");
-            false
+impl Peer {
+    /// Sends one message; `false` when the receiver is gone or stalled.
+    async fn send(&mut self, msg: &Message) -> bool {
+        let bytes = self.enc.encode(msg);
+        self.send_bytes(bytes).await
+    }
+
+    /// Every response starts with `Hello`.
+    async fn hello(&mut self, node: String) -> bool {
+        self.send(&Message::Hello {
+            version: PROTOCOL_VERSION,
+            node,
+        })
+        .await
+    }
+
+    /// Sends framed bytes; `false` when the receiver is gone or stalled.
+    async fn send_bytes(&self, bytes: Bytes) -> bool {
+        match self.tx.send_timeout(bytes, VIEWER_STALL_TIMEOUT).await {
+            Ok(()) => true,
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                warn!("peer stalled (nothing read for {VIEWER_STALL_TIMEOUT:?}); disconnecting it");
+                false
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
         }
-        Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
     }
 }
 
@@ -310,22 +310,8 @@ fn announce<C: Clock>(ctx: &NodeCtx<C>) -> Vec<StreamAnnounce> {
         .collect()
 }
 
-async fn signaling<C: Clock>(
-    ctx: Arc<NodeCtx<C>>,
-    mut enc: Encoder,
-    tx: mpsc::Sender<Bytes>,
-    node: String,
-) {
-    if !send(
-        &mut enc,
-        &tx,
-        &Message::Hello {
-            version: PROTOCOL_VERSION,
-            node,
-        },
-    )
-    .await
-    {
+async fn signaling<C: Clock>(ctx: Arc<NodeCtx<C>>, mut peer: Peer, node: String) {
+    if !peer.hello(node).await {
         return;
     }
     let mut last: Option<Vec<StreamAnnounce>> = None;
@@ -344,7 +330,7 @@ async fn signaling<C: Clock>(
             None
         };
         if let Some(m) = msg {
-            if !send(&mut enc, &tx, &m).await {
+            if !peer.send(&m).await {
                 debug!("signaling receiver left");
                 return;
             }
@@ -356,8 +342,7 @@ async fn signaling<C: Clock>(
 
 async fn m4s<C: Clock>(
     hub: Arc<StreamHub>,
-    mut enc: Encoder,
-    tx: mpsc::Sender<Bytes>,
+    mut peer: Peer,
     from: Option<Position>,
     node: String,
     clock: C,
@@ -365,22 +350,12 @@ async fn m4s<C: Clock>(
     let sub = hub.subscribe_from(from);
     info!(resume = ?from, gop = sub.gop.len(), "M4S subscriber");
     let mut mi = sub.media_info;
-    if !send(
-        &mut enc,
-        &tx,
-        &Message::Hello {
-            version: PROTOCOL_VERSION,
-            node,
-        },
-    )
-    .await
-        || !send(&mut enc, &tx, &Message::MediaInfo(mi.clone())).await
-    {
+    if !peer.hello(node).await || !peer.send(&Message::MediaInfo(mi.clone())).await {
         return;
     }
     let mut want_keyframe = sub.gop.is_empty();
     for f in sub.gop {
-        if !send(&mut enc, &tx, &Message::Frame(f)).await {
+        if !peer.send(&Message::Frame(f)).await {
             return;
         }
     }
@@ -389,7 +364,7 @@ async fn m4s<C: Clock>(
         let frame = tokio::select! {
             biased;
             _ = hub.closed() => {
-                let _ = send(&mut enc, &tx, &Message::End { reason: "stream removed".into() }).await;
+                let _ = peer.send(&Message::End { reason: "stream removed".into() }).await;
                 return;
             }
             r = rx.recv() => match r {
@@ -402,7 +377,7 @@ async fn m4s<C: Clock>(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {
-                if !send(&mut enc, &tx, &Message::Heartbeat { utc_ms: clock.utc_ms() }).await {
+                if !peer.send(&Message::Heartbeat { utc_ms: clock.utc_ms() }).await {
                     return;
                 }
                 continue;
@@ -413,7 +388,7 @@ async fn m4s<C: Clock>(
             let current = hub.media_info();
             if !Arc::ptr_eq(&current, &mi) && *current != *mi {
                 mi = current;
-                if !send(&mut enc, &tx, &Message::MediaInfo(mi.clone())).await {
+                if !peer.send(&Message::MediaInfo(mi.clone())).await {
                     return;
                 }
             }
@@ -426,7 +401,7 @@ async fn m4s<C: Clock>(
             continue;
         }
         want_keyframe = false;
-        if !send(&mut enc, &tx, &Message::Frame(frame)).await {
+        if !peer.send(&Message::Frame(frame)).await {
             return;
         }
     }
@@ -438,29 +413,18 @@ fn is_video(mi: &MediaInfo, track: u8) -> bool {
 
 async fn m4f<C: Clock>(
     hub: Arc<StreamHub>,
-    mut enc: Encoder,
-    tx: mpsc::Sender<Bytes>,
+    mut peer: Peer,
     from: Option<Position>,
     node: String,
     clock: C,
 ) {
     let (mi, backlog, mut rx) = hub.subscribe_segments(from);
     info!(resume = ?from, backlog = backlog.len(), "M4F subscriber");
-    if !send(
-        &mut enc,
-        &tx,
-        &Message::Hello {
-            version: PROTOCOL_VERSION,
-            node,
-        },
-    )
-    .await
-        || !send(&mut enc, &tx, &Message::MediaInfo(mi)).await
-    {
+    if !peer.hello(node).await || !peer.send(&Message::MediaInfo(mi)).await {
         return;
     }
     for s in backlog {
-        if !send(&mut enc, &tx, &Message::Segment(s.segment.clone())).await {
+        if !peer.send(&Message::Segment(s.segment.clone())).await {
             return;
         }
     }
@@ -468,12 +432,12 @@ async fn m4f<C: Clock>(
         tokio::select! {
             biased;
             _ = hub.closed() => {
-                let _ = send(&mut enc, &tx, &Message::End { reason: "stream removed".into() }).await;
+                let _ = peer.send(&Message::End { reason: "stream removed".into() }).await;
                 return;
             }
             r = rx.recv() => match r {
                 Ok(s) => {
-                    if !send(&mut enc, &tx, &Message::Segment(s.segment.clone())).await {
+                    if !peer.send(&Message::Segment(s.segment.clone())).await {
                         return;
                     }
                 }
@@ -483,7 +447,7 @@ async fn m4f<C: Clock>(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {
-                if !send(&mut enc, &tx, &Message::Heartbeat { utc_ms: clock.utc_ms() }).await {
+                if !peer.send(&Message::Heartbeat { utc_ms: clock.utc_ms() }).await {
                     return;
                 }
             }

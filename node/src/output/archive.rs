@@ -18,7 +18,7 @@ use tern_core::mux::ts::TsMuxer;
 use tern_core::StreamName;
 use tokio::sync::mpsc;
 
-use crate::archive::{Archive, ArchiveError, ArchiveSegment};
+use crate::archive::{fetch_segment, Archive, ArchiveError, ArchiveSegment};
 use crate::http::body::{respond, text, Body, Response};
 use crate::hub::follows;
 
@@ -182,33 +182,14 @@ pub async fn handle(archive: Arc<dyn Archive>, name: &StreamName, req: ArchiveRe
             )
         }
         ArchiveRequest::Segment { utc_start_ms } => {
-            // The window [utc, utc + 1) may also catch the end of the segment before
-            // (durations are rounded): take the one that starts there.
-            let (tx, mut rx) = mpsc::channel(1);
-            let got = archive.range(utc_start_ms, utc_start_ms + 1, tx);
-            let pick = async {
-                let mut found = None;
-                while let Some(s) = rx.recv().await {
-                    match s.into_segment() {
-                        Ok(s) if s.utc_start_ms == utc_start_ms => found = Some(Ok(s)),
-                        Ok(_) => {}
-                        Err(e) => found = Some(Err(e)),
-                    }
-                }
-                found
-            };
-            let (r, seg) = tokio::join!(got, pick);
-            if let Err(e) = r {
-                return error_response(e);
-            }
-            match seg {
-                Some(Err(e)) => error_response(e),
-                Some(Ok(s)) => respond(
+            match fetch_segment(archive.as_ref(), utc_start_ms).await {
+                Err(e) => error_response(e),
+                Ok(Some(s)) => respond(
                     StatusCode::OK,
                     "video/mp2t",
                     Body::full(tern_core::mux::mux_segment(&s)),
                 ),
-                None => text(
+                Ok(None) => text(
                     StatusCode::NOT_FOUND,
                     format!(
                         "stream {:?} has no archive segment starting at {utc_start_ms} (UTC ms)",
