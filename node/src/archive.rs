@@ -353,26 +353,6 @@ pub struct CachedArchive {
 }
 
 impl CachedArchive {
-    fn cached_index(&self, window: Option<(u64, u64)>) -> ArchiveIndex {
-        let entries = match window {
-            Some((from, to)) => self
-                .cache
-                .segments(from, to)
-                .into_iter()
-                .map(|s| ArchiveEntry {
-                    utc_start_ms: s.utc_start_ms,
-                    duration_ms: s.duration_ms,
-                    discontinuity: s.discontinuity,
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        ArchiveIndex {
-            facts: self.cache.facts(),
-            entries,
-        }
-    }
-
     fn is_cached(&self, utc_start_ms: u64) -> bool {
         self.cache
             .segments(utc_start_ms, utc_start_ms + 1)
@@ -400,7 +380,7 @@ impl Archive for CachedArchive {
         Box::pin(async move {
             match self.remote.index(window).await {
                 Err(ArchiveError::Unreachable(why)) => {
-                    let ix = self.cached_index(window);
+                    let ix = self.cache.index(window).await?;
                     let empty = match window {
                         Some(_) => ix.entries.is_empty(),
                         None => ix.facts.ranges.is_empty(),
