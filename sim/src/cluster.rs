@@ -1,16 +1,22 @@
 //! A simulated Tern cluster: one turmoil simulation with Tern's defaults
-//! ([`crate::builder`]), nodes from config text ([`crate::add_node`]), client hosts
-//! running the test's own code, and the run's [`Trace`], installed as the current
+//! ([`crate::builder`]), nodes from config text ([`crate::add_node_with`], each seeded
+//! from the cluster's seed and its name), client hosts running the test's own code or
+//! an observer ([`crate::oracle`]), a tampering proxy ([`crate::mitm`]), faults applied
+//! by hand or from a [`Schedule`], and the run's [`Trace`], installed as the current
 //! thread's subscriber for the cluster's lifetime.
 //!
-//! Owns: building and running the simulation. Must not: hold state that outlives a
-//! run (every run of a seed starts from nothing) or read the real clock. Fault
-//! schedules and oracles are to come on top of this.
+//! Owns: building and running the simulation, and applying faults at their time.
+//! Must not: hold state that outlives a run (every run of a seed starts from nothing),
+//! read the real clock, or judge a run (the oracles do).
 
 use std::future::Future;
 use std::time::Duration;
 
+use crate::faults::{fmt_ms, Action, Schedule};
+use crate::mitm::Mitm;
+use crate::oracle::{Observation, ObserverSpec};
 use crate::trace::Trace;
+use crate::{node_seed, ConfigSlot, NodeSpec};
 
 /// One simulation run. The trace is the thread's default subscriber while the cluster
 /// lives, so keep one cluster at a time per thread (guards must drop in order).
@@ -24,6 +30,8 @@ pub struct Cluster {
     sim: turmoil::Sim<'static>,
     trace: Trace,
     seed: u64,
+    /// Every host added, in order (a crash isolates a host from all the others).
+    hosts: Vec<String>,
     _guard: tracing::subscriber::DefaultGuard,
 }
 
@@ -43,6 +51,7 @@ impl Cluster {
             sim,
             trace,
             seed,
+            hosts: Vec::new(),
             _guard: guard,
         }
     }
@@ -51,11 +60,120 @@ impl Cluster {
         self.seed
     }
 
-    /// Adds a host running a Tern node with `config` (config text), as
-    /// [`crate::add_node`].
+    /// Adds a host running a Tern node with `config` (config text), its RNG seeded
+    /// from the cluster's seed and `name`.
     pub fn node(&mut self, name: &str, config: &str) -> &mut Self {
-        crate::add_node(&mut self.sim, name, config);
+        let spec = NodeSpec::new(config, node_seed(self.seed, name));
+        self.node_with(name, spec)
+    }
+
+    /// Adds a host running a Tern node as `spec` says.
+    pub fn node_with(&mut self, name: &str, spec: NodeSpec) -> &mut Self {
+        crate::add_node_with(&mut self.sim, name, spec);
+        self.hosts.push(name.to_owned());
         self
+    }
+
+    /// Adds a node whose config the test may change before a restart; returns the
+    /// handle to change it.
+    pub fn switchable_node(&mut self, name: &str, config: &str) -> ConfigSlot {
+        let spec = NodeSpec::new(config, node_seed(self.seed, name));
+        let slot = spec.config.clone();
+        self.node_with(name, spec);
+        slot
+    }
+
+    /// Adds an observer client host (seeded from the cluster's seed and its host
+    /// name); it records until the simulation is dropped.
+    pub fn observe(&mut self, mut spec: ObserverSpec) -> Observation {
+        spec.seed = node_seed(self.seed, &spec.host);
+        let host = spec.host.clone();
+        let (obs, fut) = crate::oracle::observer(spec);
+        self.sim.client(host.as_str(), fut);
+        self.hosts.push(host);
+        obs
+    }
+
+    /// Adds a tampering proxy host ([`crate::mitm`]).
+    pub fn tamper_proxy(
+        &mut self,
+        name: &str,
+        port: u16,
+        upstream: &str,
+        upstream_port: u16,
+        flip_after: u64,
+    ) -> Mitm {
+        self.hosts.push(name.to_owned());
+        crate::mitm::add_tamper_proxy(
+            &mut self.sim,
+            name,
+            port,
+            upstream,
+            upstream_port,
+            flip_after,
+        )
+    }
+
+    /// Applies one fault action now, and says so in the trace.
+    ///
+    /// A crash or restart first cuts the host off from every other host, and repairs
+    /// those links right after: whatever the dying software sends (the FIN or RST of
+    /// each of its sockets as turmoil drops its runtime) is lost, as when a machine
+    /// loses power. Peers learn of the crash by silence (the dead-peer timeout), or by
+    /// an RST once the host runs again. Not a choice of convenience: tokio drops a
+    /// runtime's tasks in an order that depends on its process-wide task ids, so those
+    /// FINs would leave in an order that changes with whatever else the process ran,
+    /// and the same seed would not replay. For the same reason the trace records what
+    /// the teardown logs as a sorted set ([`Trace::unordered`]). Links the crash
+    /// repairs must not be under
+    /// another fault at that moment ([`crate::faults::Schedule::random`] never
+    /// overlaps faults).
+    pub fn apply(&mut self, action: &Action) {
+        tracing::info!(target: "tern_sim::fault", at = %fmt_ms(self.elapsed().as_millis() as u64), %action, "fault");
+        match action {
+            Action::Partition(a, b) => self.sim.partition(a.as_str(), b.as_str()),
+            Action::Repair(a, b) => self.sim.repair(a.as_str(), b.as_str()),
+            Action::PartitionOneway(a, b) => self.sim.partition_oneway(a.as_str(), b.as_str()),
+            Action::RepairOneway(a, b) => self.sim.repair_oneway(a.as_str(), b.as_str()),
+            Action::Hold(a, b) => self.sim.hold(a.as_str(), b.as_str()),
+            Action::Release(a, b) => self.sim.release(a.as_str(), b.as_str()),
+            Action::Crash(h) => {
+                self.isolate(h, true);
+                let sim = &mut self.sim;
+                self.trace.unordered(|| sim.crash(h.as_str()));
+                self.isolate(h, false);
+            }
+            Action::Bounce(h) => {
+                self.isolate(h, true);
+                let sim = &mut self.sim;
+                self.trace.unordered(|| sim.bounce(h.as_str()));
+                self.isolate(h, false);
+            }
+        }
+    }
+
+    /// Partitions (or repairs) `host` from (with) every other host.
+    fn isolate(&mut self, host: &str, cut: bool) {
+        for other in self.hosts.iter().filter(|o| o.as_str() != host) {
+            if cut {
+                self.sim.partition(host, other.as_str());
+            } else {
+                self.sim.repair(host, other.as_str());
+            }
+        }
+    }
+
+    /// Runs until `until`, applying each action of `schedule` when its time comes
+    /// (actions already due are applied at once).
+    pub fn run_schedule(&mut self, schedule: &Schedule, until: Duration) -> turmoil::Result {
+        for (at, action) in schedule.actions() {
+            if at > until {
+                break;
+            }
+            self.run_until(at)?;
+            self.apply(&action);
+        }
+        self.run_until(until)
     }
 
     /// Adds a client host running `fut`; the simulation runs until every client
@@ -65,6 +183,7 @@ impl Cluster {
         F: Future<Output = turmoil::Result> + 'static,
     {
         self.sim.client(name, fut);
+        self.hosts.push(name.to_owned());
         self
     }
 

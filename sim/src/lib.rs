@@ -1,14 +1,18 @@
 //! # tern-sim
 //!
 //! Runs real Tern node runtimes as turmoil hosts on simulated network and time
-//! (SIM-NOTES.md). This first cut gives: a simulation builder with a pinned epoch and
-//! seed, hosts built from config text, an HTTP client for the test's own host, a
-//! [`Cluster`] wrapping them, and trace fingerprints ([`Trace`]) to check that a seed
-//! replays byte for byte. Fault schedules and oracles come with the cluster issue.
+//! (SIM-NOTES.md): a simulation builder with a pinned epoch, a seed and a fixed link
+//! latency, hosts built from config text (seeded per node, restartable, optionally with
+//! a config the test switches between starts), an HTTP client for client hosts, a
+//! [`Cluster`] wrapping them, trace fingerprints ([`Trace`]), fault schedules
+//! ([`faults`]), observers and oracles ([`oracle`]), a tampering man in the middle
+//! ([`mitm`]) and the seed sweep ([`sweep`]).
 //!
 //! Owns: the harness. Must not: be depended on by core, net or node, or read the real
 //! clock or the OS's randomness (the simulation must replay from its seed).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -17,6 +21,10 @@ use hyper_util::rt::TokioIo;
 use tern_net::{Net, TurmoilClock, TurmoilNet};
 
 pub mod cluster;
+pub mod faults;
+pub mod mitm;
+pub mod oracle;
+pub mod sweep;
 pub mod trace;
 
 pub use cluster::Cluster;
@@ -26,32 +34,112 @@ pub use trace::{fnv1a64, Trace};
 /// date: 2026-01-01T00:00:00Z.
 pub const SIM_EPOCH_UNIX_SECS: u64 = 1_767_225_600;
 
+/// [`SIM_EPOCH_UNIX_SECS`] in milliseconds: subtract it from a UTC time of the
+/// simulation to get simulated milliseconds since the start.
+pub const SIM_EPOCH_MS: u64 = SIM_EPOCH_UNIX_SECS * 1000;
+
+/// The one-way latency of every simulated link, fixed (min = max) so that the latency
+/// oracles have an exact bound: a hop may take this plus [`oracle::HOP_SLACK`].
+pub const LINK_LATENCY: Duration = Duration::from_millis(10);
+
 /// A turmoil simulation with Tern's defaults: the given seed, a pinned epoch, 1 ms
-/// ticks and `duration` of simulated time.
+/// ticks, every link [`LINK_LATENCY`] exactly, and `duration` of simulated time.
 pub fn builder(seed: u64, duration: Duration) -> turmoil::Builder {
     let mut b = turmoil::Builder::new();
     b.rng_seed(seed)
         .epoch(UNIX_EPOCH + Duration::from_secs(SIM_EPOCH_UNIX_SECS))
         .simulation_duration(duration)
-        .tick_duration(Duration::from_millis(1));
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(LINK_LATENCY)
+        .max_message_latency(LINK_LATENCY);
     b
 }
 
-/// Adds a host named `name` running a Tern node with `config` (config text). The
-/// host can be crashed and restarted: each start parses the config anew.
+/// A config the test can change between two starts of a host (crash, then bounce):
+/// each start of the node reads the current text.
+#[derive(Clone, Debug)]
+pub struct ConfigSlot(Arc<Mutex<String>>);
+
+impl ConfigSlot {
+    pub fn new(config: &str) -> Self {
+        ConfigSlot(Arc::new(Mutex::new(config.to_owned())))
+    }
+
+    /// The config the next start of the host will use.
+    pub fn set(&self, config: &str) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = config.to_owned();
+    }
+
+    pub fn get(&self) -> String {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// How to start a node host.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    pub config: ConfigSlot,
+    /// Seed of the node's RNG (nonces, backoff jitter); each restart mixes in the
+    /// number of the start, so a restarted node does not replay its nonces.
+    pub seed: u64,
+    /// Simulated time the host waits before starting the node (to give two origins
+    /// started together different source epochs, which are UTC ms of the start).
+    pub start_delay: Duration,
+}
+
+impl NodeSpec {
+    pub fn new(config: &str, seed: u64) -> Self {
+        NodeSpec {
+            config: ConfigSlot::new(config),
+            seed,
+            start_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// A node's seed from the simulation's seed and the host name.
+pub fn node_seed(sim_seed: u64, name: &str) -> u64 {
+    let mut h = trace::Fnv64::new();
+    h.write(&sim_seed.to_be_bytes());
+    h.write(name.as_bytes());
+    h.finish()
+}
+
+/// Adds a host named `name` running a Tern node with `config` (config text), its
+/// RNG seeded from the name. The host can be crashed and restarted: each start parses
+/// the config anew.
 pub fn add_node(sim: &mut turmoil::Sim<'_>, name: &str, config: &str) {
-    let config = config.to_owned();
+    add_node_with(sim, name, NodeSpec::new(config, node_seed(0, name)));
+}
+
+/// Adds a host named `name` running a Tern node as `spec` says.
+pub fn add_node_with(sim: &mut turmoil::Sim<'_>, name: &str, spec: NodeSpec) {
+    let starts = Arc::new(AtomicU64::new(0));
+    let host = name.to_owned();
     sim.host(name, move || {
-        let config = config.clone();
+        let config = spec.config.get();
+        let start = starts.fetch_add(1, Ordering::Relaxed);
+        let seed = spec.seed ^ start.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let delay = spec.start_delay;
+        let host = host.clone();
         async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            tracing::info!(target: "tern_sim", host, start, seed, "node starting");
             let cfg = tern_core::config::parse(&config).map_err(|e| e.to_string())?;
-            let mut node = tern_node::start(&cfg, TurmoilNet, TurmoilClock::new())
+            let mut node = tern_node::start_seeded(&cfg, TurmoilNet, TurmoilClock::new(), seed)
                 .await
                 .map_err(|e| e.to_string())?;
             node.wait().await;
             Ok(())
         }
     });
+}
+
+/// Simulated milliseconds since the start, read on the current host.
+pub fn sim_ms() -> u64 {
+    tern_net::Clock::utc_ms(&TurmoilClock::new()).saturating_sub(SIM_EPOCH_MS)
 }
 
 /// One HTTP/1.1 GET from inside the simulation (a client host). Logs the status,

@@ -73,6 +73,8 @@ struct State {
     /// while it holds its world; events outside any host).
     last_time: Duration,
     step_start: Duration,
+    /// Lines recorded inside [`Trace::unordered`]: appended sorted when it ends.
+    unordered: Option<Vec<String>>,
 }
 
 /// The recorded trace of one simulation run. Cloning shares the same lines.
@@ -131,6 +133,23 @@ impl Trace {
     /// whose exact time turmoil cannot tell are stamped with it (marked `~`).
     pub fn set_step_start(&self, elapsed: Duration) {
         self.lock().step_start = elapsed;
+    }
+
+    /// Records what `f` logs as a set: its lines are appended in sorted order when it
+    /// returns. For work whose events are deterministic but whose order is not: the
+    /// teardown of a crashed host, whose tasks tokio drops in an order that depends on
+    /// its process-wide task ids (see `Cluster::apply`).
+    pub fn unordered<R>(&self, f: impl FnOnce() -> R) -> R {
+        let outer = self.lock().unordered.replace(Vec::new());
+        let r = f();
+        let mut st = self.lock();
+        let mut lines = std::mem::replace(&mut st.unordered, outer).unwrap_or_default();
+        lines.sort();
+        match &mut st.unordered {
+            Some(outer) => outer.extend(lines),
+            None => st.lines.extend(lines),
+        }
+        r
     }
 
     /// A copy of the lines recorded so far.
@@ -288,7 +307,10 @@ where
         if self.trace.echo {
             eprintln!("{line}");
         }
-        state.lines.push(line);
+        match &mut state.unordered {
+            Some(set) => set.push(line),
+            None => state.lines.push(line),
+        }
     }
 }
 

@@ -40,6 +40,7 @@ pub async fn run<N: Net, C: Clock>(
     };
     let mut backoff = Backoff::new(ctx.seed());
     loop {
+        let attempt_started = ctx.clock.now();
         match client.open(&src.host, src.port, "/tern/v1/streams").await {
             Ok(mut stream) => {
                 info!(%peer, "signaling connected");
@@ -81,7 +82,9 @@ pub async fn run<N: Net, C: Clock>(
             }
             Err(e) => info!(%peer, error = %e, "cannot reach source"),
         }
-        tokio::time::sleep(backoff.next_delay()).await;
+        // Time spent in the attempt (a connect timeout) counts towards the backoff.
+        let spent = ctx.clock.now().saturating_sub(attempt_started);
+        tokio::time::sleep(backoff.next_delay().saturating_sub(spent)).await;
     }
 }
 

@@ -65,10 +65,16 @@ pub async fn run<N: Net, C: Clock>(
         if let Some(p) = receiver.resume_from() {
             path.push_str(&format!("?from={}.{}", p.epoch, p.seq));
         }
+        let attempt_started = clock.now();
         let mut stream = match client.open(&target.host, target.port, &path).await {
             Ok(s) => s,
             Err(e) => {
-                let delay = backoff.next_delay();
+                // The attempt's own wait (up to the connect timeout) counts towards
+                // the backoff: a link repaired during an attempt is retried at once
+                // after it times out.
+                let delay = backoff
+                    .next_delay()
+                    .saturating_sub(clock.now().saturating_sub(attempt_started));
                 if e.is_auth() {
                     warn!(%peer, error = %e, "cluster key refused; check cluster_key on both nodes");
                 } else {

@@ -1,0 +1,124 @@
+//! The seed sweep in CI: seeds `0..SEEDS` (each ~20 simulated seconds with its own
+//! random fault schedule, see `tern_sim::sweep`), split over several tests so the
+//! harness runs them on every core. A failing seed is printed with its schedule,
+//! every violation and the command that replays it; `TERN_SIM_SEED=S` runs only seed
+//! `S` (in `one_seed_from_the_environment`, the others skip).
+//!
+//! Owns: which seeds CI runs. Must not: retry a failing seed, drop one from the range,
+//! or loosen an oracle for the sweep's sake (a failing seed is a finding to report).
+
+use tern_sim::sweep::{self, SeedRun};
+
+/// Seeds in CI (the issue asks for at least 200).
+const SEEDS: u64 = 240;
+/// Tests the range is split into.
+const PARTS: u64 = 8;
+
+fn env_seed() -> Option<u64> {
+    let v = std::env::var("TERN_SIM_SEED").ok()?;
+    Some(
+        v.parse()
+            .unwrap_or_else(|_| panic!("TERN_SIM_SEED={v:?} is not a number")),
+    )
+}
+
+fn run(seeds: impl Iterator<Item = u64>) {
+    let mut failed: Vec<SeedRun> = Vec::new();
+    let mut n = 0;
+    for seed in seeds {
+        // Captured by the harness; shown with the output of a failing part.
+        print!("{}", sweep::schedule(seed));
+        let r = sweep::run_seed(seed);
+        n += 1;
+        if !r.ok() {
+            eprintln!("{}", r.failure());
+            failed.push(r);
+        }
+    }
+    if !failed.is_empty() {
+        let list: Vec<String> = failed.iter().map(|r| r.seed.to_string()).collect();
+        panic!(
+            "{} of {n} seeds failed: {} (each printed above with its schedule, violations \
+             and replay command)\n{}",
+            failed.len(),
+            list.join(", "),
+            sweep::replay(failed[0].seed)
+        );
+    }
+}
+
+fn part(p: u64) {
+    if env_seed().is_some() {
+        return;
+    }
+    let per = SEEDS.div_ceil(PARTS);
+    run(p * per..((p + 1) * per).min(SEEDS));
+}
+
+#[test]
+fn one_seed_from_the_environment() {
+    if let Some(seed) = env_seed() {
+        let r = sweep::run_seed(seed);
+        println!("{}", r.schedule);
+        println!("{}", r.report.render());
+        println!(
+            "seed {seed}: trace {} lines, hash {:016x}",
+            r.trace_lines, r.trace_hash
+        );
+        run(std::iter::once(seed));
+    }
+}
+
+#[test]
+fn sweep_part_0() {
+    part(0);
+}
+#[test]
+fn sweep_part_1() {
+    part(1);
+}
+#[test]
+fn sweep_part_2() {
+    part(2);
+}
+#[test]
+fn sweep_part_3() {
+    part(3);
+}
+#[test]
+fn sweep_part_4() {
+    part(4);
+}
+#[test]
+fn sweep_part_5() {
+    part(5);
+}
+#[test]
+fn sweep_part_6() {
+    part(6);
+}
+#[test]
+fn sweep_part_7() {
+    part(7);
+}
+
+/// The schedules are functions of the seed, and the same seed replays byte for byte
+/// (a cheap determinism check on a faulty run; `determinism.rs` has the thorough one).
+#[test]
+fn a_seed_replays_its_schedule_and_trace() {
+    if env_seed().is_some() {
+        return;
+    }
+    let seed = 3; // has an edge of the edge
+    assert!(sweep::has_edge2(seed));
+    let a = sweep::run_seed(seed);
+    let b = sweep::run_seed(seed);
+    assert_eq!(a.schedule, b.schedule);
+    assert!(!a.schedule.faults.is_empty(), "{}", a.schedule);
+    assert_eq!(
+        (a.trace_lines, a.trace_hash),
+        (b.trace_lines, b.trace_hash),
+        "seed {seed} does not replay: {}",
+        sweep::replay(seed)
+    );
+}
