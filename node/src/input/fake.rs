@@ -19,7 +19,10 @@ pub async fn run<C: Clock>(sink: Arc<dyn Sink>, opts: FakeOptions, clock: C) {
     let mut source = FakeSource::new(&opts, epoch);
     sink.media_info(Arc::new(source.media_info()));
     info!(stream = %sink.hub().name, epoch, width = opts.width, height = opts.height, fps = opts.fps, "fake source started");
-    let start = tokio::time::Instant::now();
+    // Real cameras are not in phase with each other: each fake stream starts at its
+    // own offset within one frame interval (from its name, so runs repeat), instead of
+    // every stream of a node producing its frames in the same millisecond.
+    let start = tokio::time::Instant::now() + phase(sink.hub().name.as_str(), opts.fps);
     loop {
         tokio::time::sleep_until(start + source.next_due()).await;
         // Make every frame that is due now (after a stall, catch up without sleeping).
@@ -27,5 +30,28 @@ pub async fn run<C: Clock>(sink: Arc<dyn Sink>, opts: FakeOptions, clock: C) {
             let frame = source.next_frame(clock.utc_ms());
             sink.frame(frame);
         }
+    }
+}
+
+/// An offset in `[0, 1/fps)` derived from the stream name (FNV-1a).
+fn phase(name: &str, fps: u16) -> std::time::Duration {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let interval_us = 1_000_000 / u64::from(fps.max(1));
+    std::time::Duration::from_micros(hash % interval_us)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::phase;
+
+    #[test]
+    fn phases_differ_and_stay_within_a_frame() {
+        let a = phase("s1", 25);
+        let b = phase("s2", 25);
+        assert_ne!(a, b);
+        assert!(a.as_micros() < 40_000 && b.as_micros() < 40_000);
+        assert_eq!(phase("s1", 25), a);
     }
 }
