@@ -88,6 +88,13 @@ pub async fn run<N: Net, C: Clock>(
     }
 }
 
+/// Whether a source takes the peer's stream `name`: it matches `only` (if any) and
+/// no `except`.
+fn takes(src: &SourceConfig, name: &StreamName) -> bool {
+    (src.only.is_empty() || src.only.iter().any(|p| p.matches(name)))
+        && !src.except.iter().any(|p| p.matches(name))
+}
+
 /// The `cache` of a source: one store, a DVR per stream kept open across the
 /// stream's removal and return.
 struct Caches {
@@ -130,13 +137,7 @@ async fn reconcile<N: Net, C: Clock>(
     list: Vec<StreamAnnounce>,
     default_segment_ms: u32,
 ) {
-    let wanted: Vec<StreamAnnounce> = list
-        .into_iter()
-        .filter(|s| {
-            (src.only.is_empty() || src.only.iter().any(|p| p.matches(&s.name)))
-                && !src.except.iter().any(|p| p.matches(&s.name))
-        })
-        .collect();
+    let wanted: Vec<StreamAnnounce> = list.into_iter().filter(|s| takes(src, &s.name)).collect();
     let names: BTreeSet<StreamName> = wanted.iter().map(|s| s.name.clone()).collect();
     let gone: Vec<StreamName> = mine
         .keys()
@@ -222,5 +223,34 @@ async fn reconcile<N: Net, C: Clock>(
         } else {
             warn!(stream = %s.name, %peer, "source offers a stream this node already has; ignoring it");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(block: &str) -> SourceConfig {
+        let text =
+            format!("http 1;\ncluster_key 0123456789abcdef;\nsource m4s://o:1 {{ {block} }}\n");
+        match tern_core::config::parse(&text) {
+            Ok(c) => c.sources[0].clone(),
+            Err(e) => panic!("{text}: {e}"),
+        }
+    }
+
+    fn name(s: &str) -> StreamName {
+        StreamName::new(s).expect("valid name")
+    }
+
+    #[test]
+    fn only_and_except_with_prefixes() {
+        let src = source("only cams/*; except cams/private/*;");
+        assert!(takes(&src, &name("cams/yard/3")));
+        assert!(!takes(&src, &name("cams/private/1")));
+        assert!(!takes(&src, &name("main")));
+        let src = source("except main;");
+        assert!(!takes(&src, &name("main")));
+        assert!(takes(&src, &name("other")));
     }
 }
