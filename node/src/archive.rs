@@ -130,7 +130,13 @@ impl Archive for Dvr {
         Box::pin(async move {
             let mut sent = 0;
             for s in self.segments(from_ms, to_ms) {
-                let bytes = self.read(s.utc_start_ms).await.map_err(dvr_error)?;
+                let bytes = match self.read(s.utc_start_ms).await {
+                    Ok(b) => b,
+                    // Deleted since the listing (retention, a full disk): play what
+                    // still exists.
+                    Err(DvrError::NotFound { .. }) => continue,
+                    Err(e) => return Err(dvr_error(e)),
+                };
                 if tx.send(ArchiveSegment::Stored(bytes)).await.is_err() {
                     break; // the reader left
                 }

@@ -3,14 +3,20 @@
 //! from the cluster's seed and its name), client hosts running the test's own code or
 //! an observer ([`crate::oracle`]), a tampering proxy ([`crate::mitm`]), faults applied
 //! by hand or from a [`Schedule`], and the run's [`Trace`], installed as the current
-//! thread's subscriber for the cluster's lifetime.
+//! thread's subscriber for the cluster's lifetime. Each node host has its own
+//! in-memory disks ([`Cluster::disks`]), kept across its restarts; a crash or restart
+//! of the host is a power cut for them ([`MemDisks::crash`]).
 //!
 //! Owns: building and running the simulation, and applying faults at their time.
 //! Must not: hold state that outlives a run (every run of a seed starts from nothing),
 //! read the real clock, or judge a run (the oracles do).
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tern_node::dvr::{MemDisks, MemStore};
 
 use crate::faults::{fmt_ms, Action, Schedule};
 use crate::mitm::Mitm;
@@ -32,6 +38,8 @@ pub struct Cluster {
     seed: u64,
     /// Every host added, in order (a crash isolates a host from all the others).
     hosts: Vec<String>,
+    /// The disks of each node host.
+    disks: BTreeMap<String, Arc<MemDisks>>,
     _guard: tracing::subscriber::DefaultGuard,
 }
 
@@ -52,6 +60,7 @@ impl Cluster {
             trace,
             seed,
             hosts: Vec::new(),
+            disks: BTreeMap::new(),
             _guard: guard,
         }
     }
@@ -69,6 +78,7 @@ impl Cluster {
 
     /// Adds a host running a Tern node as `spec` says.
     pub fn node_with(&mut self, name: &str, spec: NodeSpec) -> &mut Self {
+        self.disks.insert(name.to_owned(), spec.disks.clone());
         crate::add_node_with(&mut self.sim, name, spec);
         self.hosts.push(name.to_owned());
         self
@@ -81,6 +91,23 @@ impl Cluster {
         let slot = spec.config.clone();
         self.node_with(name, spec);
         slot
+    }
+
+    /// The in-memory disks of node host `host` (every start of the node uses them).
+    ///
+    /// # Panics
+    /// If `host` is not a node of this cluster.
+    pub fn disks(&self, host: &str) -> Arc<MemDisks> {
+        self.disks
+            .get(host)
+            .unwrap_or_else(|| panic!("{host} is not a node of this cluster"))
+            .clone()
+    }
+
+    /// The disk of DVR path `path` on node host `host` (made on first use, so a test
+    /// may set its latency or capacity before the node starts).
+    pub fn disk(&self, host: &str, path: &str) -> Arc<MemStore> {
+        self.disks(host).disk(path)
     }
 
     /// Adds an observer client host (seeded from the cluster's seed and its host
@@ -128,6 +155,11 @@ impl Cluster {
     /// repairs must not be under
     /// another fault at that moment ([`crate::faults::Schedule::random`] never
     /// overlaps faults).
+    ///
+    /// A crash or restart is also a power cut for the host's disks, once its software
+    /// is torn down: what the node wrote and did not fsync is lost
+    /// ([`MemDisks::crash`]). Disk actions change the host's in-memory disk of that
+    /// path.
     pub fn apply(&mut self, action: &Action) {
         tracing::info!(target: "tern_sim::fault", at = %fmt_ms(self.elapsed().as_millis() as u64), %action, "fault");
         match action {
@@ -141,14 +173,28 @@ impl Cluster {
                 self.isolate(h, true);
                 let sim = &mut self.sim;
                 self.trace.unordered(|| sim.crash(h.as_str()));
+                self.power_cut(h);
                 self.isolate(h, false);
             }
             Action::Bounce(h) => {
                 self.isolate(h, true);
                 let sim = &mut self.sim;
+                // turmoil tears the old software down and makes the new one's future
+                // here, but polls it only at the next step: the power cut falls
+                // between the two.
                 self.trace.unordered(|| sim.bounce(h.as_str()));
+                self.power_cut(h);
                 self.isolate(h, false);
             }
+            Action::DiskCapacity(h, p, c) => self.disk(h, p).set_capacity(*c),
+            Action::DiskErrors(h, p, k, skip, n) => self.disk(h, p).fail_later(*k, *skip, *n),
+        }
+    }
+
+    /// Drops what `host`'s disks hold but have not made durable.
+    fn power_cut(&self, host: &str) {
+        if let Some(d) = self.disks.get(host) {
+            d.crash();
         }
     }
 

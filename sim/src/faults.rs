@@ -1,7 +1,13 @@
 //! Fault schedules: what goes wrong when — partitions (both ways and one way), held
-//! links, crashes with a later restart, instant restarts — either written by a
-//! scenario or derived from a seed ([`Schedule::random`]), printable (the sweep prints
-//! it before running), and the windows the oracles exempt or check recovery after.
+//! links, crashes with a later restart, instant restarts (each a power cut of the
+//! host's disks too: unsynced writes are lost), and DVR disk faults (a full disk for a
+//! while, a burst of I/O errors) — either written by a scenario or derived from a seed
+//! ([`Schedule::random`]), printable (the sweep prints it before running), and the
+//! windows the oracles exempt or check recovery after.
+//!
+//! Disk faults have no window for the live oracles ([`Schedule::windows`] leaves them
+//! out): a DVR in trouble must not disturb live delivery at all. The archive oracles
+//! ([`crate::archive`]) see them through [`Schedule::disk_windows`].
 //!
 //! Owns: the schedule, its rendering and the recovery bound of each kind of fault.
 //! Must not: touch the simulation itself (the [`crate::Cluster`] applies a schedule),
@@ -13,6 +19,7 @@ use std::time::Duration;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use tern_core::cluster::receiver::DEAD_PEER_TIMEOUT;
+pub use tern_node::dvr::Fault as DiskFault;
 
 /// After a held link is released, the edge plays again within this (issue bound).
 pub const HOLD_RECOVERY: Duration = Duration::from_secs(2);
@@ -34,6 +41,26 @@ pub enum Fault {
     Crash { host: String },
     /// The host's software is restarted at once (`sim.bounce`).
     Bounce { host: String },
+    /// The in-memory disk of DVR path `path` on `host` holds at most `capacity` bytes
+    /// (files already on it count), then is unlimited again at the end. Below what is
+    /// used, Tern must delete its own oldest segments to keep recording; below one
+    /// segment, pause and resume by itself.
+    DiskFull {
+        host: String,
+        path: String,
+        capacity: u64,
+    },
+    /// After `skip` more operations of kind `kind` on that disk succeed, the next `n`
+    /// fail with `EIO` (a write lands half its bytes first). Instantaneous: the
+    /// failures hit whatever the DVR does next (`skip` reaches past a segment's own
+    /// write to the journal record that follows it).
+    DiskErrors {
+        host: String,
+        path: String,
+        kind: DiskFault,
+        skip: u32,
+        n: u32,
+    },
 }
 
 impl Fault {
@@ -48,6 +75,24 @@ impl Fault {
             | Fault::PartitionOneway { .. }
             | Fault::Crash { .. }
             | Fault::Bounce { .. } => DEAD_PEER_TIMEOUT + PARTITION_RECOVERY_EXTRA,
+            // Live delivery must not notice; the archive oracles have their own bounds.
+            Fault::DiskFull { .. } | Fault::DiskErrors { .. } => Duration::ZERO,
+        }
+    }
+
+    /// A fault of a DVR disk (no window for the live oracles).
+    pub fn is_disk(&self) -> bool {
+        matches!(self, Fault::DiskFull { .. } | Fault::DiskErrors { .. })
+    }
+
+    /// The host whose software or disk the fault hits, if it hits one.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Fault::Crash { host }
+            | Fault::Bounce { host }
+            | Fault::DiskFull { host, .. }
+            | Fault::DiskErrors { host, .. } => Some(host),
+            _ => None,
         }
     }
 
@@ -59,6 +104,8 @@ impl Fault {
             Fault::Hold { .. } => "hold",
             Fault::Crash { .. } => "crash",
             Fault::Bounce { .. } => "restart",
+            Fault::DiskFull { .. } => "disk full",
+            Fault::DiskErrors { .. } => "disk I/O errors",
         }
     }
 }
@@ -71,6 +118,18 @@ impl fmt::Display for Fault {
             Fault::Hold { a, b } => write!(f, "hold {a} <-> {b}"),
             Fault::Crash { host } => write!(f, "crash {host}, restart at the end"),
             Fault::Bounce { host } => write!(f, "restart {host}"),
+            Fault::DiskFull {
+                host,
+                path,
+                capacity,
+            } => write!(f, "disk {host}:{path} full at {capacity} bytes"),
+            Fault::DiskErrors {
+                host,
+                path,
+                kind,
+                skip,
+                n,
+            } => write!(f, "disk {host}:{path}: {n} {kind:?} fail after {skip} more"),
         }
     }
 }
@@ -100,6 +159,11 @@ pub enum Action {
     Release(String, String),
     Crash(String),
     Bounce(String),
+    /// Capacity of a host's DVR disk (host, path, bytes; `None`: unlimited).
+    DiskCapacity(String, String, Option<u64>),
+    /// On a host's DVR disk, after `skip` more operations of a kind, the next `n`
+    /// fail: (host, path, kind, skip, n).
+    DiskErrors(String, String, DiskFault, u32, u32),
 }
 
 impl fmt::Display for Action {
@@ -113,6 +177,11 @@ impl fmt::Display for Action {
             Action::Release(a, b) => write!(f, "release {a} <-> {b}"),
             Action::Crash(h) => write!(f, "crash {h}"),
             Action::Bounce(h) => write!(f, "start {h} again"),
+            Action::DiskCapacity(h, p, Some(c)) => write!(f, "disk {h}:{p} capacity {c} bytes"),
+            Action::DiskCapacity(h, p, None) => write!(f, "disk {h}:{p} capacity unlimited"),
+            Action::DiskErrors(h, p, k, skip, n) => {
+                write!(f, "disk {h}:{p} fails {n} {k:?} after {skip} more")
+            }
         }
     }
 }
@@ -149,6 +218,12 @@ pub struct Targets {
     pub links: Vec<(String, String)>,
     /// Hosts to crash or restart.
     pub hosts: Vec<String>,
+    /// DVR disks (host, path) to fill or fail; empty: no disk faults (and the same
+    /// schedule as before disk faults existed, draw for draw).
+    pub disks: Vec<(String, String)>,
+    /// Bytes of one recorded segment, about: disk-full capacities are drawn in
+    /// segments (below one: recording must pause; a few: it must delete its oldest).
+    pub segment_bytes: u64,
 }
 
 impl Schedule {
@@ -168,8 +243,10 @@ impl Schedule {
 
     /// A random schedule derived from `seed` only: faults one after another between
     /// `from` and `until` (the last one ends by `until`), never overlapping, each
-    /// lasting 0.1–4 s (crashes 0.1–3 s, restarts no time), with 1–5 s of calm between
-    /// two.
+    /// lasting 0.1–4 s (crashes 0.1–3 s, restarts and I/O error bursts no time), with
+    /// 1–5 s of calm between two. With disks in `targets`, two faults in five are disk
+    /// faults: a full disk (0.5–4 s; capacity below one segment one time in three,
+    /// else 2–6 segments) or 1–3 failing operations of one kind after 0–2 more that succeed.
     pub fn random(seed: u64, targets: &Targets, from: Duration, until: Duration) -> Self {
         Self::random_up_to(seed, targets, from, until, Duration::from_secs(4))
     }
@@ -191,6 +268,58 @@ impl Schedule {
         let mut t = from.as_millis() as u64 + ms(0, 1000);
         let until = until.as_millis() as u64;
         loop {
+            // Drawn only when there are disks, so that schedules without them are
+            // those of before.
+            let disk_roll = (!targets.disks.is_empty()).then(|| ms(0, 99));
+            if let Some(r) = disk_roll.filter(|r| *r < 40) {
+                let (host, path) =
+                    targets.disks[(ms(0, 1_000) as usize) % targets.disks.len()].clone();
+                let seg = targets.segment_bytes.max(1);
+                let (fault, dur) = if r < 20 {
+                    let capacity = if ms(0, 2) == 0 {
+                        ms(0, seg.saturating_sub(1))
+                    } else {
+                        ms(2 * seg, 6 * seg)
+                    };
+                    (
+                        Fault::DiskFull {
+                            host,
+                            path,
+                            capacity,
+                        },
+                        ms(500, longest.max(500)),
+                    )
+                } else {
+                    let kind = match ms(0, 3) {
+                        0 => DiskFault::Write,
+                        1 => DiskFault::Fsync,
+                        2 => DiskFault::FsyncDir,
+                        _ => DiskFault::Rename,
+                    };
+                    let skip = ms(0, 2) as u32;
+                    let n = ms(1, 3) as u32;
+                    (
+                        Fault::DiskErrors {
+                            host,
+                            path,
+                            kind,
+                            skip,
+                            n,
+                        },
+                        0,
+                    )
+                };
+                if t + dur > until {
+                    break;
+                }
+                faults.push(Scheduled {
+                    at: Duration::from_millis(t),
+                    duration: Duration::from_millis(dur),
+                    fault,
+                });
+                t += dur + ms(1000, 5000);
+                continue;
+            }
             let roll = ms(0, 99);
             let link = &targets.links[(ms(0, 1_000) as usize) % targets.links.len().max(1)];
             let host = &targets.hosts[(ms(0, 1_000) as usize) % targets.hosts.len().max(1)];
@@ -262,6 +391,24 @@ impl Schedule {
                     Some(Action::Bounce(host.clone())),
                 ),
                 Fault::Bounce { host } => (Action::Bounce(host.clone()), None),
+                Fault::DiskFull {
+                    host,
+                    path,
+                    capacity,
+                } => (
+                    Action::DiskCapacity(host.clone(), path.clone(), Some(*capacity)),
+                    Some(Action::DiskCapacity(host.clone(), path.clone(), None)),
+                ),
+                Fault::DiskErrors {
+                    host,
+                    path,
+                    kind,
+                    skip,
+                    n,
+                } => (
+                    Action::DiskErrors(host.clone(), path.clone(), *kind, *skip, *n),
+                    None,
+                ),
             };
             out.push((s.at, start));
             if let Some(end) = end {
@@ -273,22 +420,48 @@ impl Schedule {
         out
     }
 
-    /// The oracles' view of the faults.
+    /// The live oracles' view of the faults (disk faults left out: live delivery must
+    /// not notice them).
     pub fn windows(&self) -> Vec<Window> {
         self.faults
             .iter()
-            .map(|s| Window {
-                what: format!(
-                    "{} (at {} for {})",
-                    s.fault,
-                    fmt_ms(s.at.as_millis() as u64),
-                    fmt_ms(s.duration.as_millis() as u64)
-                ),
-                start_ms: s.at.as_millis() as u64,
-                end_ms: s.end().as_millis() as u64,
-                recovery: s.fault.recovery_bound(),
-            })
+            .filter(|s| !s.fault.is_disk())
+            .map(Self::window)
             .collect()
+    }
+
+    /// Every fault's window, disk faults included (for the archive oracles).
+    pub fn all_windows(&self) -> Vec<Window> {
+        self.faults.iter().map(Self::window).collect()
+    }
+
+    /// The faults that hit `host`'s software or disks (crashes, restarts, disk
+    /// faults), as windows.
+    pub fn host_windows(&self, host: &str) -> Vec<Window> {
+        self.faults
+            .iter()
+            .filter(|s| s.fault.host() == Some(host))
+            .map(Self::window)
+            .collect()
+    }
+
+    /// Whether any fault hits a disk.
+    pub fn has_disk_faults(&self) -> bool {
+        self.faults.iter().any(|s| s.fault.is_disk())
+    }
+
+    fn window(s: &Scheduled) -> Window {
+        Window {
+            what: format!(
+                "{} (at {} for {})",
+                s.fault,
+                fmt_ms(s.at.as_millis() as u64),
+                fmt_ms(s.duration.as_millis() as u64)
+            ),
+            start_ms: s.at.as_millis() as u64,
+            end_ms: s.end().as_millis() as u64,
+            recovery: s.fault.recovery_bound(),
+        }
     }
 }
 
@@ -327,6 +500,8 @@ mod tests {
         Targets {
             links: vec![("origin".into(), "edge".into())],
             hosts: vec!["origin".into(), "edge".into()],
+            disks: Vec::new(),
+            segment_bytes: 0,
         }
     }
 
@@ -361,6 +536,36 @@ mod tests {
         assert!(
             a.to_string().starts_with("fault schedule of seed 5:\n"),
             "{a}"
+        );
+    }
+
+    #[test]
+    fn disk_faults_only_with_disks_and_never_in_live_windows() {
+        let mut with = targets();
+        with.disks.push(("origin".into(), "/dvr".into()));
+        with.segment_bytes = 1000;
+        let (from, until) = (Duration::from_secs(2), Duration::from_secs(60));
+        let mut kinds = std::collections::BTreeSet::new();
+        for seed in 0..40 {
+            let plain = Schedule::random(seed, &targets(), from, until);
+            assert!(!plain.has_disk_faults(), "{plain}");
+            let s = Schedule::random(seed, &with, from, until);
+            for f in &s.faults {
+                kinds.insert(f.fault.kind());
+                if let Fault::DiskFull { capacity, .. } = f.fault {
+                    assert!(capacity < 1000 || (2000..=6000).contains(&capacity), "{s}");
+                }
+            }
+            let disk = s.faults.iter().filter(|f| f.fault.is_disk()).count();
+            assert_eq!(s.windows().len(), s.faults.len() - disk, "{s}");
+            assert_eq!(s.all_windows().len(), s.faults.len(), "{s}");
+            for w in s.faults.windows(2) {
+                assert!(w[0].end() < w[1].at, "faults overlap:\n{s}");
+            }
+        }
+        assert!(
+            kinds.contains("disk full") && kinds.contains("disk I/O errors"),
+            "{kinds:?}"
         );
     }
 

@@ -5,12 +5,19 @@
 //! latency, hosts built from config text (seeded per node, restartable, optionally with
 //! a config the test switches between starts), an HTTP client for client hosts, a
 //! [`Cluster`] wrapping them, trace fingerprints ([`Trace`]), fault schedules
-//! ([`faults`]), observers and oracles ([`oracle`]), a tampering man in the middle
-//! ([`mitm`]) and the seed sweep ([`sweep`]).
+//! ([`faults`]), observers and oracles ([`oracle`]), the archive client and its
+//! oracles ([`archive`]), a tampering man in the middle ([`mitm`]) and the seed sweep
+//! ([`sweep`]).
 //!
-//! Owns: the harness. Must not: be depended on by core, net or node, or read the real
-//! clock or the OS's randomness (the simulation must replay from its seed).
+//! Simulated nodes never touch the real disk: every node records to in-memory disks
+//! ([`tern_node::dvr::MemDisks`], one set per host, kept across its restarts; see
+//! [`NodeSpec::disks`]), and the [`Cluster`] cuts their power when it crashes the host.
+//!
+//! Owns: the harness. Must not: be depended on by core, net or node, read the real
+//! clock or the OS's randomness (the simulation must replay from its seed), or let a
+//! node use the real filesystem.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
@@ -19,7 +26,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tern_net::{Net, TurmoilClock, TurmoilNet};
+use tern_node::dvr::{DvrStores, MemDisks};
 
+pub mod archive;
 pub mod cluster;
 pub mod faults;
 pub mod mitm;
@@ -76,7 +85,7 @@ impl ConfigSlot {
 }
 
 /// How to start a node host.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeSpec {
     pub config: ConfigSlot,
     /// Seed of the node's RNG (nonces, backoff jitter); each restart mixes in the
@@ -85,6 +94,30 @@ pub struct NodeSpec {
     /// Simulated time the host waits before starting the node (to give two origins
     /// started together different source epochs, which are UTC ms of the start).
     pub start_delay: Duration,
+    /// The host's disks: every `dvr PATH` (and `cache PATH`) of the node is an
+    /// in-memory store here, never a real directory. Shared by every start of the
+    /// host, so a restarted node finds what it recorded, minus what the power cut of
+    /// a crash ([`MemDisks::crash`], applied by [`Cluster::apply`]) dropped.
+    pub disks: Arc<MemDisks>,
+}
+
+impl fmt::Debug for NodeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeSpec")
+            .field("config", &self.config)
+            .field("seed", &self.seed)
+            .field("start_delay", &self.start_delay)
+            .field(
+                "disks",
+                &self
+                    .disks
+                    .disks()
+                    .iter()
+                    .map(|(p, _)| p.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl NodeSpec {
@@ -93,6 +126,7 @@ impl NodeSpec {
             config: ConfigSlot::new(config),
             seed,
             start_delay: Duration::ZERO,
+            disks: MemDisks::new(),
         }
     }
 }
@@ -112,7 +146,8 @@ pub fn add_node(sim: &mut turmoil::Sim<'_>, name: &str, config: &str) {
     add_node_with(sim, name, NodeSpec::new(config, node_seed(0, name)));
 }
 
-/// Adds a host named `name` running a Tern node as `spec` says.
+/// Adds a host named `name` running a Tern node as `spec` says, recording to
+/// `spec.disks` (in memory).
 pub fn add_node_with(sim: &mut turmoil::Sim<'_>, name: &str, spec: NodeSpec) {
     let starts = Arc::new(AtomicU64::new(0));
     let host = name.to_owned();
@@ -121,6 +156,7 @@ pub fn add_node_with(sim: &mut turmoil::Sim<'_>, name: &str, spec: NodeSpec) {
         let start = starts.fetch_add(1, Ordering::Relaxed);
         let seed = spec.seed ^ start.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let delay = spec.start_delay;
+        let stores = DvrStores::Memory(spec.disks.clone());
         let host = host.clone();
         async move {
             if !delay.is_zero() {
@@ -128,9 +164,15 @@ pub fn add_node_with(sim: &mut turmoil::Sim<'_>, name: &str, spec: NodeSpec) {
             }
             tracing::info!(target: "tern_sim", host, start, seed, "node starting");
             let cfg = tern_core::config::parse(&config).map_err(|e| e.to_string())?;
-            let mut node = tern_node::start_seeded(&cfg, TurmoilNet, TurmoilClock::new(), seed)
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut node = tern_node::runtime::start_seeded_with(
+                &cfg,
+                TurmoilNet,
+                TurmoilClock::new(),
+                seed,
+                stores,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             node.wait().await;
             Ok(())
         }

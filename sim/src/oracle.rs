@@ -242,6 +242,9 @@ pub struct SeenSegment {
     pub start_ms: u64,
     pub duration_ms: u32,
     pub frames: usize,
+    /// FNV-1a of the segment's canonical encoding (`segment_codec::encode`), to
+    /// compare with what an archive stored.
+    pub fnv: u64,
 }
 
 /// One connection of an observer.
@@ -311,7 +314,9 @@ pub fn observer(spec: ObserverSpec) -> (Observation, impl Future<Output = turmoi
     })
 }
 
-fn frame_digest(f: &Frame) -> u64 {
+/// FNV-1a of a frame's track, flags, timestamps, capture time and payload (what the
+/// integrity oracle compares).
+pub fn frame_digest(f: &Frame) -> u64 {
     let mut h = Fnv64::new();
     h.write(&[f.track, u8::from(f.keyframe)]);
     h.write(&f.dts.to_be_bytes());
@@ -321,20 +326,20 @@ fn frame_digest(f: &Frame) -> u64 {
     h.finish()
 }
 
-/// What the observer knows of the stream's tracks.
+/// What an observer knows of the stream's tracks.
 #[derive(Default)]
-struct Tracks {
+pub(crate) struct Tracks {
     video: Option<u8>,
     cadence: Option<Cadence>,
 }
 
 impl Tracks {
-    fn set(&mut self, mi: &MediaInfo) {
+    pub(crate) fn set(&mut self, mi: &MediaInfo) {
         self.video = mi.video().map(|t| t.id);
         self.cadence = Cadence::of(mi);
     }
 
-    fn seen(&self, f: &Frame, at_ms: u64, conn: u32, in_segment: bool) -> SeenFrame {
+    pub(crate) fn seen(&self, f: &Frame, at_ms: u64, conn: u32, in_segment: bool) -> SeenFrame {
         let video = self.video == Some(f.track);
         SeenFrame {
             at_ms,
@@ -456,6 +461,7 @@ async fn run_observer(o: Observation) {
                         start_ms: s.utc_start_ms.saturating_sub(SIM_EPOCH_MS),
                         duration_ms: s.duration_ms,
                         frames: s.frames.len(),
+                        fnv: crate::fnv1a64(&tern_core::segment_codec::encode(&s)),
                     };
                     last = Some(b.pos);
                     let mut log = o.log();
@@ -684,16 +690,38 @@ pub fn check(observations: &[Observation], windows: &[Window], end_ms: u64) -> R
     report
 }
 
-fn violation(o: &Observation, oracle: &'static str, at_ms: u64, detail: String) -> Violation {
+/// Who saw a violation: an observer, or a name.
+pub(crate) trait Witness {
+    fn witness(&self) -> &str;
+}
+
+impl Witness for Observation {
+    fn witness(&self) -> &str {
+        self.name()
+    }
+}
+
+impl Witness for str {
+    fn witness(&self) -> &str {
+        self
+    }
+}
+
+pub(crate) fn violation<W: Witness + ?Sized>(
+    o: &W,
+    oracle: &'static str,
+    at_ms: u64,
+    detail: String,
+) -> Violation {
     Violation {
         oracle,
-        observer: o.name().to_owned(),
+        observer: o.witness().to_owned(),
         at_ms,
         detail,
     }
 }
 
-fn pos(p: Position) -> String {
+pub(crate) fn pos(p: Position) -> String {
     format!("{}.{}", p.epoch, p.seq)
 }
 
@@ -780,7 +808,13 @@ fn check_order(
 }
 
 fn check_barcodes(o: &Observation, log: &Log, v: &mut Vec<Violation>) {
-    for f in log.frames.iter().filter(|f| f.video) {
+    barcode_violations(o.name(), &log.frames, v);
+}
+
+/// The **barcode** oracle over `frames`, reported as seen by `who`.
+pub(crate) fn barcode_violations(who: &str, frames: &[SeenFrame], v: &mut Vec<Violation>) {
+    let o = who;
+    for f in frames.iter().filter(|f| f.video) {
         let Some(b) = f.barcode else {
             v.push(violation(
                 o,

@@ -1,5 +1,7 @@
 //! The seed sweep in CI: seeds `0..SEEDS` (each ~20 simulated seconds with its own
-//! random fault schedule, see `tern_sim::sweep`), split over several tests so the
+//! random fault schedule, see `tern_sim::sweep`; in half of them the origin records,
+//! with disk faults in the schedule and the archive oracles checked at the end), split
+//! over several tests so the
 //! harness runs them on every core. A failing seed is printed with its schedule,
 //! every violation and the command that replays it; `TERN_SIM_SEED=S` runs only seed
 //! `S` (in `one_seed_from_the_environment`, the others skip).
@@ -109,8 +111,9 @@ fn a_seed_replays_its_schedule_and_trace() {
     if env_seed().is_some() {
         return;
     }
-    let seed = 3; // has an edge of the edge
-    assert!(sweep::has_edge2(seed));
+    let seed = 3; // has an edge of the edge, records, has a disk fault
+    assert!(sweep::has_edge2(seed) && sweep::records(seed));
+    assert!(sweep::schedule(seed).has_disk_faults());
     let a = sweep::run_seed(seed);
     let b = sweep::run_seed(seed);
     assert_eq!(a.schedule, b.schedule);

@@ -95,7 +95,11 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
     let from = req.uri().query().and_then(parse_from);
 
     let (tx, rx) = mpsc::channel(PEER_QUEUE);
-    let peer = Peer { enc, tx };
+    let mut peer = Peer {
+        enc,
+        tx,
+        stall: Some(VIEWER_STALL_TIMEOUT),
+    };
     let node = ctx.node_name.clone();
     if rest == "streams" {
         let ctx = ctx.clone();
@@ -121,6 +125,8 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
                 tokio::spawn(m4f(hub, peer, from, node, clock).instrument(span));
             }
             "dvr" | "archive" => {
+                // Archive reads are paced by the reader, however long it pauses.
+                peer.stall = None;
                 let Some(archive) = entry.archive.clone() else {
                     return text(
                         StatusCode::NOT_FOUND,
@@ -259,6 +265,9 @@ fn parse_from(query: &str) -> Option<Position> {
 struct Peer {
     enc: Encoder,
     tx: mpsc::Sender<Bytes>,
+    /// Live responses drop a receiver that reads nothing for this long; archive
+    /// responses (`None`) wait for their reader as long as it keeps the connection.
+    stall: Option<std::time::Duration>,
 }
 
 impl Peer {
@@ -279,10 +288,13 @@ impl Peer {
 
     /// Sends framed bytes; `false` when the receiver is gone or stalled.
     async fn send_bytes(&self, bytes: Bytes) -> bool {
-        match self.tx.send_timeout(bytes, VIEWER_STALL_TIMEOUT).await {
+        let Some(stall) = self.stall else {
+            return self.tx.send(bytes).await.is_ok();
+        };
+        match self.tx.send_timeout(bytes, stall).await {
             Ok(()) => true,
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-                warn!("peer stalled (nothing read for {VIEWER_STALL_TIMEOUT:?}); disconnecting it");
+                warn!("peer stalled (nothing read for {stall:?}); disconnecting it");
                 false
             }
             Err(mpsc::error::SendTimeoutError::Closed(_)) => false,

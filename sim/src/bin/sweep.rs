@@ -114,6 +114,9 @@ fn main() -> ExitCode {
                         r.schedule,
                         r.report.render()
                     );
+                    if let Some(a) = &r.archive {
+                        println!("  {a}");
+                    }
                 }
             });
         }
