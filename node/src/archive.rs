@@ -197,22 +197,6 @@ impl<N: Net, C: Clock> RemoteArchive<N, C> {
     pub fn set_facts(&self, facts: Option<DvrFacts>) {
         *self.facts.lock().unwrap_or_else(|e| e.into_inner()) = facts;
     }
-
-    fn classify(&self, errors: Vec<String>, not_found: Option<String>) -> ArchiveError {
-        match not_found {
-            Some(nf) => ArchiveError::NotFound(nf),
-            None => ArchiveError::Unreachable(format!(
-                "the archive of stream {:?} is on {}, which cannot be reached now: {}",
-                self.name.as_str(),
-                self.peers
-                    .iter()
-                    .map(|(h, p, _)| format!("{h}:{p}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                errors.join("; ")
-            )),
-        }
-    }
 }
 
 fn query(window: Option<(u64, u64)>) -> String {
@@ -241,7 +225,19 @@ impl<N: Net, C: Clock> RemoteArchive<N, C> {
                 Err(e) => errors.push(e.to_string()),
             }
         }
-        Err(self.classify(errors, not_found))
+        Err(match not_found {
+            Some(nf) => ArchiveError::NotFound(nf),
+            None => ArchiveError::Unreachable(format!(
+                "the archive of stream {:?} is on {}, which cannot be reached now: {}",
+                self.name.as_str(),
+                self.peers
+                    .iter()
+                    .map(|(h, p, _)| format!("{h}:{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                errors.join("; ")
+            )),
+        })
     }
 
     /// A peer that stopped answering mid-response, or answered with `End`.

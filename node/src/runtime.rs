@@ -289,7 +289,7 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
             tasks: Arc::new(TaskGuard::new(handles)),
             archive: match &dvr {
                 Some(d) => Some(d.clone() as Arc<dyn Archive>),
-                None => input::archive_route(&ctx, sc, &client_for),
+                None => input::archive_route(sc, &client_for),
             },
             dvr,
         };

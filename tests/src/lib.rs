@@ -717,6 +717,50 @@ pub fn assert_consecutive(what: &str, frames: &[Vec<u8>]) -> Vec<u64> {
     idx
 }
 
+/// Glass-to-glass latency figures of one probe.
+pub struct Latency {
+    pub median_ms: u32,
+    pub min_ms: u32,
+    pub max_ms: u32,
+    pub samples: Vec<u32>,
+}
+
+/// The latency probe: reads frames from `url` through a low-delay ffmpeg as they
+/// arrive, skips the first `skip` (the viewer's initial GOP, older than "now"), then
+/// measures `measure` frames: now minus the barcode's capture time. Asserts their
+/// barcodes run on by one.
+pub fn probe_latency(url: &str, skip: usize, measure: usize) -> Latency {
+    let mut reader = FrameReader::start(url, Duration::from_secs(20));
+    let mut samples = Vec::with_capacity(measure);
+    let mut indices = Vec::with_capacity(measure);
+    for i in 0..skip + measure {
+        let frame = reader
+            .next_frame()
+            .unwrap_or_else(|e| panic!("frame {i} of {}: {e}", skip + measure));
+        let now = utc_now_ms();
+        let (index, capture) = read_barcode(&frame);
+        if i >= skip {
+            samples.push(barcode::latency_ms(capture, now));
+            indices.push(index);
+        }
+    }
+    let (_, stderr) = reader.proc.kill();
+    assert_eq!(samples.len(), measure);
+    for w in indices.windows(2) {
+        assert_eq!(
+            w[1],
+            w[0] + 1,
+            "indices {indices:?}; ffmpeg stderr:\n{stderr}"
+        );
+    }
+    Latency {
+        median_ms: median(&samples).expect("latencies measured"),
+        min_ms: samples.iter().min().copied().unwrap_or_default(),
+        max_ms: samples.iter().max().copied().unwrap_or_default(),
+        samples,
+    }
+}
+
 /// Reads gray frames from a running ffmpeg as they arrive (the latency probe).
 pub struct FrameReader {
     pub proc: Proc,

@@ -222,6 +222,25 @@ fn playlist_segments(playlist: &str) -> Vec<u64> {
         .collect()
 }
 
+/// GETs `path` (an MPEG-TS URL) from origin and edge: asserts the origin's answer is
+/// MPEG-TS and the edge's is the same bytes; returns their length.
+fn same_ts(c: &Cluster, path: &str) -> usize {
+    let o = get_bytes(&c.origin, path);
+    let e = get_bytes(&c.edge, path);
+    assert!(
+        !o.is_empty() && o.len() % 188 == 0 && o[0] == 0x47,
+        "{path} from the origin is not MPEG-TS ({} bytes)",
+        o.len()
+    );
+    assert!(
+        o == e,
+        "{path}: the edge's {} bytes differ from the origin's {} bytes",
+        e.len(),
+        o.len()
+    );
+    o.len()
+}
+
 /// GETs `path` as bytes, asserting 200.
 fn get_bytes(node: &Node, path: &str) -> Vec<u8> {
     match try_http_get(node.port(), path) {
@@ -418,41 +437,16 @@ fn edge_archive_answers_are_the_origin_bytes() {
     let mut total = 0;
     for t in &segs {
         let path = format!("/main/dvr-{t}.ts");
-        let o = get_bytes(&c.origin, &path);
-        let e = get_bytes(&c.edge, &path);
-        assert!(
-            !o.is_empty() && o.len() % 188 == 0 && o[0] == 0x47,
-            "{path} from the origin is not MPEG-TS ({} bytes)",
-            o.len()
-        );
-        assert!(
-            o == e,
-            "{path}: the edge's {} bytes differ from the origin's {} bytes",
-            e.len(),
-            o.len()
-        );
-        total += o.len();
+        total += same_ts(&c, &path);
     }
     let ts = format!("/main/archive-{from}-{DURATION}.ts");
-    let o = get_bytes(&c.origin, &ts);
-    let e = get_bytes(&c.edge, &ts);
-    assert!(
-        !o.is_empty() && o.len() % 188 == 0 && o[0] == 0x47,
-        "{ts} from the origin is not MPEG-TS ({} bytes)",
-        o.len()
-    );
-    assert!(
-        o == e,
-        "{ts}: the edge's {} bytes differ from the origin's {} bytes",
-        e.len(),
-        o.len()
-    );
+    let ts_len = same_ts(&c, &ts);
     c.assert_recorded_on_disk();
     println!(
         "edge_archive_answers_are_the_origin_bytes: {} segments ({total} bytes) and the \
          continuous TS ({} bytes) identical; {:.1} s in all",
         segs.len(),
-        o.len(),
+        ts_len,
         (now() - t0).as_secs_f64()
     );
 }

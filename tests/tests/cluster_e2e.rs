@@ -10,9 +10,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tern_core::fake::barcode;
 use tern_tests::{
-    assert_consecutive, decode_frames, median, now, poll_until, read_barcode, require_tool,
+    assert_consecutive, decode_frames, now, poll_until, probe_latency, read_barcode, require_tool,
     utc_now_ms, FrameReader, Node,
 };
 
@@ -297,40 +296,20 @@ fn latency_probe_through_the_edge() {
     if !require_tool("ffmpeg") {
         return;
     }
-    /// The viewer starts with the current GOP (up to 1 s old at 25 fps): skip it.
-    const SKIP: usize = 25;
-    const MEASURE: usize = 50;
     let (_origin, edge) = cluster("m4s");
-    let mut reader = FrameReader::start(&edge.url("/main/mpegts"), Duration::from_secs(20));
-    let mut latencies = Vec::with_capacity(MEASURE);
-    let mut indices = Vec::with_capacity(MEASURE);
-    for i in 0..SKIP + MEASURE {
-        let frame = reader
-            .next_frame()
-            .unwrap_or_else(|e| panic!("frame {i} of {}: {e}", SKIP + MEASURE));
-        let now = utc_now_ms();
-        let (index, capture) = read_barcode(&frame);
-        if i >= SKIP {
-            latencies.push(barcode::latency_ms(capture, now));
-            indices.push(index);
-        }
-    }
-    let (_, stderr) = reader.proc.kill();
-    for w in indices.windows(2) {
-        assert_eq!(
-            w[1],
-            w[0] + 1,
-            "indices {indices:?}; ffmpeg stderr:\n{stderr}"
-        );
-    }
-    let med = median(&latencies).expect("latencies measured");
-    let (min, max) = (
-        latencies.iter().min().copied().unwrap_or_default(),
-        latencies.iter().max().copied().unwrap_or_default(),
-    );
+    // The viewer starts with the current GOP (up to 1 s old at 25 fps): skip it.
+    let l = probe_latency(&edge.url("/main/mpegts"), 25, 50);
     println!(
-        "latency_probe_through_the_edge: median {med} ms over {MEASURE} frames \
-         (min {min}, max {max}), origin -> edge (m4s) -> ffmpeg -fflags nobuffer -flags low_delay"
+        "latency_probe_through_the_edge: median {} ms over {} frames (min {}, max {}), origin -> edge (m4s) -> ffmpeg -fflags nobuffer -flags low_delay",
+        l.median_ms,
+        l.samples.len(),
+        l.min_ms,
+        l.max_ms
     );
-    assert!(med < 5000, "median latency {med} ms: {latencies:?}");
+    assert!(
+        l.median_ms < 5000,
+        "median latency {} ms: {:?}",
+        l.median_ms,
+        l.samples
+    );
 }

@@ -6,10 +6,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tern_core::fake::barcode;
 use tern_tests::{
-    assert_consecutive, decode_frames, median, read_barcode, require_tool, run_ok, tern_check,
-    utc_now_ms, FrameReader, Node, FFMPEG_RW_TIMEOUT_US,
+    assert_consecutive, decode_frames, probe_latency, require_tool, run_ok, tern_check, Node,
+    FFMPEG_RW_TIMEOUT_US,
 };
 
 /// The binary under test: tern-tests' copy of `tern`, named `tern-e2e` so it does not
@@ -219,41 +218,20 @@ fn latency_probe_mpegts() {
     if !require_tool("ffmpeg") {
         return;
     }
-    /// The viewer starts with the current GOP (up to 1 s old at 25 fps): skip it.
-    const SKIP: usize = 25;
-    const MEASURE: usize = 50;
     let node = Node::start(TERN, ORIGIN);
-    let mut reader = FrameReader::start(&node.url("/main/mpegts"), Duration::from_secs(20));
-    let mut latencies = Vec::with_capacity(MEASURE);
-    let mut indices = Vec::with_capacity(MEASURE);
-    for i in 0..SKIP + MEASURE {
-        let frame = reader
-            .next_frame()
-            .unwrap_or_else(|e| panic!("frame {i} of {}: {e}", SKIP + MEASURE));
-        let now = utc_now_ms();
-        let (index, capture) = read_barcode(&frame);
-        if i >= SKIP {
-            latencies.push(barcode::latency_ms(capture, now));
-            indices.push(index);
-        }
-    }
-    let (_, stderr) = reader.proc.kill();
-    assert_eq!(latencies.len(), MEASURE);
-    for w in indices.windows(2) {
-        assert_eq!(
-            w[1],
-            w[0] + 1,
-            "indices {indices:?}; ffmpeg stderr:\n{stderr}"
-        );
-    }
-    let med = median(&latencies).expect("latencies measured");
-    let (min, max) = (
-        latencies.iter().min().copied().unwrap_or_default(),
-        latencies.iter().max().copied().unwrap_or_default(),
-    );
+    // The viewer starts with the current GOP (up to 1 s old at 25 fps): skip it.
+    let l = probe_latency(&node.url("/main/mpegts"), 25, 50);
     println!(
-        "latency_probe_mpegts: median {med} ms over {MEASURE} frames (min {min}, max {max}), \
-         glass-to-glass through ffmpeg -fflags nobuffer -flags low_delay"
+        "latency_probe_mpegts: median {} ms over {} frames (min {}, max {}), glass-to-glass through ffmpeg -fflags nobuffer -flags low_delay",
+        l.median_ms,
+        l.samples.len(),
+        l.min_ms,
+        l.max_ms
     );
-    assert!(med < 5000, "median latency {med} ms: {latencies:?}");
+    assert!(
+        l.median_ms < 5000,
+        "median latency {} ms: {:?}",
+        l.median_ms,
+        l.samples
+    );
 }

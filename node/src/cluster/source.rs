@@ -14,14 +14,13 @@ use tern_core::cluster::receiver::DEAD_PEER_TIMEOUT;
 use tern_core::config::{CacheConfig, DvrConfig, SourceConfig, SourceProtocol};
 use tern_core::StreamName;
 use tern_net::{Clock, Net};
-use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
 
 use crate::archive::{Archive, CachedArchive, RemoteArchive};
 use crate::cluster::client::ClusterClient;
 use crate::dvr::{Dvr, DvrRoot};
 use crate::hub::StreamHub;
-use crate::input::{remote, Direct};
+use crate::input::{remote, Direct, Gate};
 use crate::runtime::{NodeCtx, RemoteOrigin, StreamEntry, TaskGuard};
 
 /// Runs until aborted.
@@ -178,17 +177,10 @@ async fn reconcile<N: Net, C: Clock>(
             hub: hub.clone(),
             clock: ctx.clock.clone(),
         });
-        let (enabled_tx, enabled) = watch::channel(true);
         let client_for_archive = client.clone();
         let client = client.clone();
         let span = tracing::info_span!("stream", name = %s.name);
-        let task = tokio::spawn(
-            async move {
-                let _keep = enabled_tx;
-                remote::run(sink, client, target, enabled).await;
-            }
-            .instrument(span),
-        );
+        let task = tokio::spawn(remote::run(sink, client, target, Gate::Always).instrument(span));
         let archive = RemoteArchive::new(
             s.name.clone(),
             vec![(src.host.clone(), src.port, s.name.clone())],

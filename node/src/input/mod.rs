@@ -25,6 +25,34 @@ use crate::runtime::{NodeCtx, NodeError};
 /// Makes the cluster client for an input's own `cluster_key=` (or the node's).
 pub type ClientFor<'a, N, C> = dyn Fn(Option<&ClusterKey>) -> Option<ClusterClient<N, C>> + 'a;
 
+/// Whether an input task should be connected: always (a stream's only input, a
+/// `source` stream), or as the stream's failover decides.
+pub enum Gate {
+    Always,
+    Failover(watch::Receiver<bool>),
+}
+
+impl Gate {
+    /// Waits until the input may connect; `false` if it never will again.
+    pub async fn opened(&mut self) -> bool {
+        match self {
+            Gate::Always => true,
+            Gate::Failover(rx) => rx.wait_for(|on| *on).await.is_ok(),
+        }
+    }
+
+    /// Resolves when the input is switched off (never for `Always`, nor once the
+    /// failover is gone).
+    pub async fn closed(&mut self) {
+        if let Gate::Failover(rx) = self {
+            if rx.wait_for(|on| !*on).await.is_ok() {
+                return;
+            }
+        }
+        std::future::pending().await
+    }
+}
+
 /// Where an input task puts what it receives.
 pub trait Sink: Send + Sync + 'static {
     fn media_info(&self, mi: Arc<MediaInfo>);
@@ -167,13 +195,12 @@ pub fn start_inputs<N: Net, C: Clock>(
             hub: hub.clone(),
             clock: ctx.clock.clone(),
         });
-        let (_tx, rx) = watch::channel(true);
         handles.push(spawn_input(
             ctx,
             &order[0].url,
             order[0].cluster_key.as_ref(),
             sink,
-            rx,
+            Gate::Always,
             client_for,
             span,
         )?);
@@ -210,7 +237,7 @@ pub fn start_inputs<N: Net, C: Clock>(
             &input.url,
             input.cluster_key.as_ref(),
             sink,
-            rx,
+            Gate::Failover(rx),
             client_for,
             span,
         )?);
@@ -224,7 +251,7 @@ fn spawn_input<N: Net, C: Clock>(
     url: &InputUrl,
     key: Option<&ClusterKey>,
     sink: Arc<dyn Sink>,
-    enabled: watch::Receiver<bool>,
+    gate: Gate,
     client_for: &ClientFor<'_, N, C>,
     span: Span,
 ) -> Result<AbortHandle, NodeError> {
@@ -247,7 +274,7 @@ fn spawn_input<N: Net, C: Clock>(
                 name: name.clone(),
                 protocol,
             };
-            tokio::spawn(remote::run(sink, client, target, enabled).instrument(span))
+            tokio::spawn(remote::run(sink, client, target, gate).instrument(span))
         }
     };
     Ok(handle.abort_handle())
@@ -257,11 +284,9 @@ fn spawn_input<N: Net, C: Clock>(
 /// from other nodes: archive requests go to those peers over M4F, the first that
 /// records the stream answering.
 pub fn archive_route<N: Net, C: Clock>(
-    ctx: &Arc<NodeCtx<C>>,
     sc: &StreamConfig,
     client_for: &ClientFor<'_, N, C>,
 ) -> Option<Arc<dyn crate::archive::Archive>> {
-    let _ = ctx; // the route needs nothing of the node beyond its client
     let mut peers = Vec::new();
     let mut client = None;
     for i in sc.failover_order() {

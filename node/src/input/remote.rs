@@ -11,11 +11,10 @@ use tern_core::cluster::backoff::Backoff;
 use tern_core::cluster::receiver::{Event, Receiver};
 use tern_core::StreamName;
 use tern_net::{Clock, Net};
-use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::cluster::client::ClusterClient;
-use crate::input::Sink;
+use crate::input::{Gate, Sink};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -41,20 +40,20 @@ pub struct Target {
     pub protocol: Protocol,
 }
 
-/// Runs until aborted. While `enabled` is false (a failover backup not needed), it
+/// Runs until aborted. While the gate is shut (a failover backup not needed), it
 /// stays disconnected.
 pub async fn run<N: Net, C: Clock>(
     sink: Arc<dyn Sink>,
     client: ClusterClient<N, C>,
     target: Target,
-    mut enabled: watch::Receiver<bool>,
+    mut gate: Gate,
 ) {
     let clock = client.clock().clone();
     let mut receiver = Receiver::default();
     let mut backoff = Backoff::new(client.seed());
     let peer = format!("{}:{}", target.host, target.port);
     loop {
-        if enabled.wait_for(|e| *e).await.is_err() {
+        if !gate.opened().await {
             return;
         }
         let mut path = format!(
@@ -91,7 +90,7 @@ pub async fn run<N: Net, C: Clock>(
             let wait = deadline.saturating_sub(clock.now());
             tokio::select! {
                 biased;
-                () = disabled(&mut enabled) => {
+                () = gate.closed() => {
                     break 'conn "input not needed (failover)".to_owned();
                 }
                 msg = stream.next() => match msg {
@@ -143,13 +142,5 @@ pub async fn run<N: Net, C: Clock>(
         warn!(%peer, reason, retry_in_ms = delay.as_millis() as u64, "connection lost; reconnecting");
         debug!(resume = ?receiver.resume_from());
         tokio::time::sleep(delay).await;
-    }
-}
-
-/// Resolves when the input is switched off. A closed channel (nobody can switch it
-/// off any more) never resolves.
-async fn disabled(enabled: &mut watch::Receiver<bool>) {
-    if enabled.wait_for(|e| !*e).await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
