@@ -290,7 +290,7 @@ fn edge_recovers_from_an_origin_restart() {
 }
 
 /// Glass-to-glass latency origin → edge (M4S) → low-delay ffmpeg: prints the median
-/// over 50 frames (a figure; only a sane bound is asserted, DESIGN.md §8).
+/// over 100 frames (a figure; only a sane bound is asserted, DESIGN.md §8).
 #[test]
 fn latency_probe_through_the_edge() {
     if !require_tool("ffmpeg") {
@@ -298,7 +298,7 @@ fn latency_probe_through_the_edge() {
     }
     let (_origin, edge) = cluster("m4s");
     // The viewer starts with the current GOP (up to 1 s old at 25 fps): skip it.
-    let l = probe_latency(&edge.url("/main/mpegts"), 25, 50);
+    let l = probe_latency(&edge.url("/main/mpegts"), 25, 100);
     println!(
         "latency_probe_through_the_edge: median {} ms over {} frames (min {}, max {}), origin -> edge (m4s) -> ffmpeg -fflags nobuffer -flags low_delay",
         l.median_ms,

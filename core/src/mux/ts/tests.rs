@@ -311,3 +311,33 @@ fn padding_spreads_a_short_pes() {
         3
     );
 }
+
+#[test]
+fn video_pes_declare_their_length_when_it_fits() {
+    let segs = segments(1);
+    let video = segs[0].media_info.video().map(|t| t.id).expect("video");
+    let video_frames = || segs[0].frames.iter().filter(|f| f.track == video);
+    // A P frame fits; the fake IDR (I_PCM, 320x240) is over 64 KiB.
+    let small = video_frames().find(|f| !f.keyframe).expect("a P frame");
+    let big = video_frames().find(|f| f.keyframe).expect("an IDR");
+    assert!(big.payload.len() > 65_535);
+    for (frame, expect_declared) in [(small, true), (big, false)] {
+        let mut mux = TsMuxer::new(&segs[0].media_info);
+        let mut out = Vec::new();
+        mux.write_frame(frame, &mut out);
+        let packets = parse(&out);
+        let pes: Vec<u8> = packets
+            .iter()
+            .filter(|p| p.pid == FIRST_ES_PID)
+            .flat_map(|p| p.payload.to_vec())
+            .collect();
+        let declared = usize::from(u16::from_be_bytes([pes[4], pes[5]]));
+        if expect_declared {
+            // Everything after the length field: a demuxer can hand the frame on as
+            // soon as its last byte arrives.
+            assert_eq!(declared, pes.len() - 6);
+        } else {
+            assert_eq!(declared, 0, "longer than 16 bits: unbounded");
+        }
+    }
+}
