@@ -21,6 +21,14 @@ pub struct Position {
     pub seq: u64,
 }
 
+impl Position {
+    /// Whether `next` comes right after this position in the same source epoch;
+    /// anything else is a discontinuity (a restart, or frames missed).
+    pub fn is_followed_by(self, next: Position) -> bool {
+        self.epoch == next.epoch && self.seq.checked_add(1) == Some(next.seq)
+    }
+}
+
 /// One access unit of one track. Immutable once made; cloning shares the payload
 /// (`Bytes` is reference counted), so fan-out never copies frame bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,14 +3,17 @@
 //! the frame fan-out, and the figures the API shows.
 //!
 //! Owns: publishing frames (one lock, one broadcast send) and subscribing viewers so
-//! that a new viewer starts at the latest keyframe with no gap and no duplicate.
-//! Must not: do I/O or mux for viewers (outputs do that on their own tasks).
+//! that a new viewer starts at the latest keyframe with no gap and no duplicate; the
+//! stream's live MPEG-TS, muxed once for all `/NAME/mpegts` viewers while there are
+//! any (`core::mux::live_ts`), so that fan-out hands out `Bytes` and copies nothing.
+//! Must not: do I/O or anything per viewer (outputs do that on their own tasks).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tern_core::mux::live_ts::{LiveTs, TsChunk};
 use tern_core::segmenter::Segmenter;
 use tern_core::{Frame, MediaInfo, Position, Segment, StreamName, UtcMs};
 use tokio::sync::{broadcast, watch};
@@ -56,6 +59,19 @@ pub struct Subscription {
     pub rx: broadcast::Receiver<Frame>,
 }
 
+/// What a new live MPEG-TS viewer gets: the muxed chunks since the latest keyframe
+/// (empty before the first one) and a receiver for every chunk after them.
+pub struct TsSubscription {
+    pub gop: Vec<TsChunk>,
+    pub rx: broadcast::Receiver<TsChunk>,
+}
+
+/// The shared live TS of a stream and its fan-out, while it has viewers.
+struct TsFanout {
+    live: LiveTs,
+    tx: broadcast::Sender<TsChunk>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Figures {
     /// Monotonic time of the last frame received.
@@ -86,6 +102,8 @@ struct State {
     /// a discontinuity.
     last_pos: Option<Position>,
     figures: Figures,
+    /// `Some` while `/NAME/mpegts` has viewers.
+    ts: Option<TsFanout>,
 }
 
 pub struct StreamHub {
@@ -117,6 +135,7 @@ impl StreamHub {
                     started_at,
                     ..Figures::default()
                 },
+                ts: None,
             }),
             tx,
             seg_tx,
@@ -138,6 +157,7 @@ impl StreamHub {
         if **st.segmenter.media_info() == *mi {
             return;
         }
+        st.replace_ts_program(&mi);
         if let Some(seg) = st.segmenter.set_media_info(mi) {
             st.add_segment(seg, &self.seg_tx);
         }
@@ -161,7 +181,8 @@ impl StreamHub {
             st.add_segment(seg, &self.seg_tx);
         }
         // No receivers is fine: nobody is watching.
-        let _ = self.tx.send(frame);
+        let _ = self.tx.send(frame.clone());
+        st.mux_ts(&frame);
     }
 
     /// Publishes a whole segment cut elsewhere (M4F): its frames go to live viewers
@@ -170,11 +191,13 @@ impl StreamHub {
         let mut st = self.lock();
         if **st.segmenter.media_info() != *segment.media_info {
             // Keep the segmenter's idea of the media info current for subscribers.
+            st.replace_ts_program(&segment.media_info);
             let _ = st.segmenter.set_media_info(segment.media_info.clone());
         }
         for f in &segment.frames {
             st.note_frame(f, now);
             let _ = self.tx.send(f.clone());
+            st.mux_ts(f);
         }
         st.add_segment(segment, &self.seg_tx);
     }
@@ -226,14 +249,9 @@ impl StreamHub {
         )
     }
 
-    /// A new live viewer: media info, the current GOP and the frames after it.
-    pub fn subscribe(&self) -> Subscription {
-        self.subscribe_from(None)
-    }
-
-    /// Like `subscribe`, for a receiver resuming after `from`: if the GOP holds the
-    /// frame right after `from`, only the frames after it (no gap, no duplicate);
-    /// otherwise the whole GOP.
+    /// A frame subscriber (M4S): media info, the current GOP and the frames after
+    /// it; resuming after `from`, if the GOP holds the frame right after `from`, only
+    /// the frames after it (no gap, no duplicate), otherwise the whole GOP.
     pub fn subscribe_from(&self, from: Option<Position>) -> Subscription {
         let st = self.lock();
         let gop = match from {
@@ -255,6 +273,24 @@ impl StreamHub {
             media_info: st.segmenter.media_info().clone(),
             gop,
             rx: self.tx.subscribe(),
+        }
+    }
+
+    /// A new live MPEG-TS viewer: the chunks since the latest keyframe and the ones
+    /// after them, with no gap and no duplicate. The first viewer starts the shared
+    /// muxer, primed with the current GOP.
+    pub fn subscribe_ts(&self) -> TsSubscription {
+        let mut st = self.lock();
+        let State {
+            segmenter, gop, ts, ..
+        } = &mut *st;
+        let ts = ts.get_or_insert_with(|| TsFanout {
+            live: LiveTs::new(segmenter.media_info(), gop),
+            tx: broadcast::channel(FANOUT_CAPACITY).0,
+        });
+        TsSubscription {
+            gop: ts.live.gop().to_vec(),
+            rx: ts.tx.subscribe(),
         }
     }
 
@@ -292,7 +328,7 @@ impl State {
     /// whether it is a discontinuity (it does not follow the previous frame).
     fn note_frame(&mut self, frame: &Frame, now: Duration) -> bool {
         let video = self.segmenter.media_info().video().map(|t| t.id);
-        let discontinuity = self.last_pos.is_some_and(|p| !follows(p, frame.pos));
+        let discontinuity = self.last_pos.is_some_and(|p| !p.is_followed_by(frame.pos));
         if discontinuity {
             self.figures.discontinuities += 1;
             self.gop.clear();
@@ -311,13 +347,36 @@ impl State {
         discontinuity
     }
 
+    /// New media info: live MPEG-TS viewers stay connected, and the new program
+    /// starts at the next keyframe.
+    fn replace_ts_program(&mut self, mi: &MediaInfo) {
+        if let Some(ts) = &mut self.ts {
+            ts.live = LiveTs::replacing(mi);
+        }
+    }
+
+    /// Muxes a published frame for the live MPEG-TS viewers, if there are any; the
+    /// muxer stops with the last viewer.
+    fn mux_ts(&mut self, frame: &Frame) {
+        let Some(ts) = &mut self.ts else {
+            return;
+        };
+        if ts.tx.receiver_count() == 0 {
+            self.ts = None;
+            return;
+        }
+        if let Some(chunk) = ts.live.push(frame) {
+            let _ = ts.tx.send(chunk);
+        }
+    }
+
     fn add_segment(&mut self, segment: Segment, seg_tx: &broadcast::Sender<Arc<LiveSegment>>) {
         let discontinuity = match (self.window.back(), segment.frames.first()) {
             (Some(prev), Some(first)) => prev
                 .segment
                 .frames
                 .last()
-                .is_none_or(|last| !follows(last.pos, first.pos)),
+                .is_none_or(|last| !last.pos.is_followed_by(first.pos)),
             _ => false,
         };
         if segment.duration_ms > 0 {
@@ -341,9 +400,4 @@ impl State {
             }
         }
     }
-}
-
-/// Whether `next` comes right after `prev` in the same source epoch.
-pub fn follows(prev: Position, next: Position) -> bool {
-    prev.epoch == next.epoch && prev.seq.checked_add(1) == Some(next.seq)
 }

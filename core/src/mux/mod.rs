@@ -1,5 +1,6 @@
-//! Muxers: MPEG-TS for HLS segments and the continuous `/NAME/mpegts` output, HLS
-//! playlists, and the small pieces they share (CRC-32, ADTS).
+//! Muxers: MPEG-TS for HLS segments and the continuous `/NAME/mpegts` output (muxed
+//! once per stream, [`live_ts`]), HLS playlists, and the small pieces they share
+//! (CRC-32, ADTS).
 //!
 //! Owns: turning frames into container bytes and segment lists into playlist text.
 //! Must not: decide segment boundaries (the segmenter does) or do I/O.
@@ -7,6 +8,7 @@
 pub mod adts;
 pub mod crc32;
 pub mod hls;
+pub mod live_ts;
 pub mod ts;
 
 use bytes::Bytes;

@@ -141,6 +141,30 @@ impl TsMuxer {
         }
     }
 
+    /// PIDs this muxer writes: PAT, PMT and one per elementary stream.
+    pub fn pid_count(&self) -> usize {
+        2 + self.tracks.len()
+    }
+
+    /// Writes, for every PID, one packet with an adaptation field only, the
+    /// `discontinuity_indicator` set and the counter of the packet last written on
+    /// that PID (a packet without payload does not advance it). Sent before the next
+    /// packets of this muxer by a reader that missed some, it declares the jump in
+    /// counters (and in time) instead of leaving the player a continuity error.
+    pub fn write_resync(&self, out: &mut Vec<u8>) {
+        let last = |cc: u8| cc.wrapping_sub(1) & 0x0F;
+        let flags = AdaptationFlags {
+            discontinuity: true,
+            ..AdaptationFlags::default()
+        };
+        let pids = [(PAT_PID, self.pat_cc), (PMT_PID, self.pmt_cc)]
+            .into_iter()
+            .chain(self.tracks.iter().map(|t| (t.pid, t.cc)));
+        for (pid, cc) in pids {
+            write_packet_header(out, pid, false, last(cc), flags, 0);
+        }
+    }
+
     /// Writes one frame as one PES. Returns the number of TS packets written (0 if the
     /// frame's track is not in the program or the frame cannot be carried).
     pub fn write_frame(&mut self, frame: &Frame, out: &mut Vec<u8>) -> usize {
@@ -359,7 +383,12 @@ fn write_packet_header(
     out.push(0x47);
     out.push(((unit_start as u8) << 6) | ((pid >> 8) as u8 & 0x1F));
     out.push(pid as u8);
-    out.push(if has_af { 0x30 } else { 0x10 } | (cc & 0x0F));
+    let control = match (has_af, payload_len > 0) {
+        (true, true) => 0x30,
+        (true, false) => 0x20, // adaptation field only
+        (false, _) => 0x10,
+    };
+    out.push(control | (cc & 0x0F));
     if !has_af {
         return;
     }

@@ -20,7 +20,6 @@ use tokio::sync::mpsc;
 
 use crate::archive::{fetch_segment, Archive, ArchiveError, ArchiveSegment};
 use crate::http::body::{respond, text, Body, Response};
-use crate::hub::follows;
 
 /// Longest window one archive URL may ask for (a VOD playlist of 2 s segments stays
 /// under ~1.5 MB).
@@ -232,7 +231,7 @@ async fn continuous(archive: Arc<dyn Archive>, from: u64, to: u64, body: mpsc::S
     let (seg_tx, mut seg_rx) = mpsc::channel::<ArchiveSegment>(1);
     let reading = tokio::spawn(async move { archive.range(from, to, seg_tx).await });
     let mut mux: Option<TsMuxer> = None;
-    let mut last = None;
+    let mut last: Option<tern_core::Position> = None;
     while let Some(seg) = seg_rx.recv().await {
         let Ok(seg) = seg.into_segment() else {
             break; // a damaged segment ends the response early
@@ -243,7 +242,7 @@ async fn continuous(archive: Arc<dyn Archive>, from: u64, to: u64, body: mpsc::S
             m.write_tables(&mut out);
         }
         for f in &seg.frames {
-            if last.is_some_and(|p| !follows(p, f.pos)) {
+            if last.is_some_and(|p| !p.is_followed_by(f.pos)) {
                 m.mark_discontinuity();
             }
             last = Some(f.pos);

@@ -1,25 +1,27 @@
 //! Live MPEG-TS: `/NAME/mpegts` is one endless response. A viewer starts at the
-//! latest keyframe (the hub's GOP), continuity counters carry across the whole
-//! response, and a source restart sets the discontinuity indicator. A viewer that falls
-//! behind the fan-out ring is skipped forward to the next keyframe; its memory is the
-//! bounded channel to its connection.
+//! latest keyframe (the hub's muxed GOP), continuity counters carry across the whole
+//! response, and a source restart sets the discontinuity indicator. The stream is
+//! muxed once for all viewers (`core::mux::live_ts`, driven by the hub); a viewer's
+//! task only forwards the shared chunks. A viewer that falls behind the fan-out ring
+//! is skipped forward to the next keyframe, where it first sends that chunk's resync
+//! packets (the jump is declared, not a continuity error); its memory is the bounded
+//! channel to its connection.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
-use tern_core::mux::ts::TsMuxer;
 use tokio::sync::{broadcast, mpsc};
 use tracing::debug;
 
 use crate::http::body::{respond, Body, Response};
-use crate::hub::{follows, StreamHub, Subscription, VIEWER_STALL_TIMEOUT};
+use crate::hub::{StreamHub, TsSubscription, VIEWER_STALL_TIMEOUT};
 
 /// Chunks (one per frame) queued towards one viewer's socket.
 const VIEWER_QUEUE: usize = 64;
 
 pub fn live(hub: &Arc<StreamHub>) -> Response {
-    let sub = hub.subscribe();
+    let sub = hub.subscribe_ts();
     let (tx, rx) = mpsc::channel(VIEWER_QUEUE);
     let name = hub.name.clone();
     let h = hub.clone();
@@ -34,32 +36,27 @@ pub fn live(hub: &Arc<StreamHub>) -> Response {
     respond(StatusCode::OK, "video/mp2t", Body::Live(rx))
 }
 
-async fn feed(sub: Subscription, tx: mpsc::Sender<Bytes>) {
-    let Subscription {
-        media_info,
-        gop,
-        mut rx,
-    } = sub;
-    let video = media_info.video().map(|t| t.id);
-    let mut mux = TsMuxer::new(&media_info);
-    let mut buf = Vec::with_capacity(64 * 1024);
-    mux.write_tables(&mut buf);
-    let mut last = gop.last().map(|f| f.pos);
-    for f in &gop {
-        mux.write_frame(f, &mut buf);
+async fn feed(sub: TsSubscription, tx: mpsc::Sender<Bytes>) {
+    let TsSubscription { gop, mut rx } = sub;
+    let send = |b: Bytes| tx.send_timeout(b, VIEWER_STALL_TIMEOUT);
+    // The GOP goes out as one write (copied once per viewer, at its start).
+    if !gop.is_empty() {
+        let mut first = Vec::with_capacity(gop.iter().map(|c| c.data.len()).sum());
+        for c in &gop {
+            first.extend_from_slice(&c.data);
+        }
+        if send(Bytes::from(first)).await.is_err() {
+            return;
+        }
     }
-    if tx
-        .send_timeout(Bytes::from(std::mem::take(&mut buf)), VIEWER_STALL_TIMEOUT)
-        .await
-        .is_err()
-    {
-        return;
-    }
-    // Without a GOP the viewer waits for a keyframe before the first frame.
+    // Without a GOP the viewer waits for a keyframe chunk (it starts with PAT/PMT).
     let mut want_keyframe = gop.is_empty();
+    // Whether this viewer has been sent anything: after a skip it must declare the
+    // jump in continuity counters.
+    let mut started = !gop.is_empty();
     loop {
-        let frame = match rx.recv().await {
-            Ok(f) => f,
+        let chunk = match rx.recv().await {
+            Ok(c) => c,
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 debug!(
                     skipped = n,
@@ -70,22 +67,17 @@ async fn feed(sub: Subscription, tx: mpsc::Sender<Bytes>) {
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        let is_key = Some(frame.track) == video && frame.keyframe;
-        if want_keyframe && !is_key {
-            continue;
+        if want_keyframe {
+            if !chunk.keyframe {
+                continue;
+            }
+            want_keyframe = false;
+            if started && send(chunk.resync).await.is_err() {
+                return;
+            }
         }
-        want_keyframe = false;
-        // A skip, a missed stretch upstream or a source restart: timestamps jump.
-        if last.is_some_and(|p| !follows(p, frame.pos)) {
-            mux.mark_discontinuity();
-        }
-        last = Some(frame.pos);
-        mux.write_frame(&frame, &mut buf);
-        if tx
-            .send_timeout(Bytes::from(std::mem::take(&mut buf)), VIEWER_STALL_TIMEOUT)
-            .await
-            .is_err()
-        {
+        started = true;
+        if send(chunk.data).await.is_err() {
             return;
         }
     }

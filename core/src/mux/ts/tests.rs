@@ -85,19 +85,32 @@ struct Demux {
     open: BTreeMap<u16, Vec<u8>>,
     pes: BTreeMap<u16, Vec<Pes>>,
     cc_errors: usize,
+    /// Packets with `discontinuity_indicator` set.
+    discontinuities: usize,
     tables: usize,
 }
 
 impl Demux {
     fn feed(&mut self, ts: &[u8]) {
         for p in parse(ts) {
-            if p.has_payload {
-                if let Some(&prev) = self.cc.get(&p.pid) {
-                    if !p.discontinuity && (prev + 1) & 0x0F != p.cc {
-                        self.cc_errors += 1;
-                    }
+            // ffmpeg's rule: a packet without payload keeps the counter; a declared
+            // discontinuity accepts any value.
+            if let Some(&prev) = self.cc.get(&p.pid) {
+                let expected = if p.has_payload {
+                    (prev + 1) & 0x0F
+                } else {
+                    prev
+                };
+                if !p.discontinuity && expected != p.cc {
+                    self.cc_errors += 1;
                 }
-                self.cc.insert(p.pid, p.cc);
+            }
+            self.cc.insert(p.pid, p.cc);
+            if p.discontinuity {
+                self.discontinuities += 1;
+            }
+            if !p.has_payload {
+                continue;
             }
             if p.pid == PAT_PID || p.pid == PMT_PID {
                 let pointer = p.payload[0] as usize;
@@ -340,4 +353,176 @@ fn video_pes_declare_their_length_when_it_fits() {
             assert_eq!(declared, 0, "longer than 16 bits: unbounded");
         }
     }
+}
+
+// ---- The shared live TS (`mux::live_ts`) ----
+
+use crate::mux::live_ts::{LiveTs, TsChunk};
+
+/// `n` frames of a fake source with epoch `epoch` (1 s GOPs at 25 fps, with audio).
+fn live_frames(epoch: u64, n: usize) -> (MediaInfo, Vec<Frame>) {
+    let mut src = FakeSource::new(&FakeOptions::default(), epoch);
+    let mi = src.media_info();
+    let mut utc = 1_767_225_600_000;
+    let frames = (0..n)
+        .map(|_| {
+            utc += 10;
+            src.next_frame(utc)
+        })
+        .collect();
+    (mi, frames)
+}
+
+fn is_video_key(mi: &MediaInfo, f: &Frame) -> bool {
+    mi.video().is_some_and(|t| t.id == f.track) && f.keyframe
+}
+
+/// The video ES bytes a demuxer gets back from `ts`.
+fn video_payloads(ts: &[u8]) -> (Demux, Vec<Vec<u8>>) {
+    let mut demux = Demux::default();
+    demux.feed(ts);
+    demux.finish();
+    let video = demux
+        .pes
+        .get(&FIRST_ES_PID)
+        .map_or(Vec::new(), |p| p.iter().map(|p| p.data.clone()).collect());
+    (demux, video)
+}
+
+fn video_of(mi: &MediaInfo, frames: &[Frame]) -> Vec<Vec<u8>> {
+    let id = mi.video().map(|t| t.id);
+    frames
+        .iter()
+        .filter(|f| Some(f.track) == id)
+        .map(|f| f.payload.to_vec())
+        .collect()
+}
+
+#[test]
+fn live_ts_viewer_joining_mid_stream_starts_at_the_gop_and_runs_on() {
+    let (mi, frames) = live_frames(3, 200);
+    let mut live = LiveTs::new(&mi, &[]);
+    // Before the first keyframe nothing is muxed (the fake source starts with one).
+    assert!(live
+        .push(&frames[0])
+        .is_some_and(|c| c.keyframe && !c.resync.is_empty()));
+    let join = 60;
+    for f in &frames[1..join] {
+        live.push(f);
+    }
+    let mut viewer: Vec<u8> = Vec::new();
+    for c in live.gop() {
+        viewer.extend_from_slice(&c.data);
+    }
+    let gop_start = live.gop()[0].pos.seq as usize;
+    assert!(is_video_key(&mi, &frames[gop_start]));
+    assert_eq!(live.gop().len(), join - gop_start);
+    for f in &frames[join..] {
+        if let Some(c) = live.push(f) {
+            viewer.extend_from_slice(&c.data);
+        }
+    }
+    let (demux, video) = video_payloads(&viewer);
+    assert_eq!(demux.cc_errors, 0);
+    assert_eq!(demux.discontinuities, 0);
+    assert!(demux.tables >= 1, "PAT/PMT before the first keyframe");
+    assert_eq!(video, video_of(&mi, &frames[gop_start..]));
+    // A muxer primed with the same GOP gives the same chunks.
+    let primed = LiveTs::new(&mi, &frames[gop_start..join]);
+    let bytes = |cs: &[TsChunk]| cs.iter().map(|c| c.data.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        bytes(primed.gop()),
+        bytes(LiveTs::new(&mi, &frames[..join]).gop())
+    );
+}
+
+#[test]
+fn live_ts_viewer_that_skips_ahead_declares_the_jump() {
+    let (mi, frames) = live_frames(4, 200);
+    let mut live = LiveTs::new(&mi, &[]);
+    let chunks: Vec<TsChunk> = frames.iter().filter_map(|f| live.push(f)).collect();
+    assert_eq!(chunks.len(), frames.len());
+    // The viewer takes the first 10 chunks, misses the rest of the GOP and the next
+    // GOP, and rejoins at the third keyframe.
+    let keys: Vec<usize> = (0..chunks.len()).filter(|&i| chunks[i].keyframe).collect();
+    assert!(keys.len() >= 3, "{keys:?}");
+    let rejoin = keys[2];
+    let with = |resync: bool| {
+        let mut ts: Vec<u8> = Vec::new();
+        for c in &chunks[..10] {
+            ts.extend_from_slice(&c.data);
+        }
+        if resync {
+            ts.extend_from_slice(&chunks[rejoin].resync);
+        }
+        for c in &chunks[rejoin..] {
+            ts.extend_from_slice(&c.data);
+        }
+        ts
+    };
+    let (demux, video) = video_payloads(&with(true));
+    assert_eq!(demux.cc_errors, 0);
+    assert_eq!(demux.discontinuities, 4, "PAT, PMT, video and audio");
+    let mut expect = video_of(&mi, &frames[..10]);
+    expect.extend(video_of(&mi, &frames[rejoin..]));
+    assert_eq!(video, expect);
+    // Without the resync packets the player would see a continuity error.
+    let (demux, _) = video_payloads(&with(false));
+    assert!(demux.cc_errors > 0);
+}
+
+#[test]
+fn live_ts_marks_a_source_restart() {
+    let (mi, first) = live_frames(5, 60);
+    let (_, second) = live_frames(6, 60);
+    let mut live = LiveTs::new(&mi, &[]);
+    let mut ts: Vec<u8> = Vec::new();
+    for f in first.iter().chain(&second) {
+        if let Some(c) = live.push(f) {
+            ts.extend_from_slice(&c.data);
+        }
+    }
+    let (demux, video) = video_payloads(&ts);
+    assert_eq!(demux.cc_errors, 0);
+    assert_eq!(
+        demux.discontinuities, 2,
+        "the first PES of each track after the restart"
+    );
+    let mut expect = video_of(&mi, &first);
+    expect.extend(video_of(&mi, &second));
+    assert_eq!(video, expect);
+}
+
+#[test]
+fn live_ts_waits_for_a_keyframe() {
+    let (mi, frames) = live_frames(7, 60);
+    let first_p = frames.iter().position(|f| !f.keyframe).expect("a P frame");
+    let mut live = LiveTs::new(&mi, &frames[first_p..first_p + 1]);
+    assert!(live.gop().is_empty());
+    assert!(live.push(&frames[first_p + 1]).is_none());
+}
+
+#[test]
+fn live_ts_replacing_another_declares_the_jump() {
+    let (mi, first) = live_frames(8, 60);
+    let (_, second) = live_frames(9, 60);
+    let mut old = LiveTs::new(&mi, &[]);
+    let mut ts: Vec<u8> = Vec::new();
+    for f in &first {
+        if let Some(c) = old.push(f) {
+            ts.extend_from_slice(&c.data);
+        }
+    }
+    let mut new = LiveTs::replacing(&mi);
+    for f in &second {
+        if let Some(c) = new.push(f) {
+            ts.extend_from_slice(&c.data);
+        }
+    }
+    let (demux, video) = video_payloads(&ts);
+    assert_eq!(demux.cc_errors, 0);
+    assert!(demux.discontinuities >= 4, "{}", demux.discontinuities);
+    let mut expect = video_of(&mi, &first);
+    expect.extend(video_of(&mi, &second));
+    assert_eq!(video, expect);
 }
