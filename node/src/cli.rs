@@ -95,6 +95,11 @@ fn load(path: &Path) -> Result<Config, String> {
         .map_err(|e| format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message))
 }
 
+/// `1 stream`, `2 streams`.
+fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 fn check(path: &Path) -> ExitCode {
     match load(path) {
         Ok(cfg) => {
@@ -102,10 +107,10 @@ fn check(path: &Path) -> ExitCode {
                 eprintln!("{}: warning: {w}", path.display());
             }
             println!(
-                "{}: configuration is valid ({} streams, {} sources)",
+                "{}: configuration is valid ({}, {})",
                 path.display(),
-                cfg.streams.len(),
-                cfg.sources.len()
+                count(cfg.streams.len(), "stream"),
+                count(cfg.sources.len(), "source")
             );
             ExitCode::SUCCESS
         }
