@@ -31,6 +31,10 @@ use crate::runtime::NodeCtx;
 pub const SIGNALING_POLL: Duration = Duration::from_millis(200);
 /// Messages queued towards one receiver's socket.
 const PEER_QUEUE: usize = 64;
+/// Messages queued towards an M4F archive reader: a stored segment goes out as three
+/// (header, stored bytes, tag), so this holds about two segments, whatever the
+/// length of the range; reading from the DVR waits for the reader beyond that.
+const ARCHIVE_QUEUE: usize = 6;
 
 pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
     let path = req.uri().path();
@@ -94,7 +98,12 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
     let enc = Encoder::new(keys.server_to_client);
     let from = req.uri().query().and_then(parse_from);
 
-    let (tx, rx) = mpsc::channel(PEER_QUEUE);
+    let queue = if rest.starts_with("archive/") {
+        ARCHIVE_QUEUE
+    } else {
+        PEER_QUEUE
+    };
+    let (tx, rx) = mpsc::channel(queue);
     let mut peer = Peer {
         enc,
         tx,

@@ -181,6 +181,50 @@ fn tampering_is_detected_and_sticks() {
 }
 
 #[test]
+fn tampering_is_detected_whichever_way_the_bytes_arrive() {
+    // The tag is computed as bytes arrive: an altered byte in a part that was
+    // already hashed must fail as surely as one in the last part.
+    let seg = crate::Segment {
+        media_info: media_info(),
+        utc_start_ms: 1_767_225_600_000,
+        duration_ms: 40,
+        frames: vec![frame()],
+    };
+    let good = Encoder::new(KEY).encode(&Message::Segment(seg)).to_vec();
+    for flip in [
+        4,
+        5,
+        10,
+        good.len() / 2,
+        good.len() - MESSAGE_TAG_LEN - 1,
+        good.len() - 1,
+    ] {
+        for split in [5, 7, flip, flip + 1, good.len() - 1] {
+            if split >= good.len() {
+                continue; // all of it in one part: covered by the other splits
+            }
+            let mut bad = good.clone();
+            bad[flip] ^= 0x20;
+            let mut dec = Decoder::new(KEY);
+            dec.handle_bytes(&bad[..split]);
+            assert_eq!(dec.poll_message(), Ok(None), "flip {flip} split {split}");
+            dec.handle_bytes(&bad[split..]);
+            assert_eq!(
+                dec.poll_message(),
+                Err(WireError::BadTag { seq: 0 }),
+                "flip {flip} split {split}"
+            );
+        }
+        // The untouched message through the same splits decodes.
+        let mut dec = Decoder::new(KEY);
+        dec.handle_bytes(&good[..flip]);
+        assert_eq!(dec.poll_message(), Ok(None));
+        dec.handle_bytes(&good[flip..]);
+        assert!(dec.poll_message().expect("valid").is_some());
+    }
+}
+
+#[test]
 fn limits_and_protocol_errors() {
     let mut dec = Decoder::new(KEY);
     dec.handle_bytes(&(MAX_MESSAGE_LEN as u32 + 1).to_be_bytes());
