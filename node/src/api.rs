@@ -8,6 +8,7 @@ use serde::Serialize;
 use tern_core::{StreamName, TrackParams};
 use tern_net::Clock;
 
+use crate::dvr::{DvrSummary, RecordingState};
 use crate::http::body::{respond, text, Body, Response};
 use crate::runtime::{NodeCtx, StreamEntry};
 
@@ -25,6 +26,42 @@ pub struct StreamStatus {
     pub remote: Option<RemoteJson>,
     pub stats: Stats,
     pub inputs: Vec<InputStatus>,
+    /// Set for a stream this node records (`dvr`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dvr: Option<DvrJson>,
+}
+
+/// A local DVR's recording state: `waiting` (no segment yet), `recording`,
+/// `paused` (the disk is full and nothing of Tern's is left to delete; it retries by
+/// itself) or `failing` (the last segment could not be stored), with the reason.
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct DvrJson {
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// UTC seconds of the oldest stored segment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
+    pub segments: usize,
+    pub bytes: u64,
+}
+
+impl From<DvrSummary> for DvrJson {
+    fn from(s: DvrSummary) -> Self {
+        let (state, reason) = match s.state {
+            RecordingState::Waiting => ("waiting", None),
+            RecordingState::Recording => ("recording", None),
+            RecordingState::Paused { reason } => ("paused", Some(reason)),
+            RecordingState::Failing { error } => ("failing", Some(error)),
+        };
+        DvrJson {
+            state,
+            reason,
+            from: s.from_ms.map(|ms| ms / 1000),
+            segments: s.segments,
+            bytes: s.bytes,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -163,6 +200,7 @@ pub fn status<C: Clock>(ctx: &NodeCtx<C>, entry: &StreamEntry) -> StreamStatus {
                 },
             })
             .collect(),
+        dvr: entry.dvr.as_ref().map(|d| d.summary().into()),
     }
 }
 
@@ -191,5 +229,39 @@ pub fn one<C: Clock>(ctx: &NodeCtx<C>, name: &StreamName) -> Response {
             StatusCode::NOT_FOUND,
             format!("stream {:?} is not known on this node", name.as_str()),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dvr_state_names_and_reasons() {
+        let summary = |state| DvrSummary {
+            state,
+            from_ms: Some(1_767_225_601_999),
+            segments: 3,
+            bytes: 42,
+        };
+        let paused = DvrJson::from(summary(RecordingState::Paused {
+            reason: "disk full".into(),
+        }));
+        assert_eq!(paused.state, "paused");
+        assert_eq!(paused.reason.as_deref(), Some("disk full"));
+        assert_eq!(paused.from, Some(1_767_225_601));
+        let json = serde_json::to_string(&DvrJson::from(summary(RecordingState::Recording)))
+            .unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"{"state":"recording","from":1767225601,"segments":3,"bytes":42}"#
+        );
+        let failing = DvrJson::from(summary(RecordingState::Failing {
+            error: "I/O error".into(),
+        }));
+        assert_eq!(
+            (failing.state, failing.reason.as_deref()),
+            ("failing", Some("I/O error"))
+        );
     }
 }

@@ -561,6 +561,19 @@ fn disk_full_deletes_the_oldest_then_pauses_and_resumes() {
         .map(secs)
         .collect();
     let probe = add_probe(&mut c, looks_at);
+    // The API tells an operator the recording is paused, and then that it is not.
+    let api: Arc<Mutex<Vec<(u64, serde_json::Value)>>> = Arc::default();
+    let api2 = api.clone();
+    c.client("operator", async move {
+        for at in [50_000u64, 68_000] {
+            tokio::time::sleep(ms(at.saturating_sub(sim_ms()))).await;
+            let (status, body) = http_get("origin", 8888, "/streamer/api/v3/streams/main").await?;
+            assert_eq!(status, 200);
+            let json: serde_json::Value = serde_json::from_slice(&body)?;
+            api2.lock().unwrap().push((at, json["dvr"].clone()));
+        }
+        Ok(())
+    });
     let few = 4 * SEGMENT_BYTES + 64 * 1024;
     let tiny = 100_000;
     let mut s = Schedule::new();
@@ -639,6 +652,16 @@ fn disk_full_deletes_the_oldest_then_pauses_and_resumes() {
         looks[3].entries().len()
     );
     assert!(!trace_has(&c, "origin", "DVR recording paused").is_empty());
+    let api = api.lock().unwrap();
+    println!("API dvr: {api:?}");
+    assert_eq!(api.len(), 2, "{api:?}");
+    assert_eq!(api[0].1["state"], "paused", "at 50 s: {}", api[0].1);
+    assert!(
+        api[0].1["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{}",
+        api[0].1
+    );
+    assert_eq!(api[1].1["state"], "recording", "at 68 s: {}", api[1].1);
     // Room again at 56 s: recording resumed within the retry interval (and the
     // segment that then closes), and nothing since is missing.
     assert!(!trace_has(&c, "origin", "DVR recording resumed").is_empty());

@@ -107,6 +107,7 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
     let mut peer = Peer {
         enc,
         tx,
+        last_sent: tokio::time::Instant::now(),
         stall: Some(VIEWER_STALL_TIMEOUT),
     };
     let node = ctx.node_name.clone();
@@ -274,6 +275,9 @@ fn parse_from(query: &str) -> Option<Position> {
 struct Peer {
     enc: Encoder,
     tx: mpsc::Sender<Bytes>,
+    /// When the last message was queued: a live response sends a heartbeat once
+    /// `HEARTBEAT_INTERVAL` has passed since, whatever it received and skipped.
+    last_sent: tokio::time::Instant,
     /// Live responses drop a receiver that reads nothing for this long; archive
     /// responses (`None`) wait for their reader as long as it keeps the connection.
     stall: Option<std::time::Duration>,
@@ -296,7 +300,8 @@ impl Peer {
     }
 
     /// Sends framed bytes; `false` when the receiver is gone or stalled.
-    async fn send_bytes(&self, bytes: Bytes) -> bool {
+    async fn send_bytes(&mut self, bytes: Bytes) -> bool {
+        self.last_sent = tokio::time::Instant::now();
         let Some(stall) = self.stall else {
             return self.tx.send(bytes).await.is_ok();
         };
@@ -397,7 +402,7 @@ async fn m4s<C: Clock>(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {
+            _ = tokio::time::sleep_until(peer.last_sent + HEARTBEAT_INTERVAL) => {
                 if !peer.send(&Message::Heartbeat { utc_ms: clock.utc_ms() }).await {
                     return;
                 }
@@ -467,7 +472,7 @@ async fn m4f<C: Clock>(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {
+            _ = tokio::time::sleep_until(peer.last_sent + HEARTBEAT_INTERVAL) => {
                 if !peer.send(&Message::Heartbeat { utc_ms: clock.utc_ms() }).await {
                     return;
                 }

@@ -142,6 +142,16 @@ pub struct RecordingStatus {
     pub state: RecordingState,
 }
 
+/// What the API shows of a local DVR.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DvrSummary {
+    pub state: RecordingState,
+    /// UTC start (ms) of the oldest stored segment.
+    pub from_ms: Option<u64>,
+    pub segments: usize,
+    pub bytes: u64,
+}
+
 /// A stored segment listed by [`Dvr::segments`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoredSegment {
@@ -665,6 +675,17 @@ impl Dvr {
             segments: st.index.len(),
             bytes: st.index.total_bytes(),
             state: st.rec.clone(),
+        }
+    }
+
+    /// The recording state and the archive's size, for the API. From memory.
+    pub fn summary(&self) -> DvrSummary {
+        let st = self.lock();
+        DvrSummary {
+            state: st.rec.clone(),
+            from_ms: st.index.first().map(|e| e.utc_start_ms),
+            segments: st.index.len(),
+            bytes: st.index.total_bytes(),
         }
     }
 
