@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 
+use crate::cluster::message::MAX_RANGES;
 use crate::media::{Position, UtcMs};
 use crate::segment::Segment;
 
@@ -255,9 +256,16 @@ impl Index {
 
     /// Time covered, oldest first, as (UTC start ms, duration ms): runs of segments
     /// with no gap longer than the gap tolerance. Source restarts do not split a
-    /// range (they are reported per segment by [`Index::query`]). O(ranges).
+    /// range (they are reported per segment by [`Index::query`]). At most
+    /// [`MAX_RANGES`] (what signaling and the M4F index carry): beyond that the
+    /// shortest gaps are closed, so a long archive of a flaky camera still lists its
+    /// longest gaps. O(ranges), O(ranges log ranges) when over the limit.
     pub fn ranges(&self) -> Vec<(UtcMs, u64)> {
-        self.ranges.iter().map(|&(s, e)| (s, e - s)).collect()
+        let ranges: Vec<(UtcMs, UtcMs)> = self.ranges.iter().copied().collect();
+        close_shortest_gaps(&ranges, MAX_RANGES)
+            .into_iter()
+            .map(|(s, e)| (s, e - s))
+            .collect()
     }
 
     /// The entries overlapping `[from_ms, to_ms)`, oldest first, each with its
@@ -321,9 +329,65 @@ impl Index {
     }
 }
 
+/// `ranges` (start, end), oldest first and disjoint, with the shortest gaps closed
+/// until at most `max` remain (ties: the older gap first).
+fn close_shortest_gaps(ranges: &[(UtcMs, UtcMs)], max: usize) -> Vec<(UtcMs, UtcMs)> {
+    if ranges.len() <= max.max(1) {
+        return ranges.to_vec();
+    }
+    let mut gaps: Vec<(u64, usize)> = ranges
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| (w[1].0.saturating_sub(w[0].1), i))
+        .collect();
+    gaps.sort_unstable();
+    let mut close = vec![false; ranges.len()];
+    for &(_, i) in &gaps[..ranges.len() - max.max(1)] {
+        close[i] = true;
+    }
+    let mut out: Vec<(UtcMs, UtcMs)> = Vec::with_capacity(max);
+    let mut join_next = false;
+    for (i, &r) in ranges.iter().enumerate() {
+        match out.last_mut() {
+            Some(last) if join_next => last.1 = last.1.max(r.1),
+            _ => out.push(r),
+        }
+        join_next = close[i];
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shortest_gaps_close_first_when_there_are_too_many_ranges() {
+        // Gaps of 5, 1, 9, 1 ms between five ranges.
+        let r = [(0, 10), (15, 20), (21, 30), (39, 40), (41, 50)];
+        assert_eq!(close_shortest_gaps(&r, 5), r.to_vec());
+        assert_eq!(
+            close_shortest_gaps(&r, 3),
+            vec![(0, 10), (15, 30), (39, 50)],
+            "the two 1 ms gaps close"
+        );
+        assert_eq!(close_shortest_gaps(&r, 2), vec![(0, 30), (39, 50)]);
+        assert_eq!(close_shortest_gaps(&r, 1), vec![(0, 50)]);
+        assert_eq!(close_shortest_gaps(&r, 0), vec![(0, 50)]);
+        assert!(close_shortest_gaps(&[], 3).is_empty());
+    }
+
+    #[test]
+    fn ranges_stay_within_what_the_wire_carries() {
+        // A camera that drops for 5 s after every segment: one range per segment.
+        let n = MAX_RANGES as u64 + 500;
+        let entries: Vec<IndexEntry> = (0..n).map(|i| e(i * 7000, 2000, i, 0)).collect();
+        let ranges = Index::from_entries(entries, DEFAULT_GAP_TOLERANCE_MS).ranges();
+        assert_eq!(ranges.len(), MAX_RANGES);
+        assert_eq!(ranges.first().map(|r| r.0), Some(0));
+        let end = |r: &(u64, u64)| r.0 + r.1;
+        assert_eq!(ranges.last().map(end), Some((n - 1) * 7000 + 2000));
+    }
 
     fn e(start: u64, dur: u32, epoch: u64, seq: u64) -> IndexEntry {
         IndexEntry {
