@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tern_core::cluster::message::{ArchiveEntry, DvrFacts, Message};
@@ -151,6 +152,10 @@ impl Archive for Dvr {
     }
 }
 
+/// How long an edge waits for the next message of a peer's archive response before
+/// it takes the peer as gone (the request then fails with a 503, or ends early).
+pub const ARCHIVE_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A peer's archive over M4F: the first reachable peer that records the stream
 /// answers.
 pub struct RemoteArchive<N: Net, C: Clock> {
@@ -240,6 +245,26 @@ impl<N: Net, C: Clock> RemoteArchive<N, C> {
         })
     }
 
+    /// The next message of an archive response, or the reason there is none: a
+    /// peer that sends nothing for [`ARCHIVE_IDLE_TIMEOUT`] is taken as gone (a cut
+    /// link can hang a connection silently, and archive responses have no
+    /// heartbeats: the server sends as fast as this node reads).
+    async fn next_message(
+        &self,
+        stream: &mut MessageStream,
+        peer: &str,
+    ) -> Result<Message, ArchiveError> {
+        match tokio::time::timeout(ARCHIVE_IDLE_TIMEOUT, stream.next()).await {
+            Ok(Ok(Some(m))) => Ok(m),
+            Ok(Ok(None)) => Err(self.broke_off(peer, "connection closed".into())),
+            Ok(Err(e)) => Err(self.broke_off(peer, e.to_string())),
+            Err(_) => Err(self.broke_off(
+                peer,
+                format!("nothing received for {ARCHIVE_IDLE_TIMEOUT:?}"),
+            )),
+        }
+    }
+
     /// A peer that stopped answering mid-response, or answered with `End`.
     fn broke_off(&self, peer: &str, why: String) -> ArchiveError {
         ArchiveError::Unreachable(format!(
@@ -260,18 +285,16 @@ impl<N: Net, C: Clock> Archive for RemoteArchive<N, C> {
                 .open_first(|remote| format!("/tern/v1/dvr/{}{}", remote.as_str(), query(window)))
                 .await?;
             loop {
-                match stream.next().await {
-                    Ok(Some(Message::DvrIndex { facts, entries })) => {
+                match self.next_message(&mut stream, &peer).await? {
+                    Message::DvrIndex { facts, entries } => {
                         return Ok(ArchiveIndex { facts, entries })
                     }
-                    Ok(Some(Message::Hello { .. })) => {}
-                    Ok(Some(Message::End { reason })) => return Err(self.broke_off(&peer, reason)),
-                    Ok(Some(other)) => {
+                    Message::Hello { .. } => {}
+                    Message::End { reason } => return Err(self.broke_off(&peer, reason)),
+                    other => {
                         return Err(self
                             .broke_off(&peer, format!("unexpected message type {}", other.kind())))
                     }
-                    Ok(None) => return Err(self.broke_off(&peer, "connection closed".into())),
-                    Err(e) => return Err(self.broke_off(&peer, e.to_string())),
                 }
             }
         })
@@ -295,22 +318,20 @@ impl<N: Net, C: Clock> Archive for RemoteArchive<N, C> {
                 .await?;
             let mut sent = 0u32;
             loop {
-                match stream.next().await {
-                    Ok(Some(Message::Segment(s))) => {
+                match self.next_message(&mut stream, &peer).await? {
+                    Message::Segment(s) => {
                         if tx.send(ArchiveSegment::Decoded(s)).await.is_err() {
                             return Ok(sent);
                         }
                         sent += 1;
                     }
-                    Ok(Some(Message::ArchiveEnd { .. })) => return Ok(sent),
-                    Ok(Some(Message::Hello { .. } | Message::Heartbeat { .. })) => {}
-                    Ok(Some(Message::End { reason })) => return Err(self.broke_off(&peer, reason)),
-                    Ok(Some(other)) => {
+                    Message::ArchiveEnd { .. } => return Ok(sent),
+                    Message::Hello { .. } | Message::Heartbeat { .. } => {}
+                    Message::End { reason } => return Err(self.broke_off(&peer, reason)),
+                    other => {
                         return Err(self
                             .broke_off(&peer, format!("unexpected message type {}", other.kind())))
                     }
-                    Ok(None) => return Err(self.broke_off(&peer, "connection closed".into())),
-                    Err(e) => return Err(self.broke_off(&peer, e.to_string())),
                 }
             }
         })

@@ -14,7 +14,10 @@
 //!   recorded (about 6 s of wall time, optimised), all 299 segments byte-identical
 //!   from the edge and the origin, and identical to what live M4F carried;
 //! - (b) `origin_crash_loses_at_most_the_segment_being_written`;
-//! - (c) `archive_through_the_edge_during_a_partition`;
+//! - (c) `archive_through_the_edge_during_a_partition`, and
+//!   `an_archive_read_through_the_edge_ends_when_the_origin_goes_silent` (found that
+//!   a cut link mid-range left the edge's request hanging for good; fixed: the edge
+//!   gives up after `ARCHIVE_IDLE_TIMEOUT` of silence and says why);
 //! - (d) `disk_full_deletes_the_oldest_then_pauses_and_resumes`,
 //!   `power_cut_while_making_room_brings_back_a_whole_segment`, and
 //!   `a_slow_archive_reader_while_the_disk_fills_gets_what_exists` (found that a
@@ -916,6 +919,9 @@ struct Slow {
     listed: usize,
     segments: Vec<u64>,
     end: Option<Result<u32, String>>,
+    /// Simulated ms when the response ended, and when its last segment came.
+    ended_at: Option<u64>,
+    last_segment_at: Option<u64>,
 }
 
 /// A stream of few but large frames (2 fps padded to 2 Mbit/s: 500 KB segments of 4
@@ -932,6 +938,18 @@ fn m4f_archive_reader(
     pause: Duration,
     per_segment: Duration,
 ) -> Arc<Mutex<Slow>> {
+    m4f_archive_reader_of(c, ("origin", 8888), ask_at, pause, per_segment)
+}
+
+/// [`m4f_archive_reader`] asking `node` (host, port).
+fn m4f_archive_reader_of(
+    c: &mut Cluster,
+    node: (&'static str, u16),
+    ask_at: Duration,
+    pause: Duration,
+    per_segment: Duration,
+) -> Arc<Mutex<Slow>> {
+    let (host, port) = node;
     let got: Arc<Mutex<Slow>> = Arc::default();
     let g = got.clone();
     let seed = node_seed(c.seed(), "reader");
@@ -940,7 +958,7 @@ fn m4f_archive_reader(
         tokio::time::sleep(ask_at).await;
         let client = ArchiveClient::new(seed, "123");
         let ix = client
-            .index("origin", 8888, "main", Some(archive::EVERYTHING))
+            .index(host, port, "main", Some(archive::EVERYTHING))
             .await
             .map_err(|e| e.to_string())?;
         let (from, to) = (
@@ -949,7 +967,7 @@ fn m4f_archive_reader(
         );
         g.lock().unwrap().listed = ix.entries.len();
         let path = format!("/tern/v1/archive/main?from={from}&to={to}");
-        let mut s = client.raw().open("origin", 8888, &path).await?;
+        let mut s = client.raw().open(host, port, &path).await?;
         let mut hello = false;
         loop {
             let end = match s.next().await {
@@ -960,7 +978,11 @@ fn m4f_archive_reader(
                 }
                 Ok(Some(Message::Heartbeat { .. })) => continue,
                 Ok(Some(Message::Segment(seg))) => {
-                    g.lock().unwrap().segments.push(seg.utc_start_ms);
+                    {
+                        let mut got = g.lock().unwrap();
+                        got.segments.push(seg.utc_start_ms);
+                        got.last_segment_at = Some(sim_ms());
+                    }
                     tokio::time::sleep(per_segment).await;
                     continue;
                 }
@@ -969,7 +991,9 @@ fn m4f_archive_reader(
                 Ok(None) => Err("the response ended with neither ArchiveEnd nor End".into()),
                 other => Err(format!("{other:?}")),
             };
-            g.lock().unwrap().end = Some(end);
+            let mut g = g.lock().unwrap();
+            g.end = Some(end);
+            g.ended_at = Some(sim_ms());
             return Ok(());
         }
     });
@@ -1052,5 +1076,63 @@ fn a_paused_archive_reader_gets_the_whole_range() {
         "a paused reader must get the whole range (got {} of {} segments)",
         got.segments.len(),
         got.listed
+    );
+}
+
+/// (partition mid-range) A reader of the edge's M4F archive (which the edge answers
+/// from the origin's, over M4F) reads one segment every 200 ms; 4.5 s in, the link
+/// edge↔origin is cut for good. A cut link can hang a connection silently, and an
+/// archive response has no heartbeats: once the edge has passed on what had reached
+/// it, it gives up on the origin after `ARCHIVE_IDLE_TIMEOUT` of silence and tells
+/// its reader why (`End`), instead of leaving the request hanging.
+#[test]
+fn an_archive_read_through_the_edge_ends_when_the_origin_goes_silent() {
+    let name = "an_archive_read_through_the_edge_ends_when_the_origin_goes_silent";
+    let (ask_at, cut_at, end) = (secs(300.5), secs(305.0), secs(345.0));
+    let mut c = Cluster::new(49, end + secs(1.0));
+    c.node("origin", ORIGIN_BIG_FRAMES_DVR).node("edge", EDGE);
+    let got = m4f_archive_reader_of(&mut c, ("edge", 9999), ask_at, Duration::ZERO, ms(200));
+    let mut s = Schedule::new();
+    s.add(
+        cut_at,
+        end - cut_at,
+        Fault::Partition {
+            a: "edge".into(),
+            b: "origin".into(),
+        },
+    );
+    c.run_schedule(&s, end).expect("simulation");
+    let got = got.lock().unwrap();
+    println!(
+        "{name}: listed {}, got {} segments, then {:?} at {:?} ms",
+        got.listed,
+        got.segments.len(),
+        got.end,
+        got.ended_at
+    );
+    assert!(got.listed >= 145, "{got:?}");
+    assert!(
+        !got.segments.is_empty() && got.segments.len() < got.listed,
+        "the cut must land mid-range: {got:?}"
+    );
+    // The edge gave up on the origin (and said so in its log) ...
+    let gave_up = trace_has(&c, "edge", "archive range ended early");
+    assert_eq!(gave_up.len(), 1, "{gave_up:#?}");
+    assert!(gave_up[0].contains("nothing received"), "{}", gave_up[0]);
+    // ... and its reader, once it had read what was on its way, was told why, within
+    // the idle timeout of the last segment (the edge waits for the origin only once
+    // what had reached it is passed on).
+    match &got.end {
+        Some(Err(reason)) => assert!(reason.contains("nothing received"), "{reason}"),
+        other => panic!("the reader must be told the range broke off, got {other:?}"),
+    }
+    let (Some(last), Some(ended)) = (got.last_segment_at, got.ended_at) else {
+        panic!("{got:?}");
+    };
+    let idle = tern_node::archive::ARCHIVE_IDLE_TIMEOUT.as_millis() as u64;
+    assert!(
+        ended <= last + idle + 3000,
+        "told {} ms after the last segment",
+        ended - last
     );
 }

@@ -253,9 +253,12 @@ async fn archive_range(
     };
     let msg = match r {
         Ok(segments) => Message::ArchiveEnd { segments },
-        Err(e) => Message::End {
-            reason: e.to_string(),
-        },
+        Err(e) => {
+            warn!(error = %e, "archive range ended early");
+            Message::End {
+                reason: e.to_string(),
+            }
+        }
     };
     let _ = peer.send(&msg).await;
 }
