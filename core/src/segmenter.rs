@@ -37,7 +37,7 @@ impl Open {
     fn estimated_duration_ticks(&self) -> u64 {
         let span = self.last_video_dts - self.start_dts;
         if self.video_frames > 1 {
-            span + span / (self.video_frames - 1)
+            span.saturating_add(span / (self.video_frames - 1))
         } else {
             span
         }
@@ -47,8 +47,9 @@ impl Open {
         Segment {
             media_info: media_info.clone(),
             utc_start_ms: self.utc_start_ms,
-            duration_ms: (duration_ticks * 1000 / VIDEO_TIMESCALE as u64).min(u32::MAX as u64)
-                as u32,
+            // u128: timestamps come from peers and may be anything.
+            duration_ms: (u128::from(duration_ticks) * 1000 / u128::from(VIDEO_TIMESCALE))
+                .min(u128::from(u32::MAX)) as u32,
             frames: self.frames,
         }
     }
@@ -185,6 +186,19 @@ mod tests {
 
     fn cut(s: &mut Segmenter, frames: Vec<Frame>) -> Vec<Segment> {
         frames.into_iter().filter_map(|f| s.push(f)).collect()
+    }
+
+    #[test]
+    fn absurd_timestamps_from_a_peer_give_a_capped_duration_not_a_panic() {
+        let mut s = Segmenter::new(2000, mi());
+        let mut frames = video(1, 0, 3, 1);
+        frames[1].dts = 1 << 62; // a keyframe 2^62 ticks (1.6 million years) later
+        frames[2].dts = u64::MAX;
+        let segs = cut(&mut s, frames);
+        assert_eq!(segs.len(), 2);
+        assert!(segs.iter().all(|s| s.duration_ms == u32::MAX));
+        let last = s.flush().expect("the open segment");
+        assert_eq!(last.duration_ms, 0, "one frame: no length to estimate");
     }
 
     #[test]

@@ -350,7 +350,7 @@ pub async fn fetch_segment(
     utc_start_ms: u64,
 ) -> Result<Option<Segment>, ArchiveError> {
     let (tx, mut rx) = mpsc::channel(1);
-    let got = archive.range(utc_start_ms, utc_start_ms + 1, tx);
+    let got = archive.range(utc_start_ms, utc_start_ms.saturating_add(1), tx);
     let pick = async {
         let mut found = Ok(None);
         while let Some(s) = rx.recv().await {
@@ -378,7 +378,7 @@ pub struct CachedArchive {
 impl CachedArchive {
     fn is_cached(&self, utc_start_ms: u64) -> bool {
         self.cache
-            .segments(utc_start_ms, utc_start_ms + 1)
+            .segments(utc_start_ms, utc_start_ms.saturating_add(1))
             .iter()
             .any(|s| s.utc_start_ms == utc_start_ms)
     }

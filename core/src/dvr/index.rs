@@ -287,7 +287,7 @@ impl Index {
             if e.utc_start_ms >= to_ms {
                 break;
             }
-            if e.end_ms().max(e.utc_start_ms + 1) > from_ms {
+            if e.end_ms().max(e.utc_start_ms.saturating_add(1)) > from_ms {
                 out.push(Hit {
                     entry: *e,
                     discontinuity: prev.is_some_and(|p| p.breaks_before(e, self.gap_tolerance_ms)),

@@ -239,8 +239,8 @@ impl TsMuxer {
     /// 16-bit PES length.
     fn pes_header(&self, i: usize, frame: &Frame) -> Option<Vec<u8>> {
         let t = &self.tracks[i];
-        let pts = (ticks_to_90k(frame.pts, t.timescale) + TS_OFFSET_90K) % TS_WRAP;
-        let dts = (ticks_to_90k(frame.dts, t.timescale) + TS_OFFSET_90K) % TS_WRAP;
+        let pts = (ticks_to_90k(frame.pts, t.timescale) % TS_WRAP + TS_OFFSET_90K) % TS_WRAP;
+        let dts = (ticks_to_90k(frame.dts, t.timescale) % TS_WRAP + TS_OFFSET_90K) % TS_WRAP;
         let mut h = Vec::with_capacity(19);
         if t.adts.is_some() {
             let len = 3 + 5 + ADTS_HEADER_LEN + frame.payload.len();

@@ -97,7 +97,7 @@ fn ranges_json(facts: &DvrFacts) -> Vec<RangeJson> {
         .iter()
         .map(|(from_ms, dur_ms)| {
             let from = from_ms / 1000;
-            let end = (from_ms + dur_ms).div_ceil(1000);
+            let end = from_ms.saturating_add(*dur_ms).div_ceil(1000);
             RangeJson {
                 from,
                 duration: end - from,
@@ -220,7 +220,7 @@ fn nothing_there(name: &StreamName, from_s: u64, duration_s: u64) -> Response {
         format!(
             "stream {:?} has nothing recorded between {from_s} and {} (UTC seconds); see recording_status.json for what is there",
             name.as_str(),
-            from_s + duration_s
+            from_s.saturating_add(duration_s)
         ),
     )
 }

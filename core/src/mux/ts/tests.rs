@@ -526,3 +526,31 @@ fn live_ts_replacing_another_declares_the_jump() {
     expect.extend(video_of(&mi, &second));
     assert_eq!(video, expect);
 }
+
+#[test]
+fn timestamps_from_a_peer_at_the_edge_of_u64_neither_panic_nor_lose_sync() {
+    // Peers send timestamps we never chose; the TS counters wrap at 2^33 anyway.
+    let (mi, frames) = live_frames(10, 60);
+    let seg_mi = Arc::new(mi.clone());
+    let mut seg = Segmenter::new(1000, seg_mi);
+    let mut live = LiveTs::new(&mi, &[]);
+    let mut ts: Vec<u8> = Vec::new();
+    let mut closed = Vec::new();
+    for mut f in frames {
+        // Close enough to u64::MAX that adding the TS offset would overflow.
+        f.dts += u64::MAX - 130_000;
+        f.pts += u64::MAX - 130_000;
+        if let Some(c) = live.push(&f) {
+            ts.extend_from_slice(&c.data);
+        }
+        closed.extend(seg.push(f));
+    }
+    closed.extend(seg.flush());
+    assert!(!closed.is_empty());
+    for s in &closed {
+        assert_eq!(mux_segment(s).len() % PACKET_LEN, 0);
+    }
+    let mut demux = Demux::default();
+    demux.feed(&ts);
+    assert_eq!(demux.cc_errors, 0);
+}
