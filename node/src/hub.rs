@@ -401,3 +401,72 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_core::fake::{FakeOptions, FakeSource};
+
+    /// Publishes `secs` seconds of a new fake source with `epoch` (1 s GOPs, its
+    /// timestamps from 0), captured from `utc`; returns the UTC after it.
+    fn feed(hub: &StreamHub, epoch: u64, secs: u64, utc: u64) -> u64 {
+        let mut src = FakeSource::new(&FakeOptions::default(), epoch);
+        hub.set_media_info(src.media_info());
+        while src.next_due() < Duration::from_secs(secs) {
+            let at = src.next_due();
+            hub.publish(src.next_frame(utc + at.as_millis() as u64), at);
+        }
+        utc + secs * 1000
+    }
+
+    /// (media sequence of the first listed segment, discontinuity sequence, the
+    /// listed segments' discontinuity flags)
+    fn window(hub: &StreamHub) -> (u64, u64, Vec<bool>) {
+        let (listed, dseq) = hub.playlist_window();
+        for w in listed.windows(2) {
+            assert_eq!(
+                w[1].sequence,
+                w[0].sequence + 1,
+                "consecutive media sequence"
+            );
+        }
+        let first = listed.first().map_or(u64::MAX, |s| s.sequence);
+        (
+            first,
+            dseq,
+            listed.iter().map(|s| s.discontinuity).collect(),
+        )
+    }
+
+    #[test]
+    fn live_window_slides_and_counts_discontinuities() {
+        let name = StreamName::new("main").unwrap_or_else(|e| panic!("{e}"));
+        let hub = StreamHub::new(name, 1000, Duration::ZERO);
+        let utc = feed(&hub, 1, 8, 1_767_225_600_000);
+        // Segments 0..=6 closed (the 8th second is open): 1..=6 listed.
+        assert_eq!(window(&hub), (1, 0, vec![false; 6]));
+
+        // A restart: the open segment closes (7), and the new source's first one (8)
+        // is marked. Listed: 4..=9.
+        let utc = feed(&hub, 2, 3, utc);
+        assert_eq!(
+            window(&hub),
+            (4, 0, vec![false, false, false, false, true, false])
+        );
+
+        // Another restart, then 8 s: 10 closes epoch 2, 11 (marked) starts epoch 3,
+        // 17 is the newest. Kept: 8..=17; listed: 12..=17. The two marked segments
+        // that left the list (8 and 11) count in the discontinuity sequence.
+        feed(&hub, 3, 8, utc);
+        assert_eq!(window(&hub), (12, 2, vec![false; 6]));
+        // And that is what the playlist says.
+        let text = match crate::output::hls::playlist(&hub).into_body() {
+            crate::http::body::Body::Full(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+            _ => String::new(),
+        };
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:12\n"), "{text}");
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:2\n"), "{text}");
+        assert_eq!(text.matches("#EXTINF:").count(), 6, "{text}");
+        assert!(!text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+    }
+}

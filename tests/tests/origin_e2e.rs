@@ -185,6 +185,12 @@ fn multi_segment_names_and_dotdot_paths() {
             (400..500).contains(&status),
             "GET {path} answered {status}, expected 4xx: {body}"
         );
+        // Refused for its name, not merely "not known" (which a name that escaped
+        // the checks would also get).
+        assert!(
+            body.contains("`.` or `..` segment") || body.contains("empty segment"),
+            "GET {path}: the answer must say what is wrong with the name: {body}"
+        );
     }
 }
 
