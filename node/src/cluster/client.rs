@@ -58,6 +58,23 @@ impl ClientError {
             ClientError::Rejected { status: 403, .. } | ClientError::Proof { .. }
         )
     }
+
+    /// Logs an auth refusal as what it is: clocks too far apart (the one refusal a
+    /// peer explains, since the request's MAC was right), or a key that differs.
+    pub fn warn_auth(&self, peer: &str) {
+        tracing::warn!(%peer, error = %self, "{}", self.auth_refusal());
+    }
+
+    fn auth_refusal(&self) -> &'static str {
+        match self {
+            ClientError::Rejected {
+                status: 403, body, ..
+            } if body.contains("clocks differ") => {
+                "cluster auth refused: the clocks differ; fix the clock (NTP) on one of the nodes"
+            }
+            _ => "cluster key refused; check cluster_key on both nodes",
+        }
+    }
 }
 
 /// Makes signed requests to peers with one cluster key.
@@ -222,8 +239,9 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
         let resp = send.send_request(req).await.map_err(|e| http_err(&e))?;
         let status = resp.status();
         if !status.is_success() {
-            let body = resp
-                .into_body()
+            // An error body is read before anything is authenticated: at most 4 KiB
+            // of it (a longer one is dropped: the status still says what happened).
+            let body = http_body_util::Limited::new(resp.into_body(), 4096)
                 .collect()
                 .await
                 .map(|b| b.to_bytes())
@@ -257,5 +275,32 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
             dec: Decoder::new(keys.server_to_client),
             conn,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_skew_refusal_is_not_called_a_wrong_key() {
+        let rejected = |body: String| ClientError::Rejected {
+            peer: "origin:8888".into(),
+            status: 403,
+            body,
+        };
+        let skew = AuthError::ClockSkew {
+            skew_ms: 45_000,
+            window_ms: 30_000,
+        };
+        let e = rejected(format!("cluster auth failed: {skew}"));
+        assert!(e.is_auth());
+        assert!(
+            e.auth_refusal().contains("clocks differ"),
+            "{}",
+            e.auth_refusal()
+        );
+        let e = rejected("cluster auth failed".into());
+        assert!(e.auth_refusal().contains("cluster key refused"));
     }
 }

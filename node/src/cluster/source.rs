@@ -77,7 +77,7 @@ pub async fn run<N: Net, C: Clock>(
                 warn!(%peer, reason, "signaling lost; restreamed streams keep trying on their own");
             }
             Err(e) if e.is_auth() => {
-                warn!(%peer, error = %e, "cluster key refused; check cluster_key on both nodes");
+                e.warn_auth(&peer);
             }
             Err(e) => info!(%peer, error = %e, "cannot reach source"),
         }

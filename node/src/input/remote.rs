@@ -75,7 +75,7 @@ pub async fn run<N: Net, C: Clock>(
                     .next_delay()
                     .saturating_sub(clock.now().saturating_sub(attempt_started));
                 if e.is_auth() {
-                    warn!(%peer, error = %e, "cluster key refused; check cluster_key on both nodes");
+                    e.warn_auth(&peer);
                 } else {
                     info!(%peer, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot pull stream");
                 }
