@@ -51,6 +51,17 @@ impl LiveSegment {
     }
 }
 
+/// The live playlist's segments and counters.
+pub struct LiveWindow {
+    pub segments: Vec<Arc<LiveSegment>>,
+    /// Discontinuities that slid out of the list (HLS DISCONTINUITY-SEQUENCE).
+    pub discontinuity_sequence: u64,
+    /// The largest target duration announced so far (whole seconds): the
+    /// configured segment duration, or a longer segment seen since. It never goes
+    /// down (RFC 8216 §6.2.1).
+    pub target_duration_s: u64,
+}
+
 /// What a new live viewer gets: the media info, the frames since the latest keyframe,
 /// and a receiver for every frame after them.
 pub struct Subscription {
@@ -104,6 +115,8 @@ struct State {
     figures: Figures,
     /// `Some` while `/NAME/mpegts` has viewers.
     ts: Option<TsFanout>,
+    /// See [`LiveWindow::target_duration_s`].
+    target_duration_s: u64,
 }
 
 pub struct StreamHub {
@@ -136,6 +149,7 @@ impl StreamHub {
                     ..Figures::default()
                 },
                 ts: None,
+                target_duration_s: rounded_secs(u64::from(segment_duration_ms)).max(1),
             }),
             tx,
             seg_tx,
@@ -294,8 +308,8 @@ impl StreamHub {
         }
     }
 
-    /// The segments the live playlist lists, and its discontinuity sequence.
-    pub fn playlist_window(&self) -> (Vec<Arc<LiveSegment>>, u64) {
+    /// What the live playlist lists.
+    pub fn playlist_window(&self) -> LiveWindow {
         let st = self.lock();
         let skip = st.window.len().saturating_sub(LIVE_PLAYLIST_LEN);
         let listed: Vec<_> = st.window.iter().skip(skip).cloned().collect();
@@ -306,7 +320,11 @@ impl StreamHub {
             .take(skip)
             .filter(|s| s.discontinuity)
             .count() as u64;
-        (listed, st.discontinuity_sequence + hidden)
+        LiveWindow {
+            segments: listed,
+            discontinuity_sequence: st.discontinuity_sequence + hidden,
+            target_duration_s: st.target_duration_s,
+        }
     }
 
     /// A segment of the live window by its UTC start.
@@ -379,6 +397,9 @@ impl State {
                 .is_none_or(|last| !last.pos.is_followed_by(first.pos)),
             _ => false,
         };
+        self.target_duration_s = self
+            .target_duration_s
+            .max(rounded_secs(u64::from(segment.duration_ms)));
         if segment.duration_ms > 0 {
             self.figures.input_bitrate =
                 segment.payload_bytes() as u64 * 8 * 1000 / segment.duration_ms as u64;
@@ -402,6 +423,11 @@ impl State {
     }
 }
 
+/// Milliseconds to whole seconds, rounded to the nearest (as HLS rounds EXTINF).
+fn rounded_secs(ms: u64) -> u64 {
+    ms.saturating_add(500) / 1000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,7 +448,12 @@ mod tests {
     /// (media sequence of the first listed segment, discontinuity sequence, the
     /// listed segments' discontinuity flags)
     fn window(hub: &StreamHub) -> (u64, u64, Vec<bool>) {
-        let (listed, dseq) = hub.playlist_window();
+        let LiveWindow {
+            segments: listed,
+            discontinuity_sequence: dseq,
+            target_duration_s,
+        } = hub.playlist_window();
+        assert_eq!(target_duration_s, 1);
         for w in listed.windows(2) {
             assert_eq!(
                 w[1].sequence,

@@ -31,13 +31,16 @@ pub fn target_duration(entries: &[PlaylistEntry]) -> u64 {
 }
 
 /// A live playlist whose first entry has `media_sequence`; `discontinuity_sequence`
-/// counts the discontinuities that already slid out of the window.
+/// counts the discontinuities that already slid out of the window. The target
+/// duration is at least `min_target_s`: RFC 8216 §6.2.1 forbids it to change while
+/// the playlist lives, so the caller passes the largest it has announced.
 pub fn live_playlist(
     media_sequence: u64,
     discontinuity_sequence: u64,
+    min_target_s: u64,
     entries: &[PlaylistEntry],
 ) -> String {
-    let mut s = header(entries);
+    let mut s = header(target_duration(entries).max(min_target_s));
     let _ = writeln!(s, "#EXT-X-MEDIA-SEQUENCE:{media_sequence}");
     if discontinuity_sequence > 0 {
         let _ = writeln!(s, "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}");
@@ -49,17 +52,17 @@ pub fn live_playlist(
 /// A complete, unchanging playlist (an archive range): `PLAYLIST-TYPE:VOD` and
 /// `ENDLIST`.
 pub fn vod_playlist(entries: &[PlaylistEntry]) -> String {
-    let mut s = header(entries);
+    let mut s = header(target_duration(entries));
     s.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MEDIA-SEQUENCE:0\n");
     push_entries(&mut s, entries);
     s.push_str("#EXT-X-ENDLIST\n");
     s
 }
 
-fn header(entries: &[PlaylistEntry]) -> String {
-    let mut s = String::with_capacity(128 + entries.len() * 96);
+fn header(target_duration_s: u64) -> String {
+    let mut s = String::with_capacity(1024);
     s.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
-    let _ = writeln!(s, "#EXT-X-TARGETDURATION:{}", target_duration(entries));
+    let _ = writeln!(s, "#EXT-X-TARGETDURATION:{target_duration_s}");
     s
 }
 
@@ -139,6 +142,7 @@ mod tests {
         let p = live_playlist(
             41,
             2,
+            1,
             &[
                 entry("seg-1.ts", 1000, t, false),
                 entry("seg-2.ts", 1480, t + 1000, true),
@@ -152,6 +156,14 @@ mod tests {
              #EXT-X-DISCONTINUITY\n\
              #EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:01.000Z\n#EXTINF:1.480,\nseg-2.ts\n"
         );
+    }
+
+    #[test]
+    fn live_target_duration_never_goes_below_what_was_announced() {
+        let short = [entry("seg-1.ts", 1000, 0, false)];
+        assert!(live_playlist(0, 0, 4, &short).contains("#EXT-X-TARGETDURATION:4\n"));
+        let long = [entry("seg-1.ts", 6000, 0, false)];
+        assert!(live_playlist(0, 0, 4, &long).contains("#EXT-X-TARGETDURATION:6\n"));
     }
 
     #[test]

@@ -12,7 +12,8 @@ pub fn segment_uri(utc_start_ms: u64) -> String {
 }
 
 pub fn playlist(hub: &StreamHub) -> Response {
-    let (segs, discontinuity_sequence) = hub.playlist_window();
+    let window = hub.playlist_window();
+    let segs = &window.segments;
     let Some(first) = segs.first() else {
         return text(
             StatusCode::NOT_FOUND,
@@ -31,7 +32,12 @@ pub fn playlist(hub: &StreamHub) -> Response {
             discontinuity: s.discontinuity,
         })
         .collect();
-    let body = live_playlist(first.sequence, discontinuity_sequence, &entries);
+    let body = live_playlist(
+        first.sequence,
+        window.discontinuity_sequence,
+        window.target_duration_s,
+        &entries,
+    );
     respond(
         StatusCode::OK,
         "application/vnd.apple.mpegurl",
