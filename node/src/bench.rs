@@ -441,8 +441,37 @@ async fn archive_phase(mib: u64) -> Result<(), String> {
         );
     }
 
-    // Generate `mib` MiB of 2 s segments an hour in the past, straight into a DVR.
-    let dir = std::env::temp_dir().join(format!("tern-bench-archive-{}", std::process::id()));
+    // Generate `mib` MiB of 2 s segments an hour in the past, straight into a DVR;
+    // less if the disk is short (disks here can be), leaving it at least 3/4 free.
+    let tmp = std::env::temp_dir();
+    let mib = match free_mib(&tmp) {
+        Some(free) if free / 4 < mib => {
+            println!(
+                "M4F archive: only {free} MiB free under {}; generating {} MiB instead of {mib} MiB",
+                tmp.display(),
+                free / 4
+            );
+            free / 4
+        }
+        Some(free) => {
+            println!(
+                "M4F archive: generating {mib} MiB under {} ({free} MiB free)",
+                tmp.display()
+            );
+            mib
+        }
+        None => {
+            println!(
+                "M4F archive: free space under {} unknown (no `df`); generating {mib} MiB",
+                tmp.display()
+            );
+            mib
+        }
+    };
+    if mib == 0 {
+        return Ok(());
+    }
+    let dir = tmp.join(format!("tern-bench-archive-{}", std::process::id()));
     let _cleanup = TempDir(dir.clone());
     let name = tern_core::StreamName::new("main").map_err(|e| e.to_string())?;
     let store: Arc<dyn crate::dvr::DvrStore> = Arc::new(crate::dvr::FsStore::new(dir.clone()));
@@ -532,6 +561,21 @@ async fn archive_phase(mib: u64) -> Result<(), String> {
         plain as f64 / 1e6 / plain_s
     );
     Ok(())
+}
+
+/// Free MiB on the file system holding `dir`, as `df -Pk` reports it.
+fn free_mib(dir: &std::path::Path) -> Option<u64> {
+    let out = Command::new("df").arg("-Pk").arg(dir).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // POSIX format: a header line, then `fs blocks used available capacity mount`.
+    let kib: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(kib / 1024)
 }
 
 /// Runs the benchmark and prints the figures.

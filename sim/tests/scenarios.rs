@@ -218,14 +218,16 @@ fn one_way_partition_then_repair() {
     );
 }
 
-/// FAILS (node bug, see the report): a one-way partition origin -> edge of 12.4 s.
-/// The edge's M4S input keeps retrying: each attempt connects, sends its request and
-/// waits `CONNECT_TIMEOUT` (2 s) for an answer that is lost, then sleeps its backoff
-/// delay, which has grown to 1–2 s. The attempt in flight when the link is repaired
-/// still times out, and the backoff sleep comes on top: the edge plays again 3.2 s
-/// after the repair, beyond the partition bound (dead-peer timeout + 1 s = 3 s). A real
-/// network behaves the same for a two-way cut too (a SYN to an unreachable host hangs;
-/// turmoil refuses it at once, which hides it there).
+/// A one-way partition origin -> edge of 12.4 s. This scenario found a node bug,
+/// since fixed (an attempt's own wait now counts towards its backoff delay,
+/// `node/src/input/remote.rs`). Before the fix, the edge's M4S input kept retrying:
+/// each attempt connects, sends its request and waits `CONNECT_TIMEOUT` (2 s) for an
+/// answer that is lost, then sleeps its backoff delay, which has grown to 1–2 s. The
+/// attempt in flight when the link is repaired still timed out, and the backoff sleep
+/// came on top: the edge played again 3.2 s after the repair, beyond the partition
+/// bound (dead-peer timeout + 1 s = 3 s). A real network behaves the same for a
+/// two-way cut too (a SYN to an unreachable host hangs; turmoil refuses it at once,
+/// which hides it there).
 #[test]
 fn long_one_way_partition_then_repair() {
     let mut c = Cluster::new(4, secs(24.0));
