@@ -60,7 +60,7 @@
 pub mod recorder;
 pub mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -178,6 +178,22 @@ struct State {
     /// change rewrites it.
     journal_len: Option<u64>,
     journal_records: usize,
+    /// Segments being written now (by UTC start): a second `record` of one of them
+    /// (two viewers filling a cache with the same segment) skips it rather than
+    /// writing the same file at the same time.
+    writing: BTreeSet<u64>,
+}
+
+/// Marks a segment as being written for as long as it lives.
+struct Writing<'a> {
+    dvr: &'a Dvr,
+    utc: u64,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.dvr.lock().writing.remove(&self.utc);
+    }
 }
 
 /// The streams recording under one DVR root (`dvr PATH`): one store, one disk.
@@ -342,6 +358,7 @@ impl DvrRoot {
                 rec: RecordingState::Waiting,
                 journal_len,
                 journal_records: replay.records,
+                writing: BTreeSet::new(),
             }),
             writer: tokio::sync::Mutex::new(()),
         });
@@ -469,9 +486,13 @@ impl Dvr {
     /// Other errors leave nothing behind (state `Failing`).
     pub async fn record(&self, segment: &Segment) -> Result<RecordOutcome, DvrError> {
         let utc = segment.utc_start_ms;
-        if segment.frames.is_empty() || self.lock().index.contains(utc) {
-            return Ok(RecordOutcome::Skipped);
-        }
+        let _writing = {
+            let mut st = self.lock();
+            if segment.frames.is_empty() || st.index.contains(utc) || !st.writing.insert(utc) {
+                return Ok(RecordOutcome::Skipped);
+            }
+            Writing { dvr: self, utc }
+        };
         let bytes = segment_codec::encode(segment);
         let entry = IndexEntry::from_segment(segment, bytes.len() as u64);
         let store = self.root.store.clone();

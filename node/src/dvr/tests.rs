@@ -638,3 +638,29 @@ async fn runtime_records_streams_with_dvr() {
         .any(|(p, _)| p == "main/index.journal"));
     node.shutdown().await;
 }
+
+/// Two viewers filling a cache with the same segment at the same time: one writes
+/// it, the other skips it (they never write the same file at once), and what is
+/// indexed is whole.
+#[tokio::test]
+async fn the_same_segment_recorded_twice_at_once_is_written_once() {
+    let tmp = TempDir::new("twice");
+    let store: Arc<dyn DvrStore> = Arc::new(FsStore::new(tmp.0.join("cache")));
+    let dvr = Dvr::open(store, name("main"), config(None, None))
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let s = seg(i, 1, 200_000);
+        let (a, b) = tokio::join!(dvr.record(&s), dvr.record(&s));
+        let mut outcomes = [a.unwrap(), b.unwrap()];
+        outcomes.sort_by_key(|o| *o == RecordOutcome::Skipped);
+        assert_eq!(outcomes, [RecordOutcome::Stored, RecordOutcome::Skipped]);
+    }
+    assert_eq!(starts(&dvr), vec![0, 1, 2, 3, 4]);
+    assert_index_sound(&dvr).await;
+    // Nothing is left marked as being written: a later record of a new one works.
+    assert_eq!(
+        dvr.record(&seg(5, 1, 100)).await.unwrap(),
+        RecordOutcome::Stored
+    );
+}
