@@ -178,11 +178,17 @@ struct State {
     /// change rewrites it.
     journal_len: Option<u64>,
     journal_records: usize,
+    /// After a failed compaction, the journal's record count at which it is tried
+    /// again (0: whenever it is due).
+    compaction_retry_at: usize,
     /// Segments being written now (by UTC start): a second `record` of one of them
     /// (two viewers filling a cache with the same segment) skips it rather than
     /// writing the same file at the same time.
     writing: BTreeSet<u64>,
 }
+
+/// Journal records appended after a failed compaction before it is tried again.
+const COMPACTION_RETRY_RECORDS: usize = 256;
 
 /// Marks a segment as being written for as long as it lives.
 struct Writing<'a> {
@@ -358,6 +364,7 @@ impl DvrRoot {
                 rec: RecordingState::Waiting,
                 journal_len,
                 journal_records: replay.records,
+                compaction_retry_at: 0,
                 writing: BTreeSet::new(),
             }),
             writer: tokio::sync::Mutex::new(()),
@@ -607,19 +614,29 @@ impl Dvr {
     /// failure is logged and otherwise ignored: open recovers the change from the
     /// files.
     async fn log_change(&self, rec: Record) {
-        let plan = {
+        let (journal_len, compact) = {
             let st = self.lock();
-            match st.journal_len {
-                Some(at) if !journal::needs_compaction(st.journal_records + 1, st.index.len()) => {
-                    Some((at, Bytes::from(journal::encode_record(&rec))))
-                }
-                _ => None,
+            let compact = journal::needs_compaction(st.journal_records + 1, st.index.len())
+                && st.journal_records >= st.compaction_retry_at;
+            (st.journal_len, compact)
+        };
+        // The index already holds the change, so a snapshot records it too.
+        let at = match journal_len {
+            None => {
+                self.rewrite_journal().await;
+                return;
             }
+            Some(_) if compact && self.rewrite_journal().await => return,
+            Some(at) => at,
         };
-        let Some((at, bytes)) = plan else {
-            self.rewrite_journal().await;
-            return;
-        };
+        // Appending works even when the snapshot did not (a full disk has room for a
+        // record more often than for a snapshot of the whole index); the snapshot is
+        // tried again after another `COMPACTION_RETRY_RECORDS` records.
+        if compact {
+            let mut st = self.lock();
+            st.compaction_retry_at = st.journal_records + COMPACTION_RETRY_RECORDS;
+        }
+        let bytes = Bytes::from(journal::encode_record(&rec));
         let n = bytes.len() as u64;
         match self.root.store.append_journal(&self.name, at, bytes).await {
             Ok(()) => {
@@ -641,8 +658,8 @@ impl Dvr {
         }
     }
 
-    /// Rewrites the journal from the index. Writer lock held.
-    async fn rewrite_journal(&self) {
+    /// Rewrites the journal from the index; whether it worked. Writer lock held.
+    async fn rewrite_journal(&self) -> bool {
         let (bytes, records) = {
             let st = self.lock();
             (
@@ -656,10 +673,13 @@ impl Dvr {
                 let mut st = self.lock();
                 st.journal_len = Some(n);
                 st.journal_records = records;
+                st.compaction_retry_at = 0;
+                true
             }
             Err(e) => {
                 warn!(stream = %self.name, error = %e,
                     "cannot rewrite the DVR index journal; the segment files are re-indexed at the next start");
+                false
             }
         }
     }

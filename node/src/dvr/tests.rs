@@ -664,3 +664,59 @@ async fn the_same_segment_recorded_twice_at_once_is_written_once() {
         RecordOutcome::Stored
     );
 }
+
+/// A journal compaction that fails (here its rename; on a full disk, its write) does
+/// not stop the journal: the change is appended instead, the snapshot is tried again
+/// later, and a power cut then loses nothing.
+#[tokio::test]
+async fn a_failed_compaction_falls_back_to_appending() {
+    use tern_core::dvr::journal::{needs_compaction, replay};
+    let store = Arc::new(MemStore::new("/dvr"));
+    // 20 s of depth: 10 segments live, two records (add, delete) per new segment.
+    let dvr = open_mem(&store, "a", config(Some(20), None)).await;
+    let records = || replay(&store.read_file("a/index.journal").unwrap_or_default()).unwrap();
+    let mut i = 0;
+    loop {
+        let before = records().records;
+        // Due at this segment's add, or at the delete that retention then logs.
+        let live = dvr.status().segments;
+        let due = needs_compaction(before + 1, live + 1) || needs_compaction(before + 2, live);
+        if due {
+            // The segment's own rename passes, the snapshot's fails.
+            store.fail_later(Fault::Rename, 1, 1);
+        }
+        dvr.record(&seg(i, 1, 100)).await.unwrap();
+        i += 1;
+        if due {
+            let after = records();
+            assert_eq!(after.records, before + 2, "appended, not lost");
+            let journaled: Vec<u64> = after
+                .entries
+                .iter()
+                .map(|e| (e.utc_start_ms - BASE) / 2000)
+                .collect();
+            assert_eq!(journaled, starts(&dvr));
+            break;
+        }
+        assert!(i < 5000, "compaction never came due");
+    }
+    // Later the snapshot is tried again, works, and the journal shrinks (without
+    // it, 600 more records would make it over 1600).
+    let at_failure = records().records;
+    for _ in 0..300 {
+        dvr.record(&seg(i, 1, 100)).await.unwrap();
+        i += 1;
+    }
+    assert!(records().records < at_failure, "{}", records().records);
+    drop(dvr);
+    store.crash();
+    let again = open_mem(&store, "a", config(Some(20), None)).await;
+    // Nothing lost; a segment whose deletion was not yet durable may come back.
+    let kept = starts(&again);
+    assert!(
+        kept.ends_with(&((i - 10)..i).collect::<Vec<_>>()),
+        "{kept:?}"
+    );
+    assert!(kept.len() <= 11, "{kept:?}");
+    assert_index_sound(&again).await;
+}
