@@ -90,6 +90,7 @@ fn segment_times(playlist: &str) -> Vec<u64> {
 
 /// Decodes `DECODE_FRAMES` from the edge's MPEG-TS and HLS (in parallel) and checks
 /// the barcodes run on by one in each.
+#[allow(clippy::disallowed_methods)] // two ffmpeg processes read in parallel: threads
 fn edge_decodes(edge: &Node, proto: &str) {
     std::thread::scope(|s| {
         let ts = s.spawn(|| decode_frames(&edge.url("/main/mpegts"), DECODE_FRAMES));
@@ -215,6 +216,7 @@ fn read_until_fresh(
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // a viewer runs beside the restart: threads
 fn edge_recovers_from_an_origin_restart() {
     if !require_tool("ffmpeg") {
         return;
