@@ -24,6 +24,7 @@ pub mod config;
 pub mod dvr;
 pub mod failover;
 pub mod fake;
+pub mod gop;
 pub mod media;
 pub mod mux;
 pub mod segment;

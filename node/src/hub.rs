@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tern_core::gop::Gop;
 use tern_core::mux::live_ts::{LiveTs, TsChunk};
 use tern_core::segmenter::Segmenter;
 use tern_core::{Frame, MediaInfo, Position, Segment, StreamName, UtcMs};
@@ -104,7 +105,7 @@ pub struct Figures {
 
 struct State {
     segmenter: Segmenter,
-    gop: Vec<Frame>,
+    gop: Gop<Frame>,
     window: VecDeque<Arc<LiveSegment>>,
     next_sequence: u64,
     /// Discontinuities that slid out of the window (HLS DISCONTINUITY-SEQUENCE).
@@ -139,7 +140,7 @@ impl StreamHub {
             segment_duration_ms,
             state: Mutex::new(State {
                 segmenter: Segmenter::new(segment_duration_ms, Arc::new(MediaInfo::default())),
-                gop: Vec::new(),
+                gop: Gop::default(),
                 window: VecDeque::new(),
                 next_sequence: 0,
                 discontinuity_sequence: 0,
@@ -268,20 +269,20 @@ impl StreamHub {
     /// the frames after it (no gap, no duplicate), otherwise the whole GOP.
     pub fn subscribe_from(&self, from: Option<Position>) -> Subscription {
         let st = self.lock();
+        let current = st.gop.items();
         let gop = match from {
             Some(p)
-                if st
-                    .gop
+                if current
                     .iter()
                     .any(|f| f.pos.epoch == p.epoch && f.pos.seq == p.seq.saturating_add(1)) =>
             {
-                st.gop
+                current
                     .iter()
                     .filter(|f| f.pos.epoch == p.epoch && f.pos.seq > p.seq)
                     .cloned()
                     .collect()
             }
-            _ => st.gop.clone(),
+            _ => current.to_vec(),
         };
         Subscription {
             media_info: st.segmenter.media_info().clone(),
@@ -299,7 +300,7 @@ impl StreamHub {
             segmenter, gop, ts, ..
         } = &mut *st;
         let ts = ts.get_or_insert_with(|| TsFanout {
-            live: LiveTs::new(segmenter.media_info(), gop),
+            live: LiveTs::new(segmenter.media_info(), gop.items()),
             tx: broadcast::channel(FANOUT_CAPACITY).0,
         });
         TsSubscription {
@@ -356,12 +357,7 @@ impl State {
         self.figures.frames_in += 1;
         self.figures.bytes_in += frame.payload.len() as u64;
         let key = Some(frame.track) == video && frame.keyframe;
-        if key {
-            self.gop.clear();
-        }
-        if !self.gop.is_empty() || key {
-            self.gop.push(frame.clone());
-        }
+        self.gop.push(frame.clone(), frame.payload.len(), key);
         discontinuity
     }
 

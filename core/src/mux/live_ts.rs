@@ -19,6 +19,7 @@
 
 use bytes::Bytes;
 
+use crate::gop::Gop;
 use crate::media::{Frame, MediaInfo, Position};
 use crate::mux::ts::{TsMuxer, PACKET_LEN};
 
@@ -41,9 +42,11 @@ pub struct TsChunk {
 pub struct LiveTs {
     mux: TsMuxer,
     video: Option<u8>,
-    /// Chunks since the latest video keyframe (empty until the first one, and again
-    /// after a discontinuity until the next one).
-    gop: Vec<TsChunk>,
+    /// Chunks since the latest video keyframe (bounded: see [`Gop`]).
+    gop: Gop<TsChunk>,
+    /// A keyframe has come since the start or the last discontinuity: chunks are
+    /// made (what comes before one cannot be decoded).
+    started: bool,
     last: Option<Position>,
     /// The next keyframe chunk starts with its resync packets: this muxer replaced
     /// another (new media info) whose counters the viewers had been following.
@@ -57,7 +60,8 @@ impl LiveTs {
         let mut live = LiveTs {
             mux: TsMuxer::new(media_info),
             video: media_info.video().map(|t| t.id),
-            gop: Vec::new(),
+            gop: Gop::default(),
+            started: false,
             last: None,
             declare_first: false,
         };
@@ -87,11 +91,11 @@ impl LiveTs {
             // cannot be decoded before a keyframe.
             self.mux.mark_discontinuity();
             self.gop.clear();
+            self.started = false;
         }
         self.last = Some(frame.pos);
-        if keyframe {
-            self.gop.clear();
-        } else if self.gop.is_empty() {
+        self.started |= keyframe;
+        if !self.started {
             return None;
         }
         let resync = if keyframe {
@@ -117,14 +121,15 @@ impl LiveTs {
             resync,
             pos: frame.pos,
         };
-        self.gop.push(chunk.clone());
+        self.gop.push(chunk.clone(), chunk.data.len(), keyframe);
         Some(chunk)
     }
 
     /// Where a new viewer starts: the chunks since the latest keyframe (empty if
-    /// there has been none yet: the viewer then waits for the next keyframe chunk).
+    /// there has been none yet, or the GOP outgrew its bound: the viewer then waits
+    /// for the next keyframe chunk).
     pub fn gop(&self) -> &[TsChunk] {
-        &self.gop
+        self.gop.items()
     }
 }
 
