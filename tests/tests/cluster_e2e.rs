@@ -315,3 +315,56 @@ fn latency_probe_through_the_edge() {
         l.samples
     );
 }
+
+/// `examples/origin.conf` and `examples/edge.conf` (DESIGN.md §1) as written, but for
+/// the listen ports and the edge's source port, which are free ones here: the edge
+/// discovers `main`, plays it as MPEG-TS and HLS with consecutive barcodes, and
+/// answers the origin's recording status through the archive route it added by
+/// itself.
+#[test]
+fn the_example_configs_work_as_written() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    // `Node::start` writes its own `http` line.
+    let without_http = |conf: &str| -> String {
+        conf.lines()
+            .filter(|l| !l.trim_start().starts_with("http "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let origin = Node::start(
+        TERN,
+        &without_http(include_str!("../../examples/origin.conf")),
+    );
+    let edge_conf = include_str!("../../examples/edge.conf");
+    assert!(
+        edge_conf.contains("source m4s://127.0.0.1:8888;"),
+        "{edge_conf}"
+    );
+    let edge_conf = edge_conf.replace(
+        "m4s://127.0.0.1:8888",
+        &format!("m4s://127.0.0.1:{}", origin.port()),
+    );
+    let edge = Node::start(TERN, &without_http(&edge_conf));
+    wait_alive(&edge, "main", Duration::from_secs(10));
+    edge_decodes(&edge, "m4s (examples)");
+    // The origin records `main` (`dvr dvr-data/origin;`); the edge answers its
+    // recording status from there.
+    let status = poll_until(Duration::from_secs(10), || {
+        let (code, body) = edge.get("/main/recording_status.json");
+        let json = (code == 200).then(|| parse_json("recording status", &body))?;
+        json["ranges"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+            .then_some(json)
+    });
+    let Some(status) = status else {
+        panic!(
+            "no recording status through the edge: {:?}\nedge log:\n{}",
+            edge.get("/main/recording_status.json"),
+            edge.log()
+        );
+    };
+    println!("recording status through the edge: {status}");
+}
