@@ -61,6 +61,19 @@ impl Encoder {
         Self { key, seq: 0 }
     }
 
+    /// The framed bytes of `msg`, or `TooLarge` (and nothing counted: the next
+    /// message takes this one's sequence number) if it exceeds what a receiver
+    /// accepts.
+    pub fn try_encode(&mut self, msg: &Message) -> Result<Bytes, WireError> {
+        let bytes = self.encode(msg);
+        let len = bytes.len() - HEADER_LEN - MESSAGE_TAG_LEN;
+        if len > MAX_MESSAGE_LEN {
+            self.seq -= 1;
+            return Err(WireError::TooLarge { len });
+        }
+        Ok(bytes)
+    }
+
     /// The framed bytes of `msg`.
     pub fn encode(&mut self, msg: &Message) -> Bytes {
         let mut out = Vec::with_capacity(HEADER_LEN + 1 + msg.size_hint() + MESSAGE_TAG_LEN);
@@ -82,6 +95,16 @@ impl Encoder {
     /// Frames a payload that is already encoded (a stored segment for
     /// [`kind::SEGMENT`](crate::cluster::message::kind::SEGMENT)) without copying
     /// it: the header, the payload itself and the tag, to be sent in this order.
+    /// [`Encoder::encode_raw`], or `TooLarge` (nothing counted) if the message
+    /// exceeds what a receiver accepts.
+    pub fn try_encode_raw(&mut self, kind: u8, payload: Bytes) -> Result<[Bytes; 3], WireError> {
+        let len = payload.len() + 1;
+        if len > MAX_MESSAGE_LEN {
+            return Err(WireError::TooLarge { len });
+        }
+        Ok(self.encode_raw(kind, payload))
+    }
+
     pub fn encode_raw(&mut self, kind: u8, payload: Bytes) -> [Bytes; 3] {
         let len = (payload.len() + 1) as u32;
         let mut head = Vec::with_capacity(HEADER_LEN + 1);

@@ -231,10 +231,16 @@ async fn archive_range(
             seg = seg_rx.recv() => match seg {
                 Some(ArchiveSegment::Stored(bytes)) => {
                     // Stored bytes go out as they are: no decode, no copy.
-                    for part in peer.enc.encode_raw(message::kind::SEGMENT, bytes) {
-                        if !peer.send_bytes(part).await {
-                            return;
+                    match peer.enc.try_encode_raw(message::kind::SEGMENT, bytes) {
+                        Ok(parts) => {
+                            for part in parts {
+                                if !peer.send_bytes(part).await {
+                                    return;
+                                }
+                            }
                         }
+                        // Skipped: a receiver refuses it (the range shows a gap).
+                        Err(e) => warn!(error = %e, "stored segment too large for M4F, skipped"),
                     }
                 }
                 Some(ArchiveSegment::Decoded(seg)) => {
@@ -288,9 +294,17 @@ struct Peer {
 
 impl Peer {
     /// Sends one message; `false` when the receiver is gone or stalled.
+    /// A message too large for any receiver (a segment of a very long GOP at a
+    /// high bitrate) is skipped with a warning: the receiver sees a gap, rather than
+    /// refusing the connection again at every reconnect.
     async fn send(&mut self, msg: &Message) -> bool {
-        let bytes = self.enc.encode(msg);
-        self.send_bytes(bytes).await
+        match self.enc.try_encode(msg) {
+            Ok(bytes) => self.send_bytes(bytes).await,
+            Err(e) => {
+                warn!(error = %e, kind = msg.kind(), "message too large for the wire, skipped");
+                true
+            }
+        }
     }
 
     /// Every response starts with `Hello`.

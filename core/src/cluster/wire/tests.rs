@@ -225,6 +225,38 @@ fn tampering_is_detected_whichever_way_the_bytes_arrive() {
 }
 
 #[test]
+fn a_message_too_large_for_the_receiver_is_not_sent_and_not_counted() {
+    let mut enc = Encoder::new(KEY);
+    let mut f = frame();
+    f.payload = Bytes::from(vec![0u8; MAX_MESSAGE_LEN]);
+    let big = Message::Segment(crate::Segment {
+        media_info: media_info(),
+        utc_start_ms: 1_767_225_600_000,
+        duration_ms: 40,
+        frames: vec![f],
+    });
+    assert!(matches!(
+        enc.try_encode(&big),
+        Err(WireError::TooLarge { .. })
+    ));
+    let raw = Bytes::from(vec![0u8; MAX_MESSAGE_LEN]);
+    assert!(matches!(
+        enc.try_encode_raw(crate::cluster::message::kind::SEGMENT, raw),
+        Err(WireError::TooLarge { .. })
+    ));
+    // The next message still decodes: no sequence number was used up.
+    let ok = enc
+        .try_encode(&Message::Heartbeat { utc_ms: 1 })
+        .expect("fits");
+    let mut dec = Decoder::new(KEY);
+    dec.handle_bytes(&ok);
+    assert_eq!(
+        dec.poll_message(),
+        Ok(Some(Message::Heartbeat { utc_ms: 1 }))
+    );
+}
+
+#[test]
 fn limits_and_protocol_errors() {
     let mut dec = Decoder::new(KEY);
     dec.handle_bytes(&(MAX_MESSAGE_LEN as u32 + 1).to_be_bytes());
