@@ -112,6 +112,16 @@ fn all_messages() -> Vec<Message> {
     ]
 }
 
+/// A 40 ms segment holding [`frame`] (self-describing: decodes without media info).
+fn one_frame_segment() -> crate::Segment {
+    crate::Segment {
+        media_info: media_info(),
+        utc_start_ms: 1_767_225_600_000,
+        duration_ms: 40,
+        frames: vec![frame()],
+    }
+}
+
 fn hex(b: &[u8]) -> String {
     b.chunks(32)
         .map(|c| c.iter().map(|x| format!("{x:02x}")).collect::<String>())
@@ -184,12 +194,7 @@ fn tampering_is_detected_and_sticks() {
 fn tampering_is_detected_whichever_way_the_bytes_arrive() {
     // The tag is computed as bytes arrive: an altered byte in a part that was
     // already hashed must fail as surely as one in the last part.
-    let seg = crate::Segment {
-        media_info: media_info(),
-        utc_start_ms: 1_767_225_600_000,
-        duration_ms: 40,
-        frames: vec![frame()],
-    };
+    let seg = one_frame_segment();
     let good = Encoder::new(KEY).encode(&Message::Segment(seg)).to_vec();
     for flip in [
         4,
@@ -229,12 +234,9 @@ fn a_message_too_large_for_the_receiver_is_not_sent_and_not_counted() {
     let mut enc = Encoder::new(KEY);
     let mut f = frame();
     f.payload = Bytes::from(vec![0u8; MAX_MESSAGE_LEN]);
-    let big = Message::Segment(crate::Segment {
-        media_info: media_info(),
-        utc_start_ms: 1_767_225_600_000,
-        duration_ms: 40,
-        frames: vec![f],
-    });
+    let mut seg = one_frame_segment();
+    seg.frames = vec![f];
+    let big = Message::Segment(seg);
     assert!(matches!(
         enc.try_encode(&big),
         Err(WireError::TooLarge { .. })
@@ -397,12 +399,7 @@ proptest! {
 
 #[test]
 fn raw_segment_framing_equals_encoding_the_message() {
-    let seg = crate::Segment {
-        media_info: media_info(),
-        utc_start_ms: 1_767_225_600_000,
-        duration_ms: 40,
-        frames: vec![frame()],
-    };
+    let seg = one_frame_segment();
     let mut a = Encoder::new(KEY);
     let mut b = Encoder::new(KEY);
     let whole = a.encode(&Message::Segment(seg.clone()));

@@ -373,6 +373,15 @@ fn live_frames(epoch: u64, n: usize) -> (MediaInfo, Vec<Frame>) {
     (mi, frames)
 }
 
+/// Pushes `frames` through `live`, appending the chunks it makes to `ts`.
+fn mux_into(live: &mut LiveTs, frames: &[Frame], ts: &mut Vec<u8>) {
+    for f in frames {
+        if let Some(c) = live.push(f) {
+            ts.extend_from_slice(&c.data);
+        }
+    }
+}
+
 fn is_video_key(mi: &MediaInfo, f: &Frame) -> bool {
     mi.video().is_some_and(|t| t.id == f.track) && f.keyframe
 }
@@ -417,11 +426,7 @@ fn live_ts_viewer_joining_mid_stream_starts_at_the_gop_and_runs_on() {
     let gop_start = live.gop()[0].pos.seq as usize;
     assert!(is_video_key(&mi, &frames[gop_start]));
     assert_eq!(live.gop().len(), join - gop_start);
-    for f in &frames[join..] {
-        if let Some(c) = live.push(f) {
-            viewer.extend_from_slice(&c.data);
-        }
-    }
+    mux_into(&mut live, &frames[join..], &mut viewer);
     let (demux, video) = video_payloads(&viewer);
     assert_eq!(demux.cc_errors, 0);
     assert_eq!(demux.discontinuities, 0);
@@ -477,11 +482,8 @@ fn live_ts_marks_a_source_restart() {
     let (_, second) = live_frames(6, 60);
     let mut live = LiveTs::new(&mi, &[]);
     let mut ts: Vec<u8> = Vec::new();
-    for f in first.iter().chain(&second) {
-        if let Some(c) = live.push(f) {
-            ts.extend_from_slice(&c.data);
-        }
-    }
+    mux_into(&mut live, &first, &mut ts);
+    mux_into(&mut live, &second, &mut ts);
     let (demux, video) = video_payloads(&ts);
     assert_eq!(demux.cc_errors, 0);
     assert_eq!(
@@ -508,17 +510,9 @@ fn live_ts_replacing_another_declares_the_jump() {
     let (_, second) = live_frames(9, 60);
     let mut old = LiveTs::new(&mi, &[]);
     let mut ts: Vec<u8> = Vec::new();
-    for f in &first {
-        if let Some(c) = old.push(f) {
-            ts.extend_from_slice(&c.data);
-        }
-    }
+    mux_into(&mut old, &first, &mut ts);
     let mut new = LiveTs::replacing(&mi);
-    for f in &second {
-        if let Some(c) = new.push(f) {
-            ts.extend_from_slice(&c.data);
-        }
-    }
+    mux_into(&mut new, &second, &mut ts);
     let (demux, video) = video_payloads(&ts);
     assert_eq!(demux.cc_errors, 0);
     assert!(demux.discontinuities >= 4, "{}", demux.discontinuities);
