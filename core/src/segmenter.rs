@@ -33,13 +33,15 @@ struct Open {
 
 impl Open {
     /// Length when no following keyframe tells it: up to the last video frame plus
-    /// one average frame interval.
-    fn estimated_duration_ticks(&self) -> u64 {
+    /// one average frame interval (with a single frame, the interval the media info's
+    /// frame rate gives, so that no segment is 0 s long).
+    fn estimated_duration_ticks(&self, fps: Option<u16>) -> u64 {
         let span = self.last_video_dts - self.start_dts;
         if self.video_frames > 1 {
             span.saturating_add(span / (self.video_frames - 1))
         } else {
-            span
+            fps.filter(|&f| f > 0)
+                .map_or(0, |f| VIDEO_TIMESCALE as u64 / u64::from(f))
         }
     }
 
@@ -69,6 +71,13 @@ impl Segmenter {
 
     pub fn media_info(&self) -> &Arc<MediaInfo> {
         &self.media_info
+    }
+
+    fn video_fps(&self) -> Option<u16> {
+        self.media_info.video().and_then(|t| match t.params {
+            crate::media::TrackParams::H264 { fps, .. } => Some(fps),
+            _ => None,
+        })
     }
 
     /// Replaces the media info; a real change closes the running segment.
@@ -127,7 +136,7 @@ impl Segmenter {
     /// Closes the running segment (source gone, restart, shutdown).
     pub fn flush(&mut self) -> Option<Segment> {
         let open = self.open.take()?;
-        let d = open.estimated_duration_ticks();
+        let d = open.estimated_duration_ticks(self.video_fps());
         Some(open.close(&self.media_info, d))
     }
 
@@ -198,7 +207,10 @@ mod tests {
         assert_eq!(segs.len(), 2);
         assert!(segs.iter().all(|s| s.duration_ms == u32::MAX));
         let last = s.flush().expect("the open segment");
-        assert_eq!(last.duration_ms, 0, "one frame: no length to estimate");
+        assert_eq!(
+            last.duration_ms, 40,
+            "one frame: one frame interval at 25 fps"
+        );
     }
 
     #[test]
