@@ -34,8 +34,6 @@ pub struct TsChunk {
     /// For a keyframe chunk: what a viewer that skipped chunks sends before `data`
     /// (see the file comment). Empty for other chunks.
     pub resync: Bytes,
-    /// The frame's position in its stream.
-    pub pos: Position,
 }
 
 /// The shared live TS muxer of one stream.
@@ -119,7 +117,6 @@ impl LiveTs {
             data: Bytes::from(data),
             keyframe,
             resync,
-            pos: frame.pos,
         };
         self.gop.push(chunk.clone(), chunk.data.len(), keyframe);
         Some(chunk)
