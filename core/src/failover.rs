@@ -1,4 +1,4 @@
-//! Input failover for a stream with several `input` lines (DESIGN.md §2): which input
+//! Input failover for a stream with several `input` lines (docs/design.md §2): which input
 //! is active, when to give up on it, when to go back to a better one.
 //!
 //! Rules: inputs are ranked in config order (after `priority=`). The active input's

@@ -1,5 +1,5 @@
 //! The media model shared by every part of Tern: frames, tracks, media info and the
-//! position of a frame in its stream (DESIGN.md §3).
+//! position of a frame in its stream (docs/design.md §3).
 //!
 //! Owns: plain data types and their small invariants. Must not: mux, parse or do I/O.
 

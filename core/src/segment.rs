@@ -1,5 +1,5 @@
 //! `Segment`: a run of frames that starts at a video keyframe, with its UTC start and
-//! duration (DESIGN.md §3). DVR, M4F and HLS share these boundaries.
+//! duration (docs/design.md §3). DVR, M4F and HLS share these boundaries.
 //!
 //! Owns: the segment value. Must not: decide boundaries (that is `segmenter`) or
 //! encode bytes (that is `segment_codec`).

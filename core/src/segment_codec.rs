@@ -1,4 +1,4 @@
-//! The canonical, self-describing, versioned encoding of a [`Segment`] (DESIGN.md §3):
+//! The canonical, self-describing, versioned encoding of a [`Segment`] (docs/design.md §3):
 //! made once by the node that cut the segment, carried unchanged by M4F and stored
 //! unchanged by the DVR. The layout is written down in `docs/protocol.md` ("Segment
 //! encoding") and pinned by a snapshot test.

@@ -1,4 +1,4 @@
-//! The segmenter: cuts a stream's frames into [`Segment`]s (DESIGN.md §3).
+//! The segmenter: cuts a stream's frames into [`Segment`]s (docs/design.md §3).
 //!
 //! A segment starts at the first video keyframe at or after each multiple of
 //! `segment_duration` of stream time (the video frames' own DTS), so every node that

@@ -1,4 +1,4 @@
-//! `StreamName`: a stream's name, valid by construction (DESIGN.md §2).
+//! `StreamName`: a stream's name, valid by construction (docs/design.md §2).
 //!
 //! Owns: the naming rule and splitting a request path into name + output. Must not:
 //! know about outputs' meaning (that is the node's HTTP router).

@@ -38,7 +38,7 @@ impl Clock for TokioClock {
         self.start.elapsed()
     }
 
-    // The one place production reads the wall clock (DESIGN.md §4).
+    // The one place production reads the wall clock (docs/design.md §4).
     #[allow(clippy::disallowed_methods)]
     fn utc_ms(&self) -> UtcMs {
         std::time::SystemTime::now()

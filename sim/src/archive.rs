@@ -1,7 +1,7 @@
 //! The archive side of the simulation: a signed client for a node's archive index
 //! (`/tern/v1/dvr/NAME`) and M4F archive (`/tern/v1/archive/NAME`), a probe host that
 //! looks at the archive of several nodes at given times, and the archive oracles
-//! (DESIGN.md §5, §6, §8).
+//! (docs/design.md §5, §6, §8).
 //!
 //! A [`Look`] is one visit of the probe: the index of the recording node (all of it:
 //! the window `[0, u64::MAX)`), then the segments of that window fetched from the

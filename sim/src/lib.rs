@@ -1,7 +1,7 @@
 //! # tern-sim
 //!
 //! Runs real Tern node runtimes as turmoil hosts on simulated network and time
-//! (SIM-NOTES.md): a simulation builder with a pinned epoch, a seed and a fixed link
+//! (docs/simulation.md): a simulation builder with a pinned epoch, a seed and a fixed link
 //! latency, hosts built from config text (seeded per node, restartable, optionally with
 //! a config the test switches between starts), an HTTP client for client hosts, a
 //! [`Cluster`] wrapping them, trace fingerprints ([`Trace`]), fault schedules

@@ -1,4 +1,4 @@
-//! Observers and oracles (DESIGN.md §8, the cluster issue).
+//! Observers and oracles (docs/design.md §8).
 //!
 //! An observer is a client host that watches one node's cluster endpoint (M4S frames
 //! or M4F segments) with the real signed client (`tern_node::cluster::client`), as

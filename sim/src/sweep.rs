@@ -4,7 +4,7 @@
 //! seeds in CI) and by the `sweep` binary (any range, outside CI; `--long` runs 60 s
 //! seeds with faults of up to 15 s, [`Profile::Long`]).
 //!
-//! The cluster of a seed is the seed cluster of DESIGN.md §1 (an origin and an edge
+//! The cluster of a seed is the seed cluster of docs/design.md §1 (an origin and an edge
 //! with `source m4s://origin:8888`), observed on both nodes over M4S; one seed in four
 //! pulls over M4F instead (`source m4f://origin:8888`, the edge observed over M4F), and
 //! one in four adds an edge of the edge (`edge2`, `source m4s://edge:9999`), observed

@@ -1,4 +1,4 @@
-//! Trace fingerprints (DESIGN.md §4 "Determinism", SIM-NOTES.md): a tracing `Layer`
+//! Trace fingerprints (docs/design.md §4 "Determinism", docs/simulation.md): a tracing `Layer`
 //! that renders every event of a simulation as one line — simulated time, turmoil
 //! host, spans, target, level, message, fields in recorded order — and hashes them.
 //!

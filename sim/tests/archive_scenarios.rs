@@ -1,4 +1,4 @@
-//! The archive scenarios of issue 4 (DESIGN.md §5 archive fallback, §6 DVR, §8): the
+//! The archive scenarios (docs/design.md §5 archive fallback, §6 DVR, §8): the
 //! seed cluster with `dvr /dvr` on the origin, its disk in memory
 //! (`tern_node::dvr::MemDisks`, kept across restarts, power-cut by a crash), one named
 //! test per scenario. Each checks the live oracles of `tern_sim::oracle` on the
@@ -9,7 +9,7 @@
 //! edge answers byte for byte what the origin answers, and stored frames are the
 //! frames seen live.
 //!
-//! The scenarios (issue 4's letters):
+//! The scenarios (lettered a to e):
 //! - (a) `ten_minutes_of_archive_identical_on_edge_and_origin`: 10 simulated minutes
 //!   recorded (about 6 s of wall time, optimised), all 299 segments byte-identical
 //!   from the edge and the origin, and identical to what live M4F carried;
@@ -1015,7 +1015,7 @@ fn m4f_archive_reader_of(
 /// 100 ms. Meanwhile the disk fills up and Tern deletes its oldest segments to keep
 /// recording, among them segments of the range not sent yet. Those are skipped: the
 /// reader gets the segments that still existed, then `ArchiveEnd` — a range plays
-/// what exists (DESIGN.md §9: a playback range across a gap does not error out; the
+/// what exists (docs/design.md §9: a playback range across a gap does not error out; the
 /// source `cache` skips segments gone meanwhile the same way).
 #[test]
 fn a_slow_archive_reader_while_the_disk_fills_gets_what_exists() {

@@ -1,4 +1,4 @@
-//! Determinism (DESIGN.md §4, §8): the single-origin scenario, the two-node seed
+//! Determinism (docs/design.md §4, §8): the single-origin scenario, the two-node seed
 //! cluster with observers, faults and restarts, and the same cluster recording on the
 //! origin through disk faults and power cuts, each run twice (or more) with one seed
 //! give the same trace, byte for byte. Owns only this check; must not relax it to "similar"

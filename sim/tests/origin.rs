@@ -1,4 +1,4 @@
-//! The origin config of DESIGN.md §1 as a turmoil host: a client host fetches its live
+//! The origin config of docs/design.md §1 as a turmoil host: a client host fetches its live
 //! playlist and a segment on simulated time. Owns this smoke test of the harness
 //! itself; must not grow into a cluster scenario (those are in `scenarios.rs`).
 

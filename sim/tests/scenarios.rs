@@ -90,7 +90,7 @@ async fn api_streams(host: &str, port: u16) -> Vec<String> {
     }
 }
 
-/// The seed cluster of DESIGN.md §1 (256×16 fake stream): the edge discovers `main`,
+/// The seed cluster of docs/design.md §1 (256×16 fake stream): the edge discovers `main`,
 /// restreams it in order, within 10 + 5 ms per hop, identical to the origin's frames;
 /// the segments the edge cuts from them (its M4F endpoint) are the origin's, each
 /// within 2 hops of closing on the origin.
@@ -512,7 +512,7 @@ const ORIGIN_TWO: &str = "http 8888;\ncluster_key 123;\nstream main {\n  input f
 /// edge and plays; removed again (restart with the first config), it disappears from
 /// the edge and its viewers get `End`. The edge must first notice the restart (a
 /// crash sends nothing: the dead-peer timeout), then learn of the change within a
-/// second (DESIGN.md §5): dead-peer timeout + 1 s after each restart.
+/// second (docs/design.md §5): dead-peer timeout + 1 s after each restart.
 #[test]
 fn stream_added_and_removed() {
     let mut c = Cluster::new(10, secs(20.0));

@@ -1,7 +1,7 @@
 //! # tern-tests: the end-to-end harness
 //!
 //! Real `tern` processes on loopback, checked with the real `ffmpeg` / `ffprobe`
-//! (DESIGN.md §8). What the tests in `tests/tests/` share:
+//! (docs/design.md §8). What the tests in `tests/tests/` share:
 //!
 //! - [`require_tool`]: skip (or, under `TERN_REQUIRE_TOOLS=1`, fail) when a tool is
 //!   missing.
@@ -20,7 +20,7 @@
 //! [`tern_check`] take it as an argument.
 //!
 //! Wall time: `clippy.toml` bans `Instant::now`, `SystemTime::now` and `thread::spawn`
-//! for the node's determinism (DESIGN.md §4). This harness is outside the node and
+//! for the node's determinism (docs/design.md §4). This harness is outside the node and
 //! needs real deadlines, the real UTC clock (latency = now − capture time) and threads
 //! to drain child pipes, so only the few functions below that do so allow them.
 
@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use tern_core::fake::barcode;
 
-/// Picture size of the default `fake://` stream (MEDIA-NOTES.md).
+/// Picture size of the default `fake://` stream (docs/media.md).
 pub const WIDTH: usize = 320;
 pub const HEIGHT: usize = 240;
 /// Bytes of one `-pix_fmt gray` frame at [`WIDTH`]×[`HEIGHT`].
@@ -768,7 +768,7 @@ pub struct FrameReader {
 
 impl FrameReader {
     /// Starts `ffmpeg -fflags nobuffer -flags low_delay -i URL -fps_mode passthrough
-    /// -f rawvideo -pix_fmt gray pipe:1` (MEDIA-NOTES.md, "Real clients"), plus
+    /// -f rawvideo -pix_fmt gray pipe:1` (docs/media.md, "Real clients"), plus
     /// `-flush_packets 1` so each frame leaves ffmpeg as soon as it is decoded rather
     /// than when the next fills its output buffer; killed after `timeout`.
     pub fn start(url: &str, timeout: Duration) -> FrameReader {

@@ -1,4 +1,4 @@
-//! End-to-end tests of the archive through a two-node cluster (DESIGN.md §1, §6, §7):
+//! End-to-end tests of the archive through a two-node cluster (docs/design.md §1, §6, §7):
 //! a real origin recording a fake stream (`dvr` under a temp directory the test makes
 //! and removes) and a real edge with only `cluster_key` + `source m4s://ORIGIN`, both
 //! `tern run` on loopback. The edge must play a past window of the origin's archive
@@ -9,7 +9,7 @@
 //! starts its own two nodes on their own ports; they run in parallel.
 //!
 //! Wall time: the longest test asks for its window after about 14 s of recording
-//! (15 s as `recording_status.json` rounds it outwards), not the issue's ~20 s: 1–2 s
+//! (15 s as `recording_status.json` rounds it outwards), not a naive ~20 s: 1–2 s
 //! lead-in (the first segment starts anywhere in the first recorded second S; FROM =
 //! S + 2 has a whole segment before it, so the window never starts on the
 //! recording's first, possibly short, GOP) + the 10 s window + a 3 s tail (the 1 s

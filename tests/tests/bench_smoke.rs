@@ -1,5 +1,5 @@
 //! Keeps `tern bench` working: a tiny run (1 stream, 5 viewers, 1 s) must finish and
-//! print every figure. The figures themselves are not checked (DESIGN.md §8:
+//! print every figure. The figures themselves are not checked (docs/design.md §8:
 //! benchmarks print, tests do not time).
 
 use std::process::Command;

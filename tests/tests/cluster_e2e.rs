@@ -1,4 +1,4 @@
-//! End-to-end tests of a two-node cluster (DESIGN.md §1, §5): a real origin with a
+//! End-to-end tests of a two-node cluster (docs/design.md §1, §5): a real origin with a
 //! fake stream and a real edge with only `cluster_key` + `source`, both `tern run` on
 //! loopback. The edge must discover and restream `main` (M4S and M4F), serve it as
 //! MPEG-TS and HLS that ffmpeg decodes with consecutive barcodes and the origin's
@@ -227,7 +227,7 @@ fn edge_recovers_from_an_origin_restart() {
     const BOUND: Duration = Duration::from_secs(2);
     let (mut origin, edge) = cluster("m4s");
 
-    // A viewer on the edge that stays connected through the restart (DESIGN.md §8:
+    // A viewer on the edge that stays connected through the restart (docs/design.md §8:
     // players keep going); its first frames show the stream flows.
     let mut viewer = FrameReader::start(&edge.url("/main/mpegts"), Duration::from_secs(30));
     for i in 0..10 {
@@ -292,7 +292,7 @@ fn edge_recovers_from_an_origin_restart() {
 }
 
 /// Glass-to-glass latency origin → edge (M4S) → low-delay ffmpeg: prints the median
-/// over 100 frames (a figure; only a sane bound is asserted, DESIGN.md §8).
+/// over 100 frames (a figure; only a sane bound is asserted, docs/design.md §8).
 #[test]
 fn latency_probe_through_the_edge() {
     if !require_tool("ffmpeg") {
@@ -316,7 +316,7 @@ fn latency_probe_through_the_edge() {
     );
 }
 
-/// `examples/origin.conf` and `examples/edge.conf` (DESIGN.md §1) as written, but for
+/// `examples/origin.conf` and `examples/edge.conf` (docs/design.md §1) as written, but for
 /// the listen ports and the edge's source port, which are free ones here: the edge
 /// discovers `main`, plays it as MPEG-TS and HLS with consecutive barcodes, and
 /// answers the origin's recording status through the archive route it added by

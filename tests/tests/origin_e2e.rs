@@ -218,7 +218,7 @@ fn check_accepts_a_good_config_and_names_line_col_of_a_typo() {
 }
 
 /// Glass-to-glass latency of live MPEG-TS through a low-delay ffmpeg: prints the
-/// median over 100 frames (a figure, not a timed assertion; DESIGN.md §8).
+/// median over 100 frames (a figure, not a timed assertion; docs/design.md §8).
 #[test]
 fn latency_probe_mpegts() {
     if !require_tool("ffmpeg") {

@@ -1,4 +1,4 @@
-//! Cluster auth (DESIGN.md §5, docs/protocol.md "Auth"): request signatures, the
+//! Cluster auth (docs/design.md §5, docs/protocol.md "Auth"): request signatures, the
 //! replay guard, the server's proof and the per-connection message keys.
 //!
 //! Owns: every use of the cluster key. The key never leaves this module in any form

@@ -1,4 +1,4 @@
-//! Cluster protocols (DESIGN.md §5, docs/protocol.md): auth, messages, framing, and
+//! Cluster protocols (docs/design.md §5, docs/protocol.md): auth, messages, framing, and
 //! the pure session logic (resume, dead-peer detection, backoff) the node's drivers
 //! run.
 //!

@@ -1,4 +1,4 @@
-//! The config language of DESIGN.md §2: `directive args;` and
+//! The config language of docs/design.md §2: `directive args;` and
 //! `directive args { ... }`, `#` comments, double-quoted values.
 //!
 //! Owns: the entry point [`parse`] and the layout of this module. Must not: do I/O

@@ -1,5 +1,5 @@
 //! `Index`: what one stream's DVR holds, in memory, so that ranges, recording status
-//! and archive playlists never touch the disk (DESIGN.md §6, §9 "listing the archive
+//! and archive playlists never touch the disk (docs/design.md §6, §9 "listing the archive
 //! scans the disk").
 //!
 //! Entries are kept sorted by UTC start in a `VecDeque` (recording appends at the
@@ -569,7 +569,7 @@ mod tests {
     }
 
     /// About 30 days of 2 s segments. Checks results only: the figures are for
-    /// `bench_index` (no timing assertions in tests, DESIGN.md §8).
+    /// `bench_index` (no timing assertions in tests, docs/design.md §8).
     #[test]
     fn query_on_1_3_million_entries() {
         const N: u64 = 1_300_000;

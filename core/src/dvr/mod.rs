@@ -1,4 +1,4 @@
-//! The DVR's pure logic (DESIGN.md §6): the in-memory index of a stream's stored
+//! The DVR's pure logic (docs/design.md §6): the in-memory index of a stream's stored
 //! segments, the range and window queries the archive outputs need, retention by
 //! depth and size, and the on-disk format of the index journal.
 //!

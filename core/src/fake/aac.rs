@@ -1,5 +1,5 @@
 //! The audio of `fake://`: raw AAC-LC frames of 1024 samples that decode to exact
-//! silence, and their AudioSpecificConfig (MEDIA-NOTES.md, "fake:// audio").
+//! silence, and their AudioSpecificConfig (docs/media.md, "fake:// audio").
 //!
 //! Owns: those constant frames and the config bytes. Must not: add ADTS or any other
 //! container framing (the muxers do), or encode real audio.

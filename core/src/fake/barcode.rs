@@ -1,4 +1,4 @@
-//! The barcode every `fake://` frame carries (MEDIA-NOTES.md, "The barcode"): the value
+//! The barcode every `fake://` frame carries (docs/media.md, "The barcode"): the value
 //! `(frame_index << 32) | (capture_ms & 0xFFFF_FFFF)` drawn in the top 16 luma rows as
 //! 64 cells of 8×8 pixels, most significant bit first, left to right, continuing on the
 //! next 8-pixel row after `width / 8` cells; luma 235 = 1, 16 = 0 (chroma 128 is the

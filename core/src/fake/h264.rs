@@ -1,4 +1,4 @@
-//! The H.264 bitstream of `fake://` (MEDIA-NOTES.md, "fake:// video"): Constrained
+//! The H.264 bitstream of `fake://` (docs/media.md, "fake:// video"): Constrained
 //! Baseline, CAVLC, every macroblock I_PCM or P_Skip, so no encoder library is needed.
 //! SPS (with VUI timing and bitstream restriction), PPS, AUD, the barcode SEI, the IDR
 //! slice (I_PCM everywhere), the P slice (barcode row as I_PCM, the rest P_Skip) and

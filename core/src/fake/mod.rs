@@ -1,6 +1,6 @@
 //! The `fake://` source: real, decodable H.264 (Constrained Baseline, I_PCM + P_Skip)
 //! and silent AAC-LC, made without any encoder library, every video frame carrying a
-//! barcode with its frame index and capture time (DESIGN.md §3, MEDIA-NOTES.md).
+//! barcode with its frame index and capture time (docs/design.md §3, docs/media.md).
 //!
 //! Owns: the modules below. Must not: read clocks or do I/O; the driver paces
 //! [`FakeSource`] with [`FakeSource::next_due`] and passes the wall clock in.

@@ -1,4 +1,4 @@
-//! Options of a `fake://` input (DESIGN.md §2), as parsed from its URL query.
+//! Options of a `fake://` input (docs/design.md §2), as parsed from its URL query.
 //!
 //! Owns: the option values, their defaults and their valid ranges. Must not: generate
 //! media (that is `fake::source`).

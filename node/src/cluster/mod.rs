@@ -1,4 +1,4 @@
-//! The cluster protocols on this node (DESIGN.md §5, docs/protocol.md): the server
+//! The cluster protocols on this node (docs/design.md §5, docs/protocol.md): the server
 //! endpoints other nodes pull from, the signed client that pulls from them, and the
 //! `source` task that discovers a peer's streams.
 //!

@@ -1,4 +1,4 @@
-//! The DVR (DESIGN.md §6): records a stream's closed segments to a [`DvrStore`] and
+//! The DVR (docs/design.md §6): records a stream's closed segments to a [`DvrStore`] and
 //! answers archive queries from memory.
 //!
 //! Owns: [`Dvr`] (one stream's archive: open and reconcile, record, retention,

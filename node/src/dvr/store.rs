@@ -1,4 +1,4 @@
-//! `DvrStore`: the DVR's storage, as a trait (DESIGN.md §6) — a real filesystem
+//! `DvrStore`: the DVR's storage, as a trait (docs/design.md §6) — a real filesystem
 //! store for the binary ([`FsStore`]) and an in-memory one with injectable faults for
 //! the simulation and tests ([`MemStore`]).
 //!

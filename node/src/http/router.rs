@@ -1,4 +1,4 @@
-//! Maps a request to its handler (DESIGN.md §7). The last path component picks the
+//! Maps a request to its handler (docs/design.md §7). The last path component picks the
 //! output; what comes before it is the stream name, validated by `StreamName`.
 
 use http::{Method, Request, StatusCode};

@@ -31,7 +31,7 @@ pub async fn serve<L: Listener, C: Clock>(listener: L, ctx: Arc<NodeCtx<C>>) {
                             });
                             let mut builder = hyper::server::conn::http1::Builder::new();
                             // hyper's Date header reads the real clock: the simulation
-                            // must not see it (SIM-NOTES.md).
+                            // must not see it (docs/simulation.md).
                             builder.auto_date_header(false);
                             if let Err(e) = builder
                                 .serve_connection(TokioIo::new(stream), service)

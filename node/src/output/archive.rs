@@ -1,4 +1,4 @@
-//! Archive outputs (DESIGN.md §7): `recording_status.json`, the DVR ranges API,
+//! Archive outputs (docs/design.md §7): `recording_status.json`, the DVR ranges API,
 //! VOD playlists `archive-FROM-DURATION.m3u8` / `index-FROM-DURATION.m3u8`, their
 //! segments `dvr-<UTC ms>.ts`, and one continuous `archive-FROM-DURATION.ts`. FROM is
 //! in UTC seconds, DURATION in seconds.
