@@ -10,6 +10,13 @@
 //! Cadence: a video keyframe every `round(gop_ms * fps / 1000)` frames (at least 1).
 //! Out-of-range options (which `FakeOptions::validate` rejects) are not refused here:
 //! sizes are made even and at least 16, fps at least 1.
+//!
+//! `bitrate=` pads per GOP, not per frame: the I_PCM keyframe alone is larger than a
+//! frame's share, so each video frame is padded (filler NAL unit) up to the bytes the
+//! GOP should have carried by the end of that frame, `video_rate * k / (8 * fps)` for
+//! the k-th frame of the GOP, where `video_rate` is `bitrate=` less the (constant)
+//! rate of the silent audio. Every whole GOP then carries the stated rate within a few
+//! bytes, unless the unpadded stream is already above it.
 
 use std::time::Duration;
 
@@ -27,6 +34,11 @@ pub const AUDIO_TRACK: u8 = 2;
 /// Filler never pads a frame beyond this (the segment codec's payload limit).
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
 
+/// Bits per second of the fake audio track: one silent stereo frame every 1024
+/// samples at 48 kHz (3375 bit/s).
+pub const AUDIO_BITRATE: u64 =
+    aac::SILENT_STEREO_FRAME.len() as u64 * 8 * aac::SAMPLE_RATE as u64 / aac::FRAME_SAMPLES as u64;
+
 /// Makes the frames of one `fake://` input. See the module docs.
 #[derive(Clone, Debug)]
 pub struct FakeSource {
@@ -36,8 +48,10 @@ pub struct FakeSource {
     height: u16,
     fps: u16,
     gop_frames: u64,
-    /// Pad every video frame to this many bytes (`bitrate=`), when set.
-    frame_bytes: Option<usize>,
+    /// Video bits per second to pad up to (`bitrate=` less the audio), when set.
+    video_rate: Option<u64>,
+    /// Video bytes made so far in the current GOP (for the padding).
+    gop_bytes: u64,
     video_index: u64,
     audio_index: u64,
     enc: Encoder,
@@ -61,9 +75,7 @@ impl FakeSource {
             opts.bitrate,
         );
         let enc = Encoder::new(width, height, fps, level);
-        let frame_bytes = opts
-            .bitrate
-            .map(|b| (b / 8 / u64::from(fps)).min(MAX_FRAME_BYTES as u64) as usize);
+        let video_rate = opts.bitrate.map(|b| b.saturating_sub(AUDIO_BITRATE));
         FakeSource {
             epoch,
             seq: 0,
@@ -71,7 +83,8 @@ impl FakeSource {
             height,
             fps,
             gop_frames,
-            frame_bytes,
+            video_rate,
+            gop_bytes: 0,
             video_index: 0,
             audio_index: 0,
             sps: Bytes::copy_from_slice(enc.sps()),
@@ -159,7 +172,7 @@ impl FakeSource {
         }
     }
 
-    fn video_frame(&self, capture_ms: UtcMs, pos: Position) -> Frame {
+    fn video_frame(&mut self, capture_ms: UtcMs, pos: Position) -> Frame {
         let index = self.video_index;
         let in_gop = index % self.gop_frames;
         let keyframe = in_gop == 0;
@@ -172,14 +185,22 @@ impl FakeSource {
         } else {
             self.enc.p((in_gop % 256) as u8, v, &mut out);
         }
-        if let Some(target) = self.frame_bytes {
+        if keyframe {
+            self.gop_bytes = 0;
+        }
+        if let Some(rate) = self.video_rate {
+            // Bytes the GOP should have carried by the end of this frame (module docs).
+            let due = u128::from(rate) * u128::from(in_gop + 1) / (8 * u128::from(self.fps));
+            let due = u64::try_from(due).unwrap_or(u64::MAX);
+            let missing = due.saturating_sub(self.gop_bytes + out.len() as u64);
+            let missing = missing.min(MAX_FRAME_BYTES.saturating_sub(out.len()) as u64) as usize;
             // Start code (4) + NAL header (1) + final `80` (1) at least.
-            let missing = target.saturating_sub(out.len());
             if missing >= 6 {
                 out.extend_from_slice(&h264::START_CODE);
                 out.extend_from_slice(&h264::filler(missing - 4));
             }
         }
+        self.gop_bytes += out.len() as u64;
         let ts = (u128::from(index) * u128::from(VIDEO_TIMESCALE) / u128::from(self.fps)) as u64;
         Frame {
             track: VIDEO_TRACK,
@@ -443,44 +464,112 @@ mod tests {
     }
 
     #[test]
-    fn filler_pads_to_bitrate() {
+    fn filler_pads_per_gop() {
         let opts = FakeOptions {
             bitrate: Some(4_000_000),
             ..FakeOptions::default()
         };
         let mut src = FakeSource::new(&opts, 0);
-        let target = 4_000_000 / 8 / 25;
         let mut plain = FakeSource::new(&FakeOptions::default(), 0);
-        for _ in 0..100 {
+        // Bytes of video a whole GOP (1 s at 25 fps) should carry.
+        let gop_due = (4_000_000 - AUDIO_BITRATE) / 8;
+        let share = gop_due / 25;
+        let (mut gop_bytes, mut gops, mut padded) = (0u64, 0, 0);
+        for _ in 0..800 {
             let f = src.next_frame(5);
             let g = plain.next_frame(5);
             if f.track != VIDEO_TRACK {
                 assert_eq!(f.payload, g.payload);
                 continue;
             }
-            let nals = nal_units(&f.payload);
             if f.keyframe {
-                // The 115 kB I_PCM IDR is above the target: no filler.
-                assert!(g.payload.len() > target);
+                // The 115 kB I_PCM IDR alone is above a frame's share: no filler.
+                assert!(g.payload.len() as u64 > share);
                 assert_eq!(f.payload, g.payload);
-            } else {
-                assert_eq!(f.payload.len(), target);
+                if gop_bytes > 0 {
+                    // The GOP that just ended carried its due within a filler's minimum.
+                    assert!((gop_due - 5..=gop_due).contains(&gop_bytes), "{gop_bytes}");
+                    gops += 1;
+                }
+                gop_bytes = 0;
+            }
+            assert!(f.payload.starts_with(&g.payload));
+            if f.payload.len() > g.payload.len() {
+                padded += 1;
+                let nals = nal_units(&f.payload);
                 let last = nals.last().unwrap();
                 assert_eq!(last[0], 12);
                 assert_eq!(*last.last().unwrap(), 0x80);
                 assert!(last[1..last.len() - 1].iter().all(|&b| b == 0xFF));
-                assert!(f.payload.starts_with(&g.payload));
+                assert_eq!(nals.len(), nal_units(&g.payload).len() + 1);
+            }
+            gop_bytes += f.payload.len() as u64;
+        }
+        assert!(gops >= 10, "{gops} whole GOPs");
+        // The frames after the IDR catch up, then every frame is padded to its share.
+        assert!(padded >= gops * 10, "{padded} padded frames");
+    }
+
+    /// The rate the node's API reports (a closed segment's payload bits over its
+    /// duration, as the hub measures it) for `opts`, over the 2nd to 5th segments.
+    fn reported_bps(opts: &FakeOptions) -> Vec<u64> {
+        let mut src = FakeSource::new(opts, 0);
+        let mut seg = crate::segmenter::Segmenter::new(2000, std::sync::Arc::new(src.media_info()));
+        let mut rates = Vec::new();
+        for i in 0..100_000u64 {
+            let _ = src.next_due();
+            if let Some(s) = seg.push(src.next_frame(i)) {
+                rates.push(s.payload_bytes() as u64 * 8 * 1000 / u64::from(s.duration_ms));
+                if rates.len() == 5 {
+                    break;
+                }
             }
         }
-        // Sizes in the media notes: 320×240, 25 fps, 1 s GOP ≈ 2.4 Mbit/s.
-        let mut src = FakeSource::new(&FakeOptions::default(), 0);
-        let bytes: usize = run(&mut src, 400)
-            .iter()
-            .filter(|f| f.track == VIDEO_TRACK && f.dts < 90_000 * 4)
-            .map(|f| f.payload.len())
-            .sum();
-        let mbit = bytes * 8 / 4 / 1000;
-        assert!((2300..2500).contains(&mbit), "{mbit} kbit/s");
+        assert_eq!(rates.len(), 5);
+        rates.split_off(1)
+    }
+
+    #[test]
+    fn bitrate_within_5_percent() {
+        let sized = |width, height, fps, gop_ms, bitrate| FakeOptions {
+            width,
+            height,
+            fps,
+            gop_ms,
+            bitrate: Some(bitrate),
+        };
+        // 320×240 at 25 fps is about 2.42 Mbit/s unpadded; 2400k gave 3234 kbit/s when
+        // every frame was padded to its share.
+        for rate in reported_bps(&sized(320, 240, 25, 1000, 2_400_000)) {
+            assert!(rate.abs_diff(2_400_000) <= 120_000, "reported {rate} bit/s");
+        }
+        for opts in [
+            sized(320, 240, 25, 1000, 4_000_000),
+            sized(320, 240, 25, 2000, 3_000_000),
+            sized(640, 360, 30, 2000, 8_000_000),
+            sized(256, 16, 25, 500, 2_000_000),
+            sized(256, 16, 2, 1000, 150_000),
+            sized(256, 16, 60, 1000, 20_000_000),
+        ] {
+            let stated = opts.bitrate.unwrap();
+            // Without padding the stream is below the stated rate (else it cannot be met).
+            let natural = reported_bps(&FakeOptions {
+                bitrate: None,
+                ..opts.clone()
+            });
+            assert!(natural.iter().all(|&r| r < stated), "{opts:?}: {natural:?}");
+            for rate in reported_bps(&opts) {
+                let off = rate.abs_diff(stated) as f64 / stated as f64;
+                assert!(off <= 0.05, "{opts:?}: reported {rate} bit/s");
+            }
+        }
+        // Asked for less than the pictures need: no filler, the natural rate.
+        let low = sized(320, 240, 25, 1000, 1_000_000);
+        let natural = reported_bps(&FakeOptions {
+            bitrate: None,
+            ..low.clone()
+        });
+        assert_eq!(reported_bps(&low), natural);
     }
 
     #[test]
