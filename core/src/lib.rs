@@ -32,6 +32,6 @@ pub mod segment_codec;
 pub mod segmenter;
 pub mod stream_name;
 
-pub use media::{Frame, MediaInfo, Position, TrackInfo, TrackParams, UtcMs};
+pub use media::{CodecName, Frame, MediaInfo, Position, TrackInfo, TrackKind, TrackParams, UtcMs};
 pub use segment::Segment;
 pub use stream_name::StreamName;

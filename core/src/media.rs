@@ -46,7 +46,9 @@ pub struct Frame {
     pub capture_ms: UtcMs,
     pub pos: Position,
     /// H.264: one Annex B access unit (start codes, AUD first, SPS/PPS before IDRs).
+    /// H.265: one Annex B access unit (VPS/SPS/PPS before IRAP pictures).
     /// AAC: one raw AAC frame (no ADTS header).
+    /// [`TrackParams::Other`]: one access unit as the source framed it, untouched.
     pub payload: Bytes,
 }
 
@@ -62,6 +64,16 @@ pub enum TrackParams {
         /// Nominal frame rate (frames per second).
         fps: u16,
     },
+    H265 {
+        /// VPS, SPS and PPS NAL units without start codes.
+        vps: Bytes,
+        sps: Bytes,
+        pps: Bytes,
+        width: u16,
+        height: u16,
+        /// Nominal frame rate (frames per second, 0 when unknown).
+        fps: u16,
+    },
     Aac {
         /// AudioSpecificConfig (e.g. `11 90` for 48 kHz stereo AAC-LC).
         config: Bytes,
@@ -70,6 +82,47 @@ pub enum TrackParams {
         /// Samples per frame (1024 for AAC-LC).
         frame_samples: u16,
     },
+    /// A codec Tern carries without understanding it (G.711 from a camera, Opus):
+    /// passed through M4S, M4F and the DVR untouched, left out of HLS and MPEG-TS.
+    Other {
+        kind: TrackKind,
+        codec: CodecName,
+        /// Ticks per second of the track's timestamps (never 0).
+        timescale: u32,
+        /// Codec configuration as the source gave it (may be empty).
+        config: Bytes,
+    },
+}
+
+/// Whether a track is pictures or sound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackKind {
+    Video,
+    Audio,
+}
+
+/// The name of a pass-through codec (`pcm_mulaw`, `opus`): 1 to
+/// [`CodecName::MAX_LEN`] characters of `a-z`, `0-9` and `_`, so that it is safe in
+/// logs, JSON and playlists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodecName(String);
+
+impl CodecName {
+    pub const MAX_LEN: usize = 16;
+
+    /// `None` unless `name` has the allowed form.
+    pub fn new(name: &str) -> Option<CodecName> {
+        let ok = !name.is_empty()
+            && name.len() <= Self::MAX_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        ok.then(|| CodecName(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,21 +135,48 @@ impl TrackInfo {
     /// Ticks per second of this track's timestamps.
     pub fn timescale(&self) -> u32 {
         match &self.params {
-            TrackParams::H264 { .. } => VIDEO_TIMESCALE,
-            TrackParams::Aac { sample_rate, .. } => *sample_rate,
+            TrackParams::H264 { .. } | TrackParams::H265 { .. } => VIDEO_TIMESCALE,
+            TrackParams::Aac { sample_rate, .. } => (*sample_rate).max(1),
+            TrackParams::Other { timescale, .. } => (*timescale).max(1),
+        }
+    }
+
+    pub fn kind(&self) -> TrackKind {
+        match &self.params {
+            TrackParams::H264 { .. } | TrackParams::H265 { .. } => TrackKind::Video,
+            TrackParams::Aac { .. } => TrackKind::Audio,
+            TrackParams::Other { kind, .. } => *kind,
         }
     }
 
     pub fn is_video(&self) -> bool {
-        matches!(self.params, TrackParams::H264 { .. })
+        self.kind() == TrackKind::Video
     }
 
-    /// The name players and the API use for the codec.
-    pub fn codec_name(&self) -> &'static str {
-        match self.params {
+    /// The name players and the API use for the codec (ffmpeg's names).
+    pub fn codec_name(&self) -> &str {
+        match &self.params {
             TrackParams::H264 { .. } => "h264",
+            TrackParams::H265 { .. } => "hevc",
             TrackParams::Aac { .. } => "aac",
+            TrackParams::Other { codec, .. } => codec.as_str(),
         }
+    }
+
+    /// Nominal frame rate of a video track (`None` for audio, pass-through codecs
+    /// and an unknown rate).
+    pub fn fps(&self) -> Option<u16> {
+        match &self.params {
+            TrackParams::H264 { fps, .. } | TrackParams::H265 { fps, .. } => {
+                Some(*fps).filter(|&f| f > 0)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether HLS and MPEG-TS can carry this track (H.264, H.265, AAC).
+    pub fn muxable_to_ts(&self) -> bool {
+        !matches!(self.params, TrackParams::Other { .. })
     }
 }
 
@@ -141,5 +221,17 @@ mod tests {
         assert_eq!(ticks_to_ms(1024, 48_000), 21);
         assert_eq!(ticks_to_90k(48_000, 48_000), 90_000);
         assert_eq!(ticks_to_90k(1024, 48_000), 1920);
+    }
+
+    #[test]
+    fn codec_names_are_checked() {
+        assert_eq!(
+            CodecName::new("pcm_mulaw").map(|c| c.0),
+            Some("pcm_mulaw".into())
+        );
+        assert!(CodecName::new("").is_none());
+        assert!(CodecName::new("Opus").is_none());
+        assert!(CodecName::new("a\"b").is_none());
+        assert!(CodecName::new("a_very_long_codec_name").is_none());
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! Layout, all integers big-endian:
 //! ```text
-//! "TSEG" version:u8=1 flags:u8=0 utc_start_ms:u64 duration_ms:u32
+//! "TSEG" version:u8 flags:u8=0 utc_start_ms:u64 duration_ms:u32
 //! media_info  (see encode_media_info)
 //! frame_count:u32
 //! frame_count × { track:u8 flags:u8(bit0 keyframe) dts:u64 pts_delta:u32
@@ -20,11 +20,16 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes};
 
 use crate::bytes_io::{put_bytes16, DecodeError, Reader};
-use crate::media::{Frame, MediaInfo, Position, TrackInfo, TrackParams};
+use crate::media::{CodecName, Frame, MediaInfo, Position, TrackInfo, TrackKind, TrackParams};
 use crate::segment::Segment;
 
 pub const MAGIC: &[u8; 4] = b"TSEG";
-pub const VERSION: u8 = 1;
+/// The newest version this code reads and writes. A segment whose tracks version 1
+/// can describe (H.264, AAC) is still written as version 1, so older nodes read it.
+pub const VERSION: u8 = 2;
+/// The first version whose media info may hold H.265 and pass-through tracks
+/// (codec ids 3 and 4). Version 2 is otherwise laid out as version 1.
+pub const FIRST_VERSION_WITH_NEW_CODECS: u8 = 2;
 /// Largest frame payload accepted when decoding.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
 /// Most frames accepted in one segment (an hour at 250 frames/s).
@@ -34,11 +39,62 @@ pub const MAX_TRACKS: usize = 16;
 
 const CODEC_H264: u8 = 1;
 const CODEC_AAC: u8 = 2;
+const CODEC_H265: u8 = 3;
+const CODEC_OTHER: u8 = 4;
+
+/// Which codec ids a media-info decoder accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodecSet {
+    /// H.264 and AAC: segment version 1.
+    V1,
+    /// Also H.265 and pass-through codecs: later segment versions and the cluster
+    /// messages (an older peer refuses an unknown codec id with a clear error).
+    All,
+}
+
+impl CodecSet {
+    /// The codec set of segment encoding `version`.
+    pub fn of_version(version: u8) -> CodecSet {
+        if version >= FIRST_VERSION_WITH_NEW_CODECS {
+            CodecSet::All
+        } else {
+            CodecSet::V1
+        }
+    }
+
+    /// The oldest codec set that describes every track of `mi`.
+    pub fn needed_by(mi: &MediaInfo) -> CodecSet {
+        let new = mi.tracks.iter().any(|t| {
+            matches!(
+                t.params,
+                TrackParams::H265 { .. } | TrackParams::Other { .. }
+            )
+        });
+        if new {
+            CodecSet::All
+        } else {
+            CodecSet::V1
+        }
+    }
+}
+
+/// The segment version written for a segment with media info `mi`.
+pub fn version_for(mi: &MediaInfo) -> u8 {
+    match CodecSet::needed_by(mi) {
+        CodecSet::V1 => 1,
+        CodecSet::All => FIRST_VERSION_WITH_NEW_CODECS,
+    }
+}
+
+const KIND_VIDEO: u8 = 1;
+const KIND_AUDIO: u8 = 2;
 
 /// Appends the media-info encoding:
 /// `track_count:u8` then per track `id:u8 codec:u8` and
-/// H.264 `width:u16 height:u16 fps:u16 sps:bytes16 pps:bytes16` or
-/// AAC `sample_rate:u32 channels:u8 frame_samples:u16 config:bytes16`.
+/// H.264 `width:u16 height:u16 fps:u16 sps:bytes16 pps:bytes16`,
+/// AAC `sample_rate:u32 channels:u8 frame_samples:u16 config:bytes16`,
+/// H.265 `width:u16 height:u16 fps:u16 vps:bytes16 sps:bytes16 pps:bytes16` or
+/// other `kind:u8(1 video, 2 audio) timescale:u32 name:bytes8 config:bytes16`.
 pub fn encode_media_info(mi: &MediaInfo, out: &mut Vec<u8>) {
     let tracks = &mi.tracks[..mi.tracks.len().min(MAX_TRACKS)];
     out.put_u8(tracks.len() as u8);
@@ -71,11 +127,44 @@ pub fn encode_media_info(mi: &MediaInfo, out: &mut Vec<u8>) {
                 out.put_u16(*frame_samples);
                 put_bytes16(out, config);
             }
+            TrackParams::H265 {
+                vps,
+                sps,
+                pps,
+                width,
+                height,
+                fps,
+            } => {
+                out.put_u8(CODEC_H265);
+                out.put_u16(*width);
+                out.put_u16(*height);
+                out.put_u16(*fps);
+                put_bytes16(out, vps);
+                put_bytes16(out, sps);
+                put_bytes16(out, pps);
+            }
+            TrackParams::Other {
+                kind,
+                codec,
+                timescale,
+                config,
+            } => {
+                out.put_u8(CODEC_OTHER);
+                out.put_u8(match kind {
+                    TrackKind::Video => KIND_VIDEO,
+                    TrackKind::Audio => KIND_AUDIO,
+                });
+                out.put_u32(*timescale);
+                out.put_u8(codec.as_str().len() as u8);
+                out.extend_from_slice(codec.as_str().as_bytes());
+                put_bytes16(out, config);
+            }
         }
     }
 }
 
-pub fn decode_media_info(r: &mut Reader) -> Result<MediaInfo, DecodeError> {
+/// Decodes a media info; a codec id outside `codecs` is an error.
+pub fn decode_media_info(r: &mut Reader, codecs: CodecSet) -> Result<MediaInfo, DecodeError> {
     let n = r.u8("track count")? as usize;
     if n > MAX_TRACKS {
         return Err(DecodeError::TooLarge {
@@ -110,6 +199,15 @@ pub fn decode_media_info(r: &mut Reader) -> Result<MediaInfo, DecodeError> {
                     config: r.bytes16("audio config")?,
                 }
             }
+            CODEC_H265 if codecs == CodecSet::All => TrackParams::H265 {
+                width: r.u16("width")?,
+                height: r.u16("height")?,
+                fps: r.u16("fps")?,
+                vps: r.bytes16("vps")?,
+                sps: r.bytes16("sps")?,
+                pps: r.bytes16("pps")?,
+            },
+            CODEC_OTHER if codecs == CodecSet::All => decode_other(r)?,
             other => {
                 return Err(DecodeError::Invalid {
                     what: "codec",
@@ -120,6 +218,41 @@ pub fn decode_media_info(r: &mut Reader) -> Result<MediaInfo, DecodeError> {
         tracks.push(TrackInfo { id, params });
     }
     Ok(MediaInfo { tracks })
+}
+
+fn decode_other(r: &mut Reader) -> Result<TrackParams, DecodeError> {
+    let kind = match r.u8("track kind")? {
+        KIND_VIDEO => TrackKind::Video,
+        KIND_AUDIO => TrackKind::Audio,
+        k => {
+            return Err(DecodeError::Invalid {
+                what: "track kind",
+                detail: format!("unknown kind {k}"),
+            })
+        }
+    };
+    let timescale = r.u32("timescale")?;
+    if timescale == 0 {
+        return Err(DecodeError::Invalid {
+            what: "timescale",
+            detail: "zero".into(),
+        });
+    }
+    let len = r.u8("codec name length")? as usize;
+    let name = r.bytes(len, "codec name")?;
+    let codec = std::str::from_utf8(&name)
+        .ok()
+        .and_then(CodecName::new)
+        .ok_or_else(|| DecodeError::Invalid {
+            what: "codec name",
+            detail: "not 1-16 characters of a-z, 0-9 and _".into(),
+        })?;
+    Ok(TrackParams::Other {
+        kind,
+        codec,
+        timescale,
+        config: r.bytes16("codec config")?,
+    })
 }
 
 /// Encodes a segment. Frame payloads are copied once into the result.
@@ -137,7 +270,7 @@ pub fn encoded_len_hint(seg: &Segment) -> usize {
 /// Appends the encoding of `seg` to `out`.
 pub fn encode_into(seg: &Segment, out: &mut Vec<u8>) {
     out.extend_from_slice(MAGIC);
-    out.put_u8(VERSION);
+    out.put_u8(version_for(&seg.media_info));
     out.put_u8(0);
     out.put_u64(seg.utc_start_ms);
     out.put_u32(seg.duration_ms);
@@ -205,7 +338,7 @@ pub fn decode(buf: Bytes) -> Result<Segment, DecodeError> {
     let mut r = Reader::new(buf);
     r.expect_magic(MAGIC, "Tern segment")?;
     let version = r.u8("segment version")?;
-    if version != VERSION {
+    if !(1..=VERSION).contains(&version) {
         return Err(DecodeError::UnsupportedVersion {
             what: "segment encoding",
             found: version,
@@ -215,7 +348,7 @@ pub fn decode(buf: Bytes) -> Result<Segment, DecodeError> {
     let _flags = r.u8("segment flags")?;
     let utc_start_ms = r.u64("utc start")?;
     let duration_ms = r.u32("duration")?;
-    let media_info = decode_media_info(&mut r)?;
+    let media_info = decode_media_info(&mut r, CodecSet::of_version(version))?;
     let count = r.u32("frame count")? as usize;
     if count > MAX_FRAMES {
         return Err(DecodeError::TooLarge {
@@ -321,21 +454,100 @@ mod tests {
     #[test]
     fn newer_version_is_a_clear_error() {
         let mut v = encode(&sample()).to_vec();
-        v[4] = 2;
+        v[4] = VERSION + 1;
         let e = decode(Bytes::from(v)).unwrap_err();
-        assert!(e.to_string().contains("version 2 is not supported"), "{e}");
+        let want = format!("version {} is not supported", VERSION + 1);
+        assert!(e.to_string().contains(&want), "{e}");
+    }
+
+    /// A segment with an H.265 track and a pass-through G.711 track.
+    pub(crate) fn sample_h265() -> Segment {
+        let mut s = sample();
+        let mi = MediaInfo {
+            tracks: vec![
+                TrackInfo {
+                    id: 1,
+                    params: TrackParams::H265 {
+                        vps: Bytes::from_static(&[0x40, 0x01, 0x0c]),
+                        sps: Bytes::from_static(&[0x42, 0x01, 0x01]),
+                        pps: Bytes::from_static(&[0x44, 0x01, 0xc1]),
+                        width: 1920,
+                        height: 1080,
+                        fps: 30,
+                    },
+                },
+                TrackInfo {
+                    id: 2,
+                    params: TrackParams::Other {
+                        kind: TrackKind::Audio,
+                        codec: CodecName::new("pcm_mulaw").expect("valid name"),
+                        timescale: 8000,
+                        config: Bytes::new(),
+                    },
+                },
+            ],
+        };
+        s.media_info = Arc::new(mi);
+        s
+    }
+
+    #[test]
+    fn old_codecs_stay_version_1() {
+        assert_eq!(encode(&sample())[4], 1);
+        assert_eq!(encode(&sample_h265())[4], FIRST_VERSION_WITH_NEW_CODECS);
+    }
+
+    #[test]
+    fn new_codecs_round_trip() {
+        let s = sample_h265();
+        assert_eq!(decode(encode(&s)), Ok(s));
+    }
+
+    #[test]
+    fn golden_bytes_new_codecs() {
+        insta::assert_snapshot!(hex(&encode(&sample_h265())));
+    }
+
+    #[test]
+    fn version_1_refuses_new_codec_ids() {
+        let mut v = encode(&sample_h265()).to_vec();
+        v[4] = 1;
+        let e = decode(Bytes::from(v)).unwrap_err();
+        assert!(e.to_string().contains("unknown codec id 3"), "{e}");
+    }
+
+    #[test]
+    fn bad_pass_through_names_are_refused() {
+        let good = encode(&sample_h265()).to_vec();
+        let at = good
+            .windows(9)
+            .position(|w| w == b"pcm_mulaw")
+            .expect("name in encoding");
+        for bad in [&b"PCM_MULAW"[..], b"pcm mulaw", b"pcm\"mulaw"] {
+            let mut v = good.clone();
+            v[at..at + 9].copy_from_slice(bad);
+            assert!(decode(Bytes::from(v)).is_err());
+        }
+        let mut v = good.clone();
+        v[at - 1] = 0; // empty name
+        assert!(decode(Bytes::from(v)).is_err());
     }
 
     #[test]
     fn garbage_never_panics() {
         // A small deterministic fuzz: flip bytes of a valid encoding.
-        let b = encode(&sample()).to_vec();
+        for b in [encode(&sample()).to_vec(), encode(&sample_h265()).to_vec()] {
+            flip_bytes(&b);
+        }
+    }
+
+    fn flip_bytes(b: &[u8]) {
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..20_000 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let mut v = b.clone();
+            let mut v = b.to_vec();
             let i = (x as usize) % v.len();
             v[i] = (x >> 32) as u8;
             let _ = decode(Bytes::from(v));

@@ -74,10 +74,7 @@ impl Segmenter {
     }
 
     fn video_fps(&self) -> Option<u16> {
-        self.media_info.video().and_then(|t| match t.params {
-            crate::media::TrackParams::H264 { fps, .. } => Some(fps),
-            _ => None,
-        })
+        self.media_info.video().and_then(|t| t.fps())
     }
 
     /// Replaces the media info; a real change closes the running segment.

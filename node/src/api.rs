@@ -5,7 +5,7 @@
 
 use http::StatusCode;
 use serde::Serialize;
-use tern_core::{StreamName, TrackParams};
+use tern_core::{StreamName, TrackInfo, TrackKind, TrackParams};
 use tern_net::Clock;
 
 use crate::dvr::{DvrSummary, RecordingState};
@@ -101,7 +101,7 @@ pub struct MediaInfoJson {
 pub struct TrackJson {
     pub track_id: String,
     pub content: &'static str,
-    pub codec: &'static str,
+    pub codec: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,6 +128,55 @@ pub struct InputStats {
 /// A stream with no frame for this long is reported not alive.
 pub const ALIVE_TIMEOUT_MS: u64 = 3000;
 
+/// What the API shows of one track: codec, and size and rate for video, sample rate
+/// and channels for audio (what is known of a pass-through codec).
+fn track_json(t: &TrackInfo) -> TrackJson {
+    let kind = t.kind();
+    let mut j = TrackJson {
+        track_id: match kind {
+            TrackKind::Video => format!("v{}", t.id),
+            TrackKind::Audio => format!("a{}", t.id),
+        },
+        content: match kind {
+            TrackKind::Video => "video",
+            TrackKind::Audio => "audio",
+        },
+        codec: t.codec_name().to_owned(),
+        width: None,
+        height: None,
+        fps: None,
+        sample_rate: None,
+        channels: None,
+    };
+    match &t.params {
+        TrackParams::H264 {
+            width, height, fps, ..
+        }
+        | TrackParams::H265 {
+            width, height, fps, ..
+        } => {
+            j.width = Some(*width);
+            j.height = Some(*height);
+            j.fps = Some(*fps).filter(|&f| f > 0);
+        }
+        TrackParams::Aac {
+            sample_rate,
+            channels,
+            ..
+        } => {
+            j.sample_rate = Some(*sample_rate);
+            j.channels = Some(*channels);
+        }
+        TrackParams::Other {
+            kind: TrackKind::Audio,
+            timescale,
+            ..
+        } => j.sample_rate = Some(*timescale),
+        TrackParams::Other { .. } => {}
+    }
+    j
+}
+
 pub fn status<C: Clock>(ctx: &NodeCtx<C>, entry: &StreamEntry) -> StreamStatus {
     let fig = entry.hub.figures();
     let now = ctx.clock.now();
@@ -141,38 +190,7 @@ pub fn status<C: Clock>(ctx: &NodeCtx<C>, entry: &StreamEntry) -> StreamStatus {
         Some(_) => "stalled",
     };
     let mi = entry.hub.media_info();
-    let tracks = mi
-        .tracks
-        .iter()
-        .map(|t| match &t.params {
-            TrackParams::H264 {
-                width, height, fps, ..
-            } => TrackJson {
-                track_id: format!("v{}", t.id),
-                content: "video",
-                codec: t.codec_name(),
-                width: Some(*width),
-                height: Some(*height),
-                fps: Some(*fps),
-                sample_rate: None,
-                channels: None,
-            },
-            TrackParams::Aac {
-                sample_rate,
-                channels,
-                ..
-            } => TrackJson {
-                track_id: format!("a{}", t.id),
-                content: "audio",
-                codec: t.codec_name(),
-                width: None,
-                height: None,
-                fps: None,
-                sample_rate: Some(*sample_rate),
-                channels: Some(*channels),
-            },
-        })
-        .collect();
+    let tracks = mi.tracks.iter().map(track_json).collect();
     StreamStatus {
         name: entry.hub.name.to_string(),
         remote: entry.remote.as_ref().map(|r| RemoteJson {

@@ -172,6 +172,7 @@ impl StreamHub {
         if **st.segmenter.media_info() == *mi {
             return;
         }
+        warn_left_out(&self.name, &mi);
         st.replace_ts_program(&mi);
         if let Some(seg) = st.segmenter.set_media_info(mi) {
             st.add_segment(seg, &self.seg_tx);
@@ -206,6 +207,7 @@ impl StreamHub {
         let mut st = self.lock();
         if **st.segmenter.media_info() != *segment.media_info {
             // Keep the segmenter's idea of the media info current for subscribers.
+            warn_left_out(&self.name, &segment.media_info);
             st.replace_ts_program(&segment.media_info);
             let _ = st.segmenter.set_media_info(segment.media_info.clone());
         }
@@ -339,6 +341,16 @@ impl StreamHub {
 
     pub fn figures(&self) -> Figures {
         self.lock().figures.clone()
+    }
+}
+
+/// One warning per media info naming the tracks HLS and MPEG-TS leave out
+/// (pass-through codecs): they still go through M4S, M4F and the DVR.
+fn warn_left_out(name: &StreamName, mi: &MediaInfo) {
+    let mux = tern_core::mux::ts::TsMuxer::new(mi);
+    for id in mux.left_out() {
+        let codec = mi.track(*id).map_or("?", |t| t.codec_name());
+        tracing::warn!(stream = %name, track = id, codec, "track left out of HLS and MPEG-TS (passed through M4S, M4F and DVR)");
     }
 }
 

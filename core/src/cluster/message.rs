@@ -10,7 +10,9 @@ use bytes::{BufMut, Bytes};
 
 use crate::bytes_io::{put_bytes16, DecodeError, Reader};
 use crate::media::{MediaInfo, UtcMs};
-use crate::segment_codec::{decode_frame, decode_media_info, encode_frame, encode_media_info};
+use crate::segment_codec::{
+    decode_frame, decode_media_info, encode_frame, encode_media_info, CodecSet,
+};
 use crate::{segment_codec, Frame, Segment, StreamName};
 
 /// Version of the cluster protocols (paths `/tern/v1/…` and the `Hello` message).
@@ -202,7 +204,7 @@ impl Message {
                     let flags = r.u8("stream flags")?;
                     let segment_duration_ms = r.u32("segment duration")?;
                     let media_info = if flags & 2 != 0 {
-                        Some(decode_media_info(&mut r)?)
+                        Some(decode_media_info(&mut r, CodecSet::All)?)
                     } else {
                         None
                     };
@@ -221,7 +223,9 @@ impl Message {
                 }
                 Message::Streams(list)
             }
-            kind::MEDIA_INFO => Message::MediaInfo(Arc::new(decode_media_info(&mut r)?)),
+            kind::MEDIA_INFO => {
+                Message::MediaInfo(Arc::new(decode_media_info(&mut r, CodecSet::All)?))
+            }
             kind::FRAME => {
                 let mi = media_info.ok_or(DecodeError::Invalid {
                     what: "frame",

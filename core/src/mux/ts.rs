@@ -1,4 +1,5 @@
-//! MPEG-TS muxer (ISO 13818-1) for H.264 and AAC.
+//! MPEG-TS muxer (ISO 13818-1) for H.264, H.265 and AAC. Pass-through tracks
+//! ([`TrackParams::Other`]) are left out (see [`TsMuxer::left_out`]).
 //!
 //! Owns: PAT/PMT, PES packetisation, PCR, continuity counters, the discontinuity and
 //! random-access indicators. One [`TsMuxer`] is one continuous transport stream: its
@@ -33,6 +34,7 @@ pub const TS_OFFSET_90K: u64 = 63_000;
 const TS_WRAP: u64 = 1 << 33;
 
 const STREAM_TYPE_H264: u8 = 0x1B;
+const STREAM_TYPE_H265: u8 = 0x24;
 const STREAM_TYPE_AAC_ADTS: u8 = 0x0F;
 
 /// One elementary stream of the program.
@@ -85,27 +87,38 @@ pub struct TsMuxer {
     /// Repeat PAT/PMT before every video keyframe (the live output does; segments
     /// place their tables themselves).
     tables_on_keyframe: bool,
+    /// Tracks of the media info this program cannot carry.
+    left_out: Vec<u8>,
 }
 
 impl TsMuxer {
     /// A muxer for the tracks of `media_info`. Frames of tracks not listed there are
     /// skipped by [`TsMuxer::write_frame`].
     pub fn new(media_info: &MediaInfo) -> Self {
-        let mut tracks = Vec::new();
+        let mut tracks: Vec<EsTrack> = Vec::new();
+        let mut left_out = Vec::new();
         // Video first so it gets 0x100, as players and analysers expect.
         let mut ordered: Vec<_> = media_info.tracks.iter().collect();
         ordered.sort_by_key(|t| (!t.is_video(), t.id));
-        for (i, t) in ordered.into_iter().enumerate() {
+        for t in ordered {
             let (stream_type, adts) = match &t.params {
                 TrackParams::H264 { .. } => (STREAM_TYPE_H264, None),
+                TrackParams::H265 { .. } => (STREAM_TYPE_H265, None),
                 p @ TrackParams::Aac { .. } => match AdtsParams::from_track(p) {
                     Some(a) => (STREAM_TYPE_AAC_ADTS, Some(a)),
-                    None => continue, // an AAC layout ADTS cannot describe
+                    None => {
+                        left_out.push(t.id); // an AAC layout ADTS cannot describe
+                        continue;
+                    }
                 },
+                TrackParams::Other { .. } => {
+                    left_out.push(t.id);
+                    continue;
+                }
             };
             tracks.push(EsTrack {
                 track: t.id,
-                pid: FIRST_ES_PID + i as u16,
+                pid: FIRST_ES_PID + tracks.len() as u16,
                 stream_type,
                 adts,
                 timescale: t.timescale(),
@@ -124,7 +137,14 @@ impl TsMuxer {
             pat,
             pmt,
             tables_on_keyframe: true,
+            left_out,
         }
+    }
+
+    /// Track ids of the media info this muxer leaves out (pass-through codecs, AAC
+    /// that ADTS cannot describe): the caller warns about them once.
+    pub fn left_out(&self) -> &[u8] {
+        &self.left_out
     }
 
     /// Writes one PAT and one PMT packet.

@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use super::*;
 use crate::fake::{options::FakeOptions, source::FakeSource};
+use bytes::Bytes;
+
+use crate::media::TrackInfo;
 use crate::segmenter::Segmenter;
 
 /// A parsed TS packet: PID, unit start, CC, adaptation flags and payload.
@@ -549,4 +552,76 @@ fn timestamps_from_a_peer_at_the_edge_of_u64_neither_panic_nor_lose_sync() {
     let mut demux = Demux::default();
     demux.feed(&ts);
     assert_eq!(demux.cc_errors, 0);
+}
+
+/// The stream types a PMT section (in one packet, pointer field 0) declares, by PID.
+fn pmt_stream_types(ts: &[u8]) -> Vec<(u16, u8)> {
+    let p = parse(ts)
+        .into_iter()
+        .find(|p| p.pid == PMT_PID && p.unit_start)
+        .expect("a PMT packet");
+    let s = &p.payload[1..];
+    let section_len = (usize::from(s[1] & 0x0F) << 8) | usize::from(s[2]);
+    let info_len = (usize::from(s[10] & 0x0F) << 8) | usize::from(s[11]);
+    let mut i = 12 + info_len;
+    let end = 3 + section_len - 4;
+    let mut out = Vec::new();
+    while i + 5 <= end {
+        let pid = (u16::from(s[i + 1] & 0x1F) << 8) | u16::from(s[i + 2]);
+        out.push((pid, s[i]));
+        i += 5 + ((usize::from(s[i + 3] & 0x0F) << 8) | usize::from(s[i + 4]));
+    }
+    out
+}
+
+#[test]
+fn h265_is_stream_type_0x24_and_pass_through_tracks_are_left_out() {
+    use crate::media::{CodecName, TrackKind};
+    let seg = &segments(1)[0];
+    let mut mi = (*seg.media_info).clone();
+    mi.tracks[0].params = TrackParams::H265 {
+        vps: Bytes::from_static(&[0x40, 0x01]),
+        sps: Bytes::from_static(&[0x42, 0x01]),
+        pps: Bytes::from_static(&[0x44, 0x01]),
+        width: 320,
+        height: 240,
+        fps: 25,
+    };
+    // A G.711 track listed first, so the pass-through track would take a PID if it
+    // were not left out.
+    mi.tracks.insert(
+        0,
+        TrackInfo {
+            id: 0,
+            params: TrackParams::Other {
+                kind: TrackKind::Audio,
+                codec: CodecName::new("pcm_alaw").expect("valid"),
+                timescale: 8000,
+                config: Bytes::new(),
+            },
+        },
+    );
+    let mut seg = seg.clone();
+    let mut g711 = seg.frames[0].clone();
+    g711.track = 0;
+    seg.frames.insert(1, g711.clone());
+    seg.media_info = Arc::new(mi);
+
+    let mux = TsMuxer::new(&seg.media_info);
+    assert_eq!(mux.left_out(), &[0]);
+    let ts = mux_segment(&seg);
+    assert_eq!(
+        pmt_stream_types(&ts),
+        vec![(0x100, STREAM_TYPE_H265), (0x101, STREAM_TYPE_AAC_ADTS)]
+    );
+    let mut live = TsMuxer::new(&seg.media_info);
+    let mut out = Vec::new();
+    assert_eq!(live.write_frame(&g711, &mut out), 0, "G.711 is not muxed");
+    // The same frames as H.264 give the same PES bytes: only the PMT differs.
+    let mut demux = Demux::default();
+    demux.feed(&ts);
+    demux.finish();
+    assert_eq!(demux.cc_errors, 0);
+    let video = demux.pes.get(&0x100).map_or(0, |v| v.len());
+    assert_eq!(video, seg.frames.iter().filter(|f| f.track == 1).count());
 }
