@@ -25,12 +25,14 @@ pub mod dvr;
 pub mod failover;
 pub mod fake;
 pub mod gop;
+pub mod ingest;
 pub mod media;
 pub mod mux;
 pub mod segment;
 pub mod segment_codec;
 pub mod segmenter;
 pub mod stream_name;
+pub mod timeline;
 
 pub use media::{CodecName, Frame, MediaInfo, Position, TrackInfo, TrackKind, TrackParams, UtcMs};
 pub use segment::Segment;

@@ -1,0 +1,11 @@
+//! Ingest: turning what real sources send into Tern's media model — the MPEG-TS
+//! demuxer (packets, PSI, PES), access units of H.264, H.265 and AAC, and the
+//! [`ts_ingest::TsIngest`] machine the `udp://` and `http://` inputs drive.
+//!
+//! Owns: parsing untrusted source bytes, bounded and panic-free. Must not: do I/O or
+//! read clocks (the node's input drivers own sockets and give arrival times).
+
+pub mod adts_frames;
+pub mod h26x;
+pub mod ts_demux;
+pub mod ts_ingest;
