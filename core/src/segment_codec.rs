@@ -6,14 +6,18 @@
 //! Owns: `encode` / `decode` and the media-info sub-encoding. Must not: mux to any
 //! player format (that is `mux`).
 //!
-//! Layout, all integers big-endian:
+//! Layout of version 2 (written), all integers big-endian:
 //! ```text
-//! "TSEG" version:u8 flags:u8=0 utc_start_ms:u64 duration_ms:u32
+//! "TSEG" version:u8=2 flags:u8=0 digest:[u8;32]   (BLAKE3 of every byte after it)
+//! utc_start_ms:u64 duration_ms:u32
 //! media_info  (see encode_media_info)
 //! frame_count:u32
 //! frame_count × { track:u8 flags:u8(bit0 keyframe) dts:u64 pts_delta:u32
 //!                 capture_ms:u64 epoch:u64 seq:u64 len:u32 payload[len] }
 //! ```
+//! Version 1 (still read, never written) is the same without the digest.
+//! Every decode of version 2 checks the digest first ([`verify`]), so a segment
+//! damaged at rest or in transit is refused as a whole, never half-used.
 
 use std::sync::Arc;
 
@@ -24,11 +28,22 @@ use crate::media::{CodecName, Frame, MediaInfo, Position, TrackInfo, TrackKind, 
 use crate::segment::Segment;
 
 pub const MAGIC: &[u8; 4] = b"TSEG";
-/// The newest version this code reads and writes. A segment whose tracks version 1
-/// can describe (H.264, AAC) is still written as version 1, so older nodes read it.
+/// The version written.
 pub const VERSION: u8 = 2;
+/// The first version, without a digest: still read (files recorded by older nodes).
+pub const VERSION_1: u8 = 1;
+/// Bytes of the BLAKE3 digest.
+pub const DIGEST_LEN: usize = 32;
+/// Offset of the digest in a version 2 encoding.
+pub const DIGEST_OFFSET: usize = 6;
+/// Bytes before the part the digest covers (magic, version, flags, digest): the
+/// digest covers `bytes[DIGESTED_FROM..]`.
+pub const DIGESTED_FROM: usize = DIGEST_OFFSET + DIGEST_LEN;
+/// Largest encoding accepted (a stored file larger than this cannot be a segment):
+/// what one cluster message carries.
+pub const MAX_ENCODED_LEN: usize = crate::cluster::wire::MAX_MESSAGE_LEN;
 /// The first version whose media info may hold H.265 and pass-through tracks
-/// (codec ids 3 and 4). Version 2 is otherwise laid out as version 1.
+/// (codec ids 3 and 4): version 1 refuses them.
 pub const FIRST_VERSION_WITH_NEW_CODECS: u8 = 2;
 /// Largest frame payload accepted when decoding.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -75,14 +90,6 @@ impl CodecSet {
         } else {
             CodecSet::V1
         }
-    }
-}
-
-/// The segment version written for a segment with media info `mi`.
-pub fn version_for(mi: &MediaInfo) -> u8 {
-    match CodecSet::needed_by(mi) {
-        CodecSet::V1 => 1,
-        CodecSet::All => FIRST_VERSION_WITH_NEW_CODECS,
     }
 }
 
@@ -264,14 +271,24 @@ pub fn encode(seg: &Segment) -> Bytes {
 
 /// About how many bytes `encode` produces (exact but for the media info).
 pub fn encoded_len_hint(seg: &Segment) -> usize {
-    128 + seg.payload_bytes() + seg.frames.len() * FRAME_HEADER_LEN
+    128 + DIGEST_LEN + seg.payload_bytes() + seg.frames.len() * FRAME_HEADER_LEN
 }
 
-/// Appends the encoding of `seg` to `out`.
+/// Appends the encoding of `seg` to `out` (version 2, with its digest).
 pub fn encode_into(seg: &Segment, out: &mut Vec<u8>) {
+    let start = out.len();
     out.extend_from_slice(MAGIC);
-    out.put_u8(version_for(&seg.media_info));
+    out.put_u8(VERSION);
     out.put_u8(0);
+    out.extend_from_slice(&[0; DIGEST_LEN]);
+    encode_body(seg, out);
+    let digest = blake3::hash(&out[start + DIGESTED_FROM..]);
+    out[start + DIGEST_OFFSET..start + DIGESTED_FROM].copy_from_slice(digest.as_bytes());
+}
+
+/// The part after the header: what the digest covers (version 1's layout after
+/// its 6-byte header).
+fn encode_body(seg: &Segment, out: &mut Vec<u8>) {
     out.put_u64(seg.utc_start_ms);
     out.put_u32(seg.duration_ms);
     encode_media_info(&seg.media_info, out);
@@ -333,19 +350,95 @@ pub fn decode_frame(r: &mut Reader, media_info: &MediaInfo) -> Result<Frame, Dec
     })
 }
 
-/// Decodes a segment; frame payloads share `buf`. Any malformed input is an error.
+/// What [`verify`] found in a well-formed header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Integrity {
+    /// Version 2: the digest matches the bytes.
+    Checked,
+    /// Version 1: written before digests; nothing to check.
+    Unchecked,
+}
+
+/// Checks the header (magic, a readable version, the size limit) and, for version
+/// 2, the BLAKE3 digest, without decoding the frames. The check a stored segment
+/// gets before its bytes are sent anywhere.
+pub fn verify(buf: &[u8]) -> Result<Integrity, DecodeError> {
+    if buf.len() > MAX_ENCODED_LEN {
+        return Err(DecodeError::TooLarge {
+            what: "segment encoding",
+            len: buf.len(),
+            limit: MAX_ENCODED_LEN,
+        });
+    }
+    if buf.len() < 6 {
+        return Err(DecodeError::Truncated {
+            what: "segment header",
+            needed: 6 - buf.len(),
+        });
+    }
+    if &buf[..4] != MAGIC {
+        return Err(DecodeError::BadMagic {
+            expected: "Tern segment",
+        });
+    }
+    match buf[4] {
+        VERSION_1 => Ok(Integrity::Unchecked),
+        VERSION => {
+            let Some(stored) = stored_digest(buf) else {
+                return Err(DecodeError::Truncated {
+                    what: "segment digest",
+                    needed: DIGESTED_FROM - buf.len(),
+                });
+            };
+            if blake3::hash(&buf[DIGESTED_FROM..]).as_bytes() != &stored {
+                return Err(DecodeError::Invalid {
+                    what: "segment",
+                    detail: "its BLAKE3 digest does not match its bytes (damaged)".into(),
+                });
+            }
+            Ok(Integrity::Checked)
+        }
+        found => Err(DecodeError::UnsupportedVersion {
+            what: "segment encoding",
+            found,
+            supported: VERSION,
+        }),
+    }
+}
+
+/// The digest a version 2 encoding carries (not checked), `None` for version 1 or
+/// a short input. For a receiver or a cache that keys segments by content.
+pub fn stored_digest(buf: &[u8]) -> Option<[u8; DIGEST_LEN]> {
+    if buf.len() < DIGESTED_FROM || &buf[..4] != MAGIC || buf[4] != VERSION {
+        return None;
+    }
+    let mut d = [0; DIGEST_LEN];
+    d.copy_from_slice(&buf[DIGEST_OFFSET..DIGESTED_FROM]);
+    Some(d)
+}
+
+/// The `utc_start_ms` of an encoding's header (version 1 or 2), unchecked.
+pub fn header_utc_start(buf: &[u8]) -> Option<u64> {
+    let at = match *buf.get(4)? {
+        VERSION => DIGESTED_FROM,
+        VERSION_1 => 6,
+        _ => return None,
+    };
+    let b: [u8; 8] = buf.get(at..at + 8)?.try_into().ok()?;
+    Some(u64::from_be_bytes(b))
+}
+
+/// Decodes a segment of version 2 (digest checked) or 1; frame payloads share
+/// `buf`. Any malformed or damaged input is an error.
 pub fn decode(buf: Bytes) -> Result<Segment, DecodeError> {
+    let integrity = verify(&buf)?;
     let mut r = Reader::new(buf);
     r.expect_magic(MAGIC, "Tern segment")?;
     let version = r.u8("segment version")?;
-    if !(1..=VERSION).contains(&version) {
-        return Err(DecodeError::UnsupportedVersion {
-            what: "segment encoding",
-            found: version,
-            supported: VERSION,
-        });
-    }
     let _flags = r.u8("segment flags")?;
+    if integrity == Integrity::Checked {
+        r.bytes(DIGEST_LEN, "segment digest")?;
+    }
     let utc_start_ms = r.u64("utc start")?;
     let duration_ms = r.u32("duration")?;
     let media_info = decode_media_info(&mut r, CodecSet::of_version(version))?;
@@ -492,8 +585,8 @@ mod tests {
     }
 
     #[test]
-    fn old_codecs_stay_version_1() {
-        assert_eq!(encode(&sample())[4], 1);
+    fn every_segment_is_written_as_version_2() {
+        assert_eq!(encode(&sample())[4], VERSION);
         assert_eq!(encode(&sample_h265())[4], FIRST_VERSION_WITH_NEW_CODECS);
     }
 
@@ -510,9 +603,7 @@ mod tests {
 
     #[test]
     fn version_1_refuses_new_codec_ids() {
-        let mut v = encode(&sample_h265()).to_vec();
-        v[4] = 1;
-        let e = decode(Bytes::from(v)).unwrap_err();
+        let e = decode(encode_v1(&sample_h265())).unwrap_err();
         assert!(e.to_string().contains("unknown codec id 3"), "{e}");
     }
 
@@ -526,11 +617,81 @@ mod tests {
         for bad in [&b"PCM_MULAW"[..], b"pcm mulaw", b"pcm\"mulaw"] {
             let mut v = good.clone();
             v[at..at + 9].copy_from_slice(bad);
-            assert!(decode(Bytes::from(v)).is_err());
+            redigest(&mut v);
+            let e = decode(Bytes::from(v)).unwrap_err();
+            assert!(e.to_string().contains("codec name"), "{e}");
         }
         let mut v = good.clone();
         v[at - 1] = 0; // empty name
+        redigest(&mut v);
         assert!(decode(Bytes::from(v)).is_err());
+    }
+
+    /// Recomputes the digest of a changed version 2 encoding, so that a test
+    /// reaches the structural checks behind the digest check.
+    fn redigest(v: &mut [u8]) {
+        if v.len() >= DIGESTED_FROM && v[4] == VERSION {
+            let d = blake3::hash(&v[DIGESTED_FROM..]);
+            v[DIGEST_OFFSET..DIGESTED_FROM].copy_from_slice(d.as_bytes());
+        }
+    }
+
+    /// The version 1 encoding of `seg`: what nodes wrote before digests.
+    fn encode_v1(seg: &Segment) -> Bytes {
+        let v2 = encode(seg);
+        let mut v1 = v2[..DIGEST_OFFSET].to_vec();
+        v1[4] = VERSION_1;
+        v1.extend_from_slice(&v2[DIGESTED_FROM..]);
+        Bytes::from(v1)
+    }
+
+    #[test]
+    fn version_1_is_still_read() {
+        let s = sample();
+        let v1 = encode_v1(&s);
+        assert_eq!(verify(&v1), Ok(Integrity::Unchecked));
+        assert_eq!(stored_digest(&v1), None);
+        assert_eq!(decode(v1), Ok(s));
+    }
+
+    #[test]
+    fn digest_is_blake3_of_the_rest() {
+        let b = encode(&sample());
+        assert_eq!(b[4], 2);
+        let d = stored_digest(&b).unwrap();
+        assert_eq!(&d, blake3::hash(&b[DIGESTED_FROM..]).as_bytes());
+        assert_eq!(verify(&b), Ok(Integrity::Checked));
+        assert_eq!(header_utc_start(&b), Some(sample().utc_start_ms));
+        assert_eq!(
+            header_utc_start(&encode_v1(&sample())),
+            Some(sample().utc_start_ms)
+        );
+    }
+
+    /// Finding 5: a segment overwritten on disk was decoded (and served) as if
+    /// whole. Any changed byte after the header must now be refused, including
+    /// bytes inside a frame payload that decode fine structurally.
+    #[test]
+    fn any_changed_byte_is_refused() {
+        let b = encode(&sample());
+        for i in DIGEST_OFFSET..b.len() {
+            let mut v = b.to_vec();
+            v[i] ^= 0x01;
+            let e = decode(Bytes::from(v)).unwrap_err();
+            let _ = e.to_string();
+        }
+        let mut v = b.to_vec();
+        let last = v.len() - 1;
+        v[last] ^= 0xff; // the last payload byte: structurally fine
+        let e = verify(&v).unwrap_err();
+        assert!(e.to_string().contains("digest does not match"), "{e}");
+    }
+
+    #[test]
+    fn oversize_input_is_refused_before_hashing() {
+        let mut v = encode(&sample()).to_vec();
+        v.resize(MAX_ENCODED_LEN + 1, 0);
+        assert!(matches!(verify(&v), Err(DecodeError::TooLarge { .. })));
     }
 
     #[test]
@@ -550,6 +711,11 @@ mod tests {
             let mut v = b.to_vec();
             let i = (x as usize) % v.len();
             v[i] = (x >> 32) as u8;
+            // Half with the digest made to match again, so the structural decoder
+            // behind the digest check is fuzzed too.
+            if x & 1 == 0 {
+                redigest(&mut v);
+            }
             let _ = decode(Bytes::from(v));
         }
     }

@@ -136,6 +136,9 @@ impl Archive for Dvr {
                     // Deleted since the listing (retention, a full disk): play what
                     // still exists.
                     Err(DvrError::NotFound { .. }) => continue,
+                    // Damaged at rest (logged by `read`, naming the file): a gap,
+                    // never corrupt bytes.
+                    Err(DvrError::Damaged { .. }) => continue,
                     Err(e) => return Err(dvr_error(e)),
                 };
                 if tx.send(ArchiveSegment::Stored(bytes)).await.is_err() {

@@ -49,6 +49,12 @@
 //! a month of archive at every start would take minutes. The journal is rewritten
 //! whenever reconciliation changed anything.
 //!
+//! Every read ([`Dvr::read`]) checks the file before its bytes go anywhere: its size
+//! against the index (from metadata, without reading it; sparse and oversize files
+//! are refused the same way) and its BLAKE3 digest (segment encoding version 2). A
+//! file that fails is a gap: it leaves the in-memory index, a warning names the file,
+//! and archive ranges skip it. Version 1 files (no digest) are still read.
+//!
 //! Errors never corrupt what is stored: a failed segment write leaves no file under
 //! the final name and no index entry; a failed journal append leaves at most a tail
 //! the next append cuts off (and open recovers from the files). A full disk makes
@@ -105,6 +111,10 @@ pub enum DvrError {
          the index from the segment files"
     )]
     Journal { path: String, reason: String },
+    /// A stored segment that cannot be valid (digest mismatch, wrong size, sparse).
+    /// Served as a gap.
+    #[error("the DVR segment file {path} is damaged: {reason}")]
+    Damaged { path: String, reason: String },
     #[error("stream `{stream}` is already recording to {location}")]
     AlreadyOpen {
         stream: StreamName,
@@ -297,9 +307,14 @@ impl DvrRoot {
         });
 
         // The newest entries are decoded: they are the ones a crash could touch.
-        let newest: Vec<u64> = entries.keys().rev().take(VERIFY_TAIL).copied().collect();
-        for utc in newest {
-            match store.read_segment(&name, utc).await {
+        let newest: Vec<(u64, u64)> = entries
+            .values()
+            .rev()
+            .take(VERIFY_TAIL)
+            .map(|e| (e.utc_start_ms, e.bytes))
+            .collect();
+        for (utc, len) in newest {
+            match store.read_segment(&name, utc, Some(len)).await {
                 Ok(b) => {
                     if let Err(why) = check_segment(b, utc) {
                         warn!(path = %location, segment = utc, %why,
@@ -326,7 +341,7 @@ impl DvrRoot {
                 continue;
             }
             changed = true;
-            let bytes = match store.read_segment(&name, utc).await {
+            let bytes = match store.read_segment(&name, utc, Some(len)).await {
                 Ok(b) => b,
                 Err(e) => {
                     warn!(error = %e, "cannot read a DVR segment file; leaving it out of the index");
@@ -745,15 +760,43 @@ impl Dvr {
             stream: self.name.clone(),
             utc_start_ms,
         };
-        if !self.lock().index.contains(utc_start_ms) {
+        let Some(len) = self.lock().index.get(utc_start_ms).map(|e| e.bytes) else {
             return Err(not_found());
-        }
-        match self.root.store.read_segment(&self.name, utc_start_ms).await {
-            Ok(b) => Ok(b),
+        };
+        let res = self
+            .root
+            .store
+            .read_segment(&self.name, utc_start_ms, Some(len))
+            .await;
+        let damaged = |reason: String| {
+            let path = format!("{}/{utc_start_ms}{}", self.location, store::SEGMENT_SUFFIX);
+            // Out of the index: served as a gap from now on, and logged once. The
+            // file stays for inspection; the next open checks it again.
+            self.lock().index.remove(utc_start_ms);
+            warn!(stream = %self.name, %path, %reason,
+                "DVR segment file is damaged; leaving it out (a gap in the archive)");
+            DvrError::Damaged { path, reason }
+        };
+        let bytes = match res {
+            Ok(b) => b,
             // Deleted by retention since the check.
-            Err(e) if e.is_not_found() => Err(not_found()),
-            Err(e) => Err(e.into()),
+            Err(e) if e.is_not_found() => return Err(not_found()),
+            Err(e) if e.source.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(damaged(e.source.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // The digest is checked on every read: damaged bytes are never served.
+        if let Err(e) = segment_codec::verify(&bytes) {
+            return Err(damaged(e.to_string()));
         }
+        let utc = segment_codec::header_utc_start(&bytes);
+        if utc != Some(utc_start_ms) {
+            return Err(damaged(format!(
+                "it holds the segment starting at {utc:?}, not {utc_start_ms}"
+            )));
+        }
+        Ok(bytes)
     }
 }
 

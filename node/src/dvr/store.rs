@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
-use std::io::{self, ErrorKind, Seek, SeekFrom, Write};
+use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
@@ -117,10 +117,15 @@ pub trait DvrStore: Send + Sync + 'static {
         bytes: Bytes,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// The file's bytes. A file that cannot be a segment is refused with
+    /// `InvalidData` before it is read: larger than any segment
+    /// (`segment_codec::MAX_ENCODED_LEN`), not the `expected_len` the index
+    /// recorded (when given), or sparse (see [`check_segment_file`]).
     fn read_segment<'a>(
         &'a self,
         stream: &'a StreamName,
         utc_start_ms: u64,
+        expected_len: Option<u64>,
     ) -> BoxFuture<'a, Result<Bytes, StoreError>>;
 
     fn delete_segment<'a>(
@@ -158,6 +163,54 @@ pub trait DvrStore: Send + Sync + 'static {
     /// Bytes free for the store, when it knows (`FsStore` does not: it learns of a
     /// full disk from `ENOSPC`).
     fn free_space(&self) -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
+}
+
+/// Whether a segment file of `len` bytes, `allocated` bytes on disk (when known),
+/// can be read: the checks made from its metadata alone, before reading it.
+pub fn check_segment_file(
+    len: u64,
+    expected_len: Option<u64>,
+    allocated: Option<u64>,
+) -> Result<(), io::Error> {
+    let max = tern_core::segment_codec::MAX_ENCODED_LEN as u64;
+    let invalid = |m: String| Err(io::Error::new(ErrorKind::InvalidData, m));
+    if len > max {
+        return invalid(format!(
+            "the file is {len} bytes, larger than any segment ({max}); not reading it"
+        ));
+    }
+    if let Some(want) = expected_len {
+        if want != len {
+            return invalid(format!(
+                "the file is {len} bytes, not the {want} the index recorded; not reading it"
+            ));
+        }
+    }
+    // A sparse file (holes: most of it never written) cannot be a segment this node
+    // wrote. Some slack for filesystems that store small files inline or compress.
+    if let Some(alloc) = allocated {
+        if len > SPARSE_MIN_LEN && alloc < len / 4 {
+            return invalid(format!(
+                "the file is sparse ({len} bytes, {alloc} on disk); not reading it"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Files up to this size are never taken as sparse (inline storage, compression).
+const SPARSE_MIN_LEN: u64 = 1 << 20;
+
+/// Bytes a file occupies on disk, where the platform says.
+#[cfg(unix)]
+fn allocated_bytes(m: &fs::Metadata) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Some(m.blocks().saturating_mul(512))
+}
+
+#[cfg(not(unix))]
+fn allocated_bytes(_m: &fs::Metadata) -> Option<u64> {
+    None
 }
 
 fn segment_name(utc_start_ms: u64) -> String {
@@ -317,12 +370,35 @@ impl DvrStore for FsStore {
         &'a self,
         stream: &'a StreamName,
         utc_start_ms: u64,
+        expected_len: Option<u64>,
     ) -> BoxFuture<'a, Result<Bytes, StoreError>> {
         let path = self.dir(stream).join(segment_name(utc_start_ms));
         Box::pin(async move {
             let p = path.clone();
             blocking("read", &path, move || {
-                fs::read(&p).map(Bytes::from).map_err(io_err("read", &p))
+                // Checked before opening: opening a FIFO would block.
+                let m = fs::metadata(&p).map_err(io_err("read", &p))?;
+                if !m.is_file() {
+                    let e = io::Error::new(ErrorKind::InvalidData, "not a regular file");
+                    return Err(io_err("read", &p)(e));
+                }
+                check_segment_file(m.len(), expected_len, allocated_bytes(&m))
+                    .map_err(io_err("read", &p))?;
+                let mut f = File::open(&p).map_err(io_err("read", &p))?;
+                // At most the checked length (+1 to notice a file that grew).
+                let mut buf = Vec::with_capacity(m.len() as usize);
+                (&mut f)
+                    .take(m.len().saturating_add(1))
+                    .read_to_end(&mut buf)
+                    .map_err(io_err("read", &p))?;
+                if buf.len() as u64 != m.len() {
+                    let e = io::Error::new(
+                        ErrorKind::InvalidData,
+                        "the file changed size while being read",
+                    );
+                    return Err(io_err("read", &p)(e));
+                }
+                Ok(Bytes::from(buf))
             })
             .await
         })
@@ -876,16 +952,20 @@ impl DvrStore for MemStore {
         &'a self,
         stream: &'a StreamName,
         utc_start_ms: u64,
+        expected_len: Option<u64>,
     ) -> BoxFuture<'a, Result<Bytes, StoreError>> {
         Box::pin(async move {
             let path = format!("{}/{}", Self::dir(stream), segment_name(utc_start_ms));
-            self.fs().read(&path).ok_or_else(|| {
+            let b = self.fs().read(&path).ok_or_else(|| {
                 self.err(
                     "read",
                     &path,
                     sim_err(ErrorKind::NotFound, "No such file or directory"),
                 )
-            })
+            })?;
+            check_segment_file(b.len() as u64, expected_len, None)
+                .map_err(|e| self.err("read", &path, e))?;
+            Ok(b)
         })
     }
 

@@ -720,3 +720,119 @@ async fn a_failed_compaction_falls_back_to_appending() {
     assert!(kept.len() <= 11, "{kept:?}");
     assert_index_sound(&again).await;
 }
+
+/// Finding 5: a segment overwritten on disk (same size, so the index and the
+/// listing agree) was served whole as 200 with corrupt content. Now the digest check
+/// makes it a gap: `read` refuses it naming the file, and a range skips it.
+#[tokio::test]
+async fn overwritten_segment_is_a_gap_not_corrupt_bytes() {
+    use crate::archive::{Archive, ArchiveSegment};
+    let store = Arc::new(MemStore::new("/dvr"));
+    let dvr = open_mem(&store, "a", config(None, None)).await;
+    for i in 0..3 {
+        dvr.record(&seg(i, 1, 100)).await.unwrap();
+    }
+    let path = format!("a/{}.tseg", BASE + 2000);
+    let mut bad = store.read_file(&path).unwrap().to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55; // inside a frame payload: structurally still a segment
+    store.put_file(&path, &bad);
+
+    let err = dvr.read(BASE + 2000).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, DvrError::Damaged { .. }), "{msg}");
+    assert!(
+        msg.contains(&format!("mem:/dvr/a/{}.tseg", BASE + 2000)),
+        "{msg}"
+    );
+    assert!(msg.contains("digest"), "{msg}");
+    // Out of the index: the archive shows a gap where it was.
+    assert_eq!(starts(&dvr), vec![0, 2]);
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let sent = dvr.range(BASE, BASE + 6000, tx).await.unwrap();
+    assert_eq!(sent, 2);
+    let mut got = Vec::new();
+    while let Some(s) = rx.recv().await {
+        let ArchiveSegment::Stored(b) = s else {
+            panic!("a local DVR sends stored bytes")
+        };
+        got.push(tern_core::segment_codec::decode(b).unwrap().utc_start_ms);
+    }
+    assert_eq!(got, vec![BASE, BASE + 4000]);
+}
+
+/// A file of another size than the index recorded is refused without being read.
+#[tokio::test]
+async fn segment_of_another_size_is_refused() {
+    let store = Arc::new(MemStore::new("/dvr"));
+    let dvr = open_mem(&store, "a", config(None, None)).await;
+    dvr.record(&seg(0, 1, 100)).await.unwrap();
+    dvr.record(&seg(1, 1, 100)).await.unwrap();
+    let path = format!("a/{BASE}.tseg");
+    let mut b = store.read_file(&path).unwrap().to_vec();
+    b.truncate(b.len() - 10);
+    store.put_file(&path, &b);
+    let msg = dvr.read(BASE).await.unwrap_err().to_string();
+    assert!(msg.contains("not the"), "{msg}");
+    assert!(msg.contains(&format!("{BASE}.tseg")), "{msg}");
+    assert!(dvr.read(BASE + 2000).await.is_ok());
+}
+
+/// Old files (segment encoding version 1, no digest) stay readable.
+#[tokio::test]
+async fn version_1_files_stay_readable() {
+    let store = Arc::new(MemStore::new("/dvr"));
+    let v2 = tern_core::segment_codec::encode(&seg(0, 1, 100));
+    let mut v1 = v2[..6].to_vec();
+    v1[4] = 1;
+    v1.extend_from_slice(&v2[tern_core::segment_codec::DIGESTED_FROM..]);
+    store.put_file(&format!("a/{BASE}.tseg"), &v1);
+    let dvr = open_mem(&store, "a", config(None, None)).await;
+    assert_eq!(starts(&dvr), vec![0]);
+    assert_eq!(dvr.read(BASE).await.unwrap().as_ref(), &v1[..]);
+}
+
+/// Finding 6: a sparse 200 MB `.tseg` was read whole at start. Now it is refused
+/// from its metadata (larger than any segment), and so is a sparse file under the
+/// size limit; a FIFO under a segment's name does not hang the open.
+#[cfg(unix)]
+#[tokio::test]
+async fn fs_store_refuses_impossible_files_without_reading_them() {
+    let tmp = TempDir::new("sparse");
+    let root = tmp.0.join("storage");
+    let dir = root.join("a");
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = std::fs::File::create(dir.join(format!("{BASE}.tseg"))).unwrap();
+    big.set_len(200 << 20).unwrap();
+    let sparse = std::fs::File::create(dir.join(format!("{}.tseg", BASE + 2000))).unwrap();
+    sparse.set_len(8 << 20).unwrap();
+    let store = FsStore::new(&root);
+    let e = store
+        .read_segment(&name("a"), BASE, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("larger than any segment"), "{e}");
+    let e = store
+        .read_segment(&name("a"), BASE + 2000, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sparse"), "{e}");
+    let fifo = dir.join(format!("{}.tseg", BASE + 4000));
+    let status = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if status.map(|s| s.success()).unwrap_or(false) {
+        let e = store
+            .read_segment(&name("a"), BASE + 4000, None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+    // Open lists them as strays, refuses each, and indexes nothing.
+    let dvr = Dvr::open(Arc::new(store), name("a"), config(None, None))
+        .await
+        .unwrap();
+    assert_eq!(starts(&dvr), Vec::<u64>::new());
+}
