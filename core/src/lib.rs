@@ -18,6 +18,7 @@
 //! Determinism: no `HashMap` iteration, no randomness except from a seed the caller
 //! passes, no reading of real time — enforced by `clippy.toml`.
 
+pub mod archive_window;
 pub mod bytes_io;
 pub mod cluster;
 pub mod config;
@@ -28,11 +29,13 @@ pub mod gop;
 pub mod ingest;
 pub mod media;
 pub mod mux;
+pub mod play_url;
 pub mod segment;
 pub mod segment_codec;
 pub mod segmenter;
 pub mod stream_name;
 pub mod timeline;
+pub mod track_select;
 
 pub use media::{CodecName, Frame, MediaInfo, Position, TrackInfo, TrackKind, TrackParams, UtcMs};
 pub use segment::Segment;

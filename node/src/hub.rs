@@ -499,7 +499,7 @@ mod tests {
         feed(&hub, 3, 8, utc);
         assert_eq!(window(&hub), (12, 2, vec![false; 6]));
         // And that is what the playlist says.
-        let text = match crate::output::hls::playlist(&hub).into_body() {
+        let text = match crate::output::hls::playlist(&hub, None).into_body() {
             crate::http::body::Body::Full(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
             _ => String::new(),
         };

@@ -35,7 +35,7 @@ fn single_origin(seed: u64) -> Run {
     cluster.client("player", async {
         // Segments are 2 s: after 5 simulated seconds two are closed.
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let (status, body) = http_get("origin", 8888, "/main/index.m3u8").await?;
+        let (status, body) = http_get("origin", 8888, "/main/mono.m3u8").await?;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         let text = String::from_utf8(body.to_vec())?;
         let segs: Vec<&str> = text.lines().filter(|l| l.ends_with(".ts")).collect();

@@ -152,10 +152,10 @@ impl Node {
         self.dir.path()
     }
 
-    /// Waits until the HLS playlist of `name` lists at least `min` segments and
+    /// Waits until the live media playlist (`mono.m3u8`) of `name` lists at least `min` segments and
     /// returns it; panics after `timeout` with the last answer.
     pub fn wait_playlist(&self, name: &str, min: usize, timeout: Duration) -> String {
-        let path = format!("/{name}/index.m3u8");
+        let path = format!("/{name}/mono.m3u8");
         let mut last = (0, String::new());
         let r = poll_until(timeout, || {
             last = match try_http_get(self.port, &path) {

@@ -263,9 +263,10 @@ struct Decoded {
 }
 
 /// Checks frames decoded from the window `[from_s, from_s + duration_s)`: barcodes run
-/// on by one, every capture time lies within one segment of the window, and the
-/// frames cover the window (the first is captured at or before its start, the last at
-/// or after its end, within [`COVER_SLACK_MS`]).
+/// on by one, every capture time lies within the window or one segment after it, the
+/// first frame is the start of the first segment at or after FROM (Flussonic's rule:
+/// captured at or after FROM, within one segment of it), and the last is captured at
+/// or after the window's end (within [`COVER_SLACK_MS`]).
 fn check_window(what: &str, frames: &[Vec<u8>], from_s: u64, duration_s: u64) -> Decoded {
     let indices = assert_consecutive(what, frames);
     let (from_ms, to_ms) = (from_s * 1000, (from_s + duration_s) * 1000);
@@ -273,7 +274,7 @@ fn check_window(what: &str, frames: &[Vec<u8>], from_s: u64, duration_s: u64) ->
         .iter()
         .map(|f| capture_utc_ms(read_barcode(f).1, from_ms))
         .collect();
-    let (lo, hi) = (from_ms - SEGMENT_MS, to_ms + SEGMENT_MS);
+    let (lo, hi) = (from_ms, to_ms + SEGMENT_MS);
     if let Some((i, c)) = captures
         .iter()
         .enumerate()
@@ -281,7 +282,7 @@ fn check_window(what: &str, frames: &[Vec<u8>], from_s: u64, duration_s: u64) ->
     {
         panic!(
             "{what}: frame {i} (barcode index {}) was captured at {c} UTC ms, outside \
-             [{lo}, {hi}] (the window [{from_ms}, {to_ms}) and one segment either side); \
+             [{lo}, {hi}] (the window [{from_ms}, {to_ms}) and one segment after it); \
              {} frames, captured {}..={}",
             indices[i],
             frames.len(),
@@ -291,9 +292,9 @@ fn check_window(what: &str, frames: &[Vec<u8>], from_s: u64, duration_s: u64) ->
     }
     let (first_ms, last_ms) = (captures[0], captures[captures.len() - 1]);
     assert!(
-        first_ms <= from_ms + COVER_SLACK_MS && last_ms + COVER_SLACK_MS >= to_ms,
+        first_ms <= from_ms + SEGMENT_MS + COVER_SLACK_MS && last_ms + COVER_SLACK_MS >= to_ms,
         "{what}: frames captured {first_ms}..={last_ms} do not cover the window \
-         [{from_ms}, {to_ms}) ({} frames)",
+         [{from_ms}, {to_ms}) from its first segment at or after FROM ({} frames)",
         frames.len()
     );
     Decoded {
@@ -418,13 +419,26 @@ fn edge_archive_answers_are_the_origin_bytes() {
         playlist, edge_playlist,
         "{m3u8}: the edge's playlist differs from the origin's"
     );
+    // index-… is the master playlist; its variant's media playlist is the same list.
     let index = format!("/main/index-{from}-{DURATION}.m3u8");
+    let master = String::from_utf8_lossy(&get_bytes(&c.origin, &index)).into_owned();
+    assert_eq!(
+        master,
+        String::from_utf8_lossy(&get_bytes(&c.edge, &index)),
+        "{index}: the edge's master playlist differs from the origin's"
+    );
+    let variant = format!("tracks-v1a1/mono-{from}-{DURATION}.m3u8");
+    assert!(
+        master.contains("CODECS=\"avc1.") && master.lines().any(|l| l == variant),
+        "{index} is not a master playlist pointing to {variant}:\n{master}"
+    );
     for node in [&c.origin, &c.edge] {
-        let other = String::from_utf8_lossy(&get_bytes(node, &index)).into_owned();
+        let other =
+            String::from_utf8_lossy(&get_bytes(node, &format!("/main/{variant}"))).into_owned();
         assert_eq!(
             playlist,
             other,
-            "{index} on port {} differs from {m3u8}",
+            "{variant} on port {} differs from {m3u8}",
             node.port()
         );
     }

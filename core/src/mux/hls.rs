@@ -52,10 +52,35 @@ pub fn live_playlist(
 /// A complete, unchanging playlist (an archive range): `PLAYLIST-TYPE:VOD` and
 /// `ENDLIST`.
 pub fn vod_playlist(entries: &[PlaylistEntry]) -> String {
+    archive_playlist(entries, ArchiveKind::Vod, false)
+}
+
+/// The kind of an archive playlist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveKind {
+    /// Closed: `PLAYLIST-TYPE:VOD` and `ENDLIST`.
+    Vod,
+    /// Still growing (segments are only appended): `PLAYLIST-TYPE:EVENT`, no
+    /// `ENDLIST`.
+    Event,
+}
+
+/// An archive playlist; `from_start` adds `EXT-X-START:TIME-OFFSET=0` so players
+/// start at the first segment even while it grows.
+pub fn archive_playlist(entries: &[PlaylistEntry], kind: ArchiveKind, from_start: bool) -> String {
     let mut s = header(target_duration(entries));
-    s.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MEDIA-SEQUENCE:0\n");
+    s.push_str(match kind {
+        ArchiveKind::Vod => "#EXT-X-PLAYLIST-TYPE:VOD\n",
+        ArchiveKind::Event => "#EXT-X-PLAYLIST-TYPE:EVENT\n",
+    });
+    if from_start {
+        s.push_str("#EXT-X-START:TIME-OFFSET=0,PRECISE=YES\n");
+    }
+    s.push_str("#EXT-X-MEDIA-SEQUENCE:0\n");
     push_entries(&mut s, entries);
-    s.push_str("#EXT-X-ENDLIST\n");
+    if kind == ArchiveKind::Vod {
+        s.push_str("#EXT-X-ENDLIST\n");
+    }
     s
 }
 
@@ -172,6 +197,16 @@ mod tests {
         assert_eq!(target_duration(&[entry("a.ts", 1500, 0, false)]), 2);
         assert_eq!(target_duration(&[entry("a.ts", 40, 0, false)]), 1);
         assert_eq!(target_duration(&[]), 1);
+    }
+
+    #[test]
+    fn event_has_no_endlist_and_may_start_at_the_beginning() {
+        let e = [entry("a.ts", 2000, 0, false)];
+        let p = archive_playlist(&e, ArchiveKind::Event, true);
+        assert!(p.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n#EXT-X-START:TIME-OFFSET=0,PRECISE=YES\n"));
+        assert!(!p.contains("ENDLIST"));
+        let p = archive_playlist(&e, ArchiveKind::Event, false);
+        assert!(!p.contains("EXT-X-START"));
     }
 
     #[test]

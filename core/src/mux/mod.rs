@@ -8,6 +8,7 @@
 pub mod adts;
 pub mod crc32;
 pub mod hls;
+pub mod hls_master;
 pub mod live_ts;
 pub mod ts;
 

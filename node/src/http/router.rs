@@ -2,6 +2,8 @@
 //! output; what comes before it is the stream name, validated by `StreamName`.
 
 use http::{Method, Request, StatusCode};
+use tern_core::play_url::{self, Output, PlayUrlError};
+use tern_core::stream_name::NameError;
 use tern_core::StreamName;
 use tern_net::Clock;
 
@@ -50,12 +52,28 @@ pub async fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Respo
             Err(e) => text(StatusCode::BAD_REQUEST, format!("bad stream name: {e}")),
         };
     }
-    let (name, output) = match StreamName::split_path(path) {
+    player(ctx, path, req.uri().query()).await
+}
+
+/// `/NAME[/tracks-…]/FILE[?QUERY]`: the player URL forms of `tern_core::play_url`
+/// (listed in the README), live and archive, in one table.
+async fn player<C: Clock>(ctx: &Arc<NodeCtx<C>>, path: &str, query: Option<&str>) -> Response {
+    let (name, tracks_dir, file) = match split_player_path(path) {
         Ok(x) => x,
         Err(e) => {
             return text(
                 StatusCode::NOT_FOUND,
-                format!("no such URL {path:?}: {e}; expected /STREAM/index.m3u8, /STREAM/mpegts or {API_STREAMS}"),
+                format!("no such URL {path:?}: {e}; expected /STREAM/index.m3u8, /STREAM/mpegts or {API_STREAMS} (the README lists every form)"),
+            )
+        }
+    };
+    let req = match play_url::parse(tracks_dir, file, query) {
+        Ok(r) => r,
+        Err(e @ PlayUrlError::Bad { .. }) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(PlayUrlError::Unknown(f)) => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("stream {:?} has no output {f:?}; try index.m3u8 or mpegts (the README lists every form)", name.as_str()),
             )
         }
     };
@@ -65,25 +83,33 @@ pub async fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Respo
             format!("stream {name:?} is not known on this node"),
         );
     };
-    if let Some(req) = archive::parse(output) {
-        return match entry.archive {
-            Some(a) => archive::handle(a, &name, req).await,
+    let tracks = req.tracks.as_ref();
+    let hub = entry.hub;
+    match req.output {
+        Output::LiveMaster => hls::master(&hub),
+        Output::LiveMedia => hls::playlist(&hub, tracks),
+        Output::LiveSegment { utc_start_ms } => hls::segment(&hub, utc_start_ms, tracks),
+        Output::LiveTs => mpegts::live(&hub),
+        archive_output => match entry.archive {
+            Some(a) => archive::handle(a, &name, tracks, archive_output, ctx.clock.clone()).await,
             None => text(
                 StatusCode::NOT_FOUND,
                 format!("stream {name:?} has no archive on this node (no `dvr`, and no source that records it)"),
             ),
-        };
+        },
     }
-    let hub = entry.hub;
-    match output {
-        "index.m3u8" => hls::playlist(&hub),
-        "mpegts" => mpegts::live(&hub),
-        seg if seg.starts_with("seg-") && seg.ends_with(".ts") => hls::segment(&hub, seg),
-        other => text(
-            StatusCode::NOT_FOUND,
-            format!("stream {name:?} has no output {other:?}; try index.m3u8 or mpegts"),
-        ),
-    }
+}
+
+/// `/NAME/FILE` or `/NAME/tracks-…/FILE`: the stream name, the track selection
+/// directory (a last name segment that starts with `tracks-`) and the file.
+fn split_player_path(path: &str) -> Result<(StreamName, Option<&str>, &str), NameError> {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let (dir, file) = path.rsplit_once('/').ok_or(NameError::Empty)?;
+    let (name, tracks) = match dir.rsplit_once('/') {
+        Some((name, last)) if last.starts_with("tracks-") => (name, Some(last)),
+        _ => (dir, None),
+    };
+    Ok((StreamName::new(name)?, tracks, file))
 }
 
 /// `/tern/vN/…`: the cluster endpoints (any version, so a mismatch gets a clear
@@ -96,7 +122,22 @@ fn is_cluster_path(path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_cluster_path;
+    use super::*;
+
+    #[test]
+    fn player_paths() {
+        let (n, t, f) = split_player_path("/cams/yard/3/tracks-v1a1/mono.m3u8").unwrap();
+        assert_eq!(
+            (n.as_str(), t, f),
+            ("cams/yard/3", Some("tracks-v1a1"), "mono.m3u8")
+        );
+        let (n, t, f) = split_player_path("/main/index.m3u8").unwrap();
+        assert_eq!((n.as_str(), t, f), ("main", None, "index.m3u8"));
+        let (n, t, _) = split_player_path("/tracks-v1/mono.m3u8").unwrap();
+        assert_eq!((n.as_str(), t), ("tracks-v1", None));
+        assert!(split_player_path("/main").is_err());
+        assert!(split_player_path("/../tracks-v1/mono.m3u8").is_err());
+    }
 
     #[test]
     fn cluster_paths() {

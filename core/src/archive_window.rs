@@ -1,0 +1,212 @@
+//! What an archive window covers at a given moment: the UTC span to list or play,
+//! whether it is closed (a VOD playlist with `ENDLIST`) or still growing (an `EVENT`
+//! playlist), and where a player should start. Also Flussonic's start rule: an
+//! archive answer starts at the first stored segment at or after FROM.
+//!
+//! Owns: these decisions, given `now`. Must not: read the clock or the archive.
+
+use crate::play_url::Window;
+
+/// Longest span one archive URL covers (a playlist of 2 s segments stays under
+/// ~1.5 MB). A timeshift or `FROM-now` window stops growing (and closes) there.
+pub const MAX_WINDOW_SECS: u64 = 24 * 3600;
+
+/// Where a player should start a playlist that is still growing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Near the newest segment, like live (`FROM-now`, Flussonic's event playback).
+    LiveEdge,
+    /// At the first segment (`EXT-X-START:TIME-OFFSET=0`): timeshift, catch-up and
+    /// fixed windows.
+    Beginning,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub from_ms: u64,
+    pub to_ms: u64,
+    /// The window ends at or before now: nothing will be added (VOD, `ENDLIST`).
+    pub closed: bool,
+    pub start: Start,
+    /// MPEG-TS of this window never ends: it follows the archive as it grows, paced
+    /// to real time (timeshift).
+    pub endless: bool,
+}
+
+/// The span of `window` at `now_ms`, or why the window is refused (a 400).
+pub fn resolve(window: Window, now_ms: u64) -> Result<Span, String> {
+    let secs = |s: u64| {
+        s.checked_mul(1000)
+            .ok_or_else(|| format!("{s} is out of range for UTC seconds"))
+    };
+    match window {
+        Window::Fixed { from_s, duration_s } => {
+            if duration_s == 0 || duration_s > MAX_WINDOW_SECS {
+                return Err(format!(
+                    "DURATION must be 1..={MAX_WINDOW_SECS} seconds, not {duration_s}"
+                ));
+            }
+            let from_ms = secs(from_s)?;
+            let to_ms = secs(from_s.saturating_add(duration_s))?;
+            Ok(Span {
+                from_ms,
+                to_ms,
+                closed: to_ms <= now_ms,
+                start: Start::Beginning,
+                endless: false,
+            })
+        }
+        Window::UntilNow { from_s } => {
+            let from_ms = secs(from_s)?;
+            if now_ms.saturating_sub(from_ms) > MAX_WINDOW_SECS * 1000 {
+                return Err(format!(
+                    "FROM-now may reach back at most {MAX_WINDOW_SECS} s; {from_s} is further"
+                ));
+            }
+            Ok(Span {
+                from_ms,
+                to_ms: now_ms.max(from_ms),
+                closed: false,
+                start: Start::LiveEdge,
+                endless: false,
+            })
+        }
+        Window::Timeshift { from } => {
+            let from_ms = secs(from.at(now_ms / 1000))?;
+            let end = from_ms.saturating_add(MAX_WINDOW_SECS * 1000);
+            Ok(Span {
+                from_ms,
+                to_ms: now_ms.clamp(from_ms, end),
+                closed: end <= now_ms,
+                start: Start::Beginning,
+                endless: true,
+            })
+        }
+    }
+}
+
+/// Flussonic's start rule: of the segments overlapping a window (sorted by start),
+/// those that start at or after `from_ms`.
+pub fn at_or_after<T>(entries: Vec<T>, from_ms: u64, start_of: impl Fn(&T) -> u64) -> Vec<T> {
+    entries
+        .into_iter()
+        .filter(|e| start_of(e) >= from_ms)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::play_url::TimeRef;
+
+    const NOW: u64 = 1_767_225_600_000;
+
+    #[test]
+    fn fixed_windows_close_when_their_end_has_passed() {
+        let past = resolve(
+            Window::Fixed {
+                from_s: 1000,
+                duration_s: 60,
+            },
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            (past.from_ms, past.to_ms, past.closed),
+            (1_000_000, 1_060_000, true)
+        );
+        let reaching = resolve(
+            Window::Fixed {
+                from_s: NOW / 1000 - 10,
+                duration_s: 60,
+            },
+            NOW,
+        )
+        .unwrap();
+        assert!(!reaching.closed);
+        assert_eq!(reaching.start, Start::Beginning);
+        assert!(resolve(
+            Window::Fixed {
+                from_s: 1,
+                duration_s: 0
+            },
+            NOW
+        )
+        .is_err());
+        assert!(resolve(
+            Window::Fixed {
+                from_s: 1,
+                duration_s: MAX_WINDOW_SECS + 1
+            },
+            NOW
+        )
+        .is_err());
+        assert!(resolve(
+            Window::Fixed {
+                from_s: u64::MAX,
+                duration_s: 1
+            },
+            NOW
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn until_now_grows_from_the_live_edge() {
+        let s = resolve(
+            Window::UntilNow {
+                from_s: NOW / 1000 - 60,
+            },
+            NOW,
+        )
+        .unwrap();
+        assert_eq!((s.to_ms, s.closed, s.start), (NOW, false, Start::LiveEdge));
+        assert!(resolve(
+            Window::UntilNow {
+                from_s: NOW / 1000 - MAX_WINDOW_SECS - 1
+            },
+            NOW
+        )
+        .is_err());
+        let future = resolve(
+            Window::UntilNow {
+                from_s: NOW / 1000 + 5,
+            },
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(future.to_ms, future.from_ms);
+    }
+
+    #[test]
+    fn timeshift_starts_at_its_beginning_and_is_endless() {
+        let rel = resolve(
+            Window::Timeshift {
+                from: TimeRef::Rel(60),
+            },
+            NOW,
+        )
+        .unwrap();
+        assert_eq!((rel.from_ms, rel.to_ms), (NOW - 60_000, NOW));
+        assert!(rel.endless && !rel.closed);
+        assert_eq!(rel.start, Start::Beginning);
+        let old = resolve(
+            Window::Timeshift {
+                from: TimeRef::Abs(NOW / 1000 - MAX_WINDOW_SECS - 5),
+            },
+            NOW,
+        )
+        .unwrap();
+        assert!(old.closed);
+        assert_eq!(old.to_ms - old.from_ms, MAX_WINDOW_SECS * 1000);
+    }
+
+    #[test]
+    fn start_rule() {
+        let starts = vec![998_000u64, 1_000_000, 1_002_000];
+        assert_eq!(
+            at_or_after(starts, 999_000, |s| *s),
+            vec![1_000_000, 1_002_000]
+        );
+    }
+}
