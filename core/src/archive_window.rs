@@ -21,12 +21,18 @@ pub enum Start {
     Beginning,
 }
 
+/// How long after a window's end the segment that overlaps the end may take to be
+/// stored (the longest `segment_duration`, 60 s). A window whose end has passed is
+/// closed once a segment starting at or after its end is stored, or this long after
+/// its end (the source stopped): a closed playlist never changes.
+pub const SETTLE_MS: u64 = 60_000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
     pub from_ms: u64,
     pub to_ms: u64,
-    /// The window ends at or before now: nothing will be added (VOD, `ENDLIST`).
-    pub closed: bool,
+    /// The window ends at or before now, so it may be closed; see [`Span::closed`].
+    pub ended: bool,
     pub start: Start,
     /// MPEG-TS of this window never ends: it follows the archive as it grows, paced
     /// to real time (timeshift).
@@ -51,7 +57,7 @@ pub fn resolve(window: Window, now_ms: u64) -> Result<Span, String> {
             Ok(Span {
                 from_ms,
                 to_ms,
-                closed: to_ms <= now_ms,
+                ended: to_ms <= now_ms,
                 start: Start::Beginning,
                 endless: false,
             })
@@ -66,7 +72,7 @@ pub fn resolve(window: Window, now_ms: u64) -> Result<Span, String> {
             Ok(Span {
                 from_ms,
                 to_ms: now_ms.max(from_ms),
-                closed: false,
+                ended: false,
                 start: Start::LiveEdge,
                 endless: false,
             })
@@ -77,11 +83,23 @@ pub fn resolve(window: Window, now_ms: u64) -> Result<Span, String> {
             Ok(Span {
                 from_ms,
                 to_ms: now_ms.clamp(from_ms, end),
-                closed: end <= now_ms,
+                ended: end <= now_ms,
                 start: Start::Beginning,
                 endless: true,
             })
         }
+    }
+}
+
+impl Span {
+    /// Whether nothing will be added to the window any more (VOD, `ENDLIST`): it has
+    /// ended, and a segment starting at or after its end is stored (`newest_start_ms`:
+    /// the newest stored segment start seen up to [`SETTLE_MS`] after the end), or
+    /// the end is [`SETTLE_MS`] past.
+    pub fn closed(&self, now_ms: u64, newest_start_ms: Option<u64>) -> bool {
+        self.ended
+            && (newest_start_ms.is_some_and(|s| s >= self.to_ms)
+                || now_ms >= self.to_ms.saturating_add(SETTLE_MS))
     }
 }
 
@@ -123,7 +141,7 @@ mod tests {
             NOW,
         )
         .unwrap();
-        assert!(!reaching.closed);
+        assert!(!reaching.closed(NOW, Some(NOW)));
         assert_eq!(reaching.start, Start::Beginning);
         assert!(resolve(
             Window::Fixed {
@@ -160,7 +178,7 @@ mod tests {
             NOW,
         )
         .unwrap();
-        assert_eq!((s.to_ms, s.closed, s.start), (NOW, false, Start::LiveEdge));
+        assert_eq!((s.to_ms, s.ended, s.start), (NOW, false, Start::LiveEdge));
         assert!(resolve(
             Window::UntilNow {
                 from_s: NOW / 1000 - MAX_WINDOW_SECS - 1
@@ -188,7 +206,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((rel.from_ms, rel.to_ms), (NOW - 60_000, NOW));
-        assert!(rel.endless && !rel.closed);
+        assert!(rel.endless && !rel.ended);
         assert_eq!(rel.start, Start::Beginning);
         let old = resolve(
             Window::Timeshift {
@@ -197,7 +215,7 @@ mod tests {
             NOW,
         )
         .unwrap();
-        assert!(old.closed);
+        assert!(old.ended && old.closed(NOW, None));
         assert_eq!(old.to_ms - old.from_ms, MAX_WINDOW_SECS * 1000);
     }
 

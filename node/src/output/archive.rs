@@ -15,7 +15,7 @@ use http::StatusCode;
 use serde::Serialize;
 use std::time::Duration;
 
-use tern_core::archive_window::{at_or_after, resolve, Span, Start};
+use tern_core::archive_window::{at_or_after, resolve, Span, Start, SETTLE_MS};
 use tern_core::cluster::message::{ArchiveEntry, DvrFacts};
 use tern_core::mux::hls::{archive_playlist, ArchiveKind, PlaylistEntry};
 use tern_core::mux::ts::TsMuxer;
@@ -89,13 +89,29 @@ pub async fn ranges(archive: &Arc<dyn Archive>) -> Response {
     }
 }
 
-/// The stored segments of `span` that start at or after its FROM (Flussonic's rule).
-async fn listed(archive: &dyn Archive, span: &Span) -> Result<Vec<ArchiveEntry>, ArchiveError> {
+/// The stored segments of `span` that start at or after its FROM (Flussonic's rule),
+/// and whether the window is closed (see `Span::closed`).
+async fn listed(
+    archive: &dyn Archive,
+    span: &Span,
+    now_ms: u64,
+) -> Result<(Vec<ArchiveEntry>, bool), ArchiveError> {
     if span.to_ms <= span.from_ms {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), span.ended));
     }
-    let ix = archive.index(Some((span.from_ms, span.to_ms))).await?;
-    Ok(at_or_after(ix.entries, span.from_ms, |e| e.utc_start_ms))
+    // An ended window also looks past its end, to see whether the segment across
+    // the end is stored yet.
+    let look_to = if span.ended {
+        span.to_ms.saturating_add(SETTLE_MS)
+    } else {
+        span.to_ms
+    };
+    let ix = archive.index(Some((span.from_ms, look_to))).await?;
+    let newest = ix.entries.last().map(|e| e.utc_start_ms);
+    let closed = span.closed(now_ms, newest);
+    let mut entries = at_or_after(ix.entries, span.from_ms, |e| e.utc_start_ms);
+    entries.retain(|e| e.utc_start_ms < span.to_ms);
+    Ok((entries, closed))
 }
 
 /// Answers an archive request (`output` is one of the archive forms of
@@ -134,7 +150,7 @@ pub async fn handle<C: Clock>(
         Ok(s) => s,
         Err(why) => return text(StatusCode::BAD_REQUEST, why),
     };
-    let entries = match listed(archive.as_ref(), &span).await {
+    let (entries, closed) = match listed(archive.as_ref(), &span, now_ms).await {
         Ok(e) => e,
         Err(e) => return error_response(e),
     };
@@ -163,7 +179,7 @@ pub async fn handle<C: Clock>(
                     discontinuity: i > 0 && e.discontinuity,
                 })
                 .collect();
-            let (kind, from_start) = if span.closed {
+            let (kind, from_start) = if closed {
                 (ArchiveKind::Vod, false)
             } else {
                 (ArchiveKind::Event, span.start == Start::Beginning)
