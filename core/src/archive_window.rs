@@ -130,9 +130,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (past.from_ms, past.to_ms, past.closed),
+            (past.from_ms, past.to_ms, past.ended),
             (1_000_000, 1_060_000, true)
         );
+        assert!(past.closed(NOW, None));
+        // Just ended: closed only once the segment across its end is stored.
+        let just = resolve(
+            Window::Fixed {
+                from_s: NOW / 1000 - 60,
+                duration_s: 59,
+            },
+            NOW,
+        )
+        .unwrap();
+        assert!(just.ended);
+        assert!(!just.closed(NOW, Some(NOW - 1500)));
+        assert!(just.closed(NOW, Some(NOW - 1000)));
+        assert!(just.closed(NOW - 1000 + SETTLE_MS, None));
         let reaching = resolve(
             Window::Fixed {
                 from_s: NOW / 1000 - 10,
@@ -215,7 +229,7 @@ mod tests {
             NOW,
         )
         .unwrap();
-        assert!(old.ended && old.closed(NOW, None));
+        assert!(old.ended && old.closed(NOW, Some(NOW)));
         assert_eq!(old.to_ms - old.from_ms, MAX_WINDOW_SECS * 1000);
     }
 

@@ -11,21 +11,20 @@ use crate::media::MediaInfo;
 use crate::play_url::TrackSelection;
 use crate::Segment;
 
+/// The tracks HLS and MPEG-TS carry (pass-through codecs are left out), numbered.
+fn playable(mi: &MediaInfo, video: bool) -> Vec<u8> {
+    mi.tracks
+        .iter()
+        .filter(|t| t.muxable_to_ts() && t.is_video() == video)
+        .map(|t| t.id)
+        .collect()
+}
+
 /// The track ids `sel` picks in `mi`, in media-info order, or `None` if it names a
-/// track the stream does not have.
+/// track the stream does not have. Pass-through tracks are not numbered.
 pub fn select(mi: &MediaInfo, sel: &TrackSelection) -> Option<Vec<u8>> {
-    let videos: Vec<u8> = mi
-        .tracks
-        .iter()
-        .filter(|t| t.is_video())
-        .map(|t| t.id)
-        .collect();
-    let audios: Vec<u8> = mi
-        .tracks
-        .iter()
-        .filter(|t| !t.is_video())
-        .map(|t| t.id)
-        .collect();
+    let videos = playable(mi, true);
+    let audios = playable(mi, false);
     let mut ids = Vec::with_capacity(sel.video.len() + sel.audio.len());
     for &v in &sel.video {
         ids.push(*videos.get(usize::from(v).checked_sub(1)?)?);

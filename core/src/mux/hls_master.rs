@@ -55,7 +55,10 @@ fn hevc_codec_string(sps: &[u8]) -> String {
     let compat = u32::from_be_bytes([ptl[1], ptl[2], ptl[3], ptl[4]]).reverse_bits();
     let mut s = format!("hvc1.{space}{profile}.{compat:X}.{tier}{}", ptl[11]);
     let constraints = &ptl[5..11];
-    let used = constraints.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let used = constraints
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i + 1);
     for b in &constraints[..used] {
         s.push_str(&format!(".{b:X}"));
     }
@@ -125,8 +128,8 @@ mod tests {
         // An x265 Main SPS: NAL header 42 01, ids 01, then profile_tier_level
         // (Main, compatibility Main + Main10, constraint 0x90, level 93 = 3.1).
         let sps = [
-            0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x00, 0x90, 0x00, 0x00, 0x00, 0x00,
-            0x00, 0x5d,
+            0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x00, 0x90, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x5d,
         ];
         let hevc = TrackInfo {
             id: 1,
