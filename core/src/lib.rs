@@ -20,6 +20,7 @@
 
 pub mod archive_window;
 pub mod bytes_io;
+pub mod capture_clock;
 pub mod cluster;
 pub mod config;
 pub mod dvr;
@@ -30,6 +31,7 @@ pub mod ingest;
 pub mod media;
 pub mod mux;
 pub mod play_url;
+pub mod rtp_ingest;
 pub mod segment;
 pub mod segment_codec;
 pub mod segmenter;

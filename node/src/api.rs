@@ -82,6 +82,10 @@ pub struct Stats {
     pub delay: Option<u64>,
     /// Source restarts, input switches and missed stretches seen.
     pub discontinuities: u64,
+    /// Where this node's capture times come from, for a stream it ingests from a
+    /// camera: `rtcp_sender_report` (the camera's clock) or `arrival`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_time: Option<&'static str>,
     pub media_info: MediaInfoJson,
 }
 
@@ -205,6 +209,7 @@ pub fn status<C: Clock>(ctx: &NodeCtx<C>, entry: &StreamEntry) -> StreamStatus {
             input_bitrate: fig.input_bitrate / 1000,
             delay: fig.delay_ms,
             discontinuities: fig.discontinuities,
+            capture_time: fig.capture_source,
             media_info: MediaInfoJson { tracks },
         },
         inputs: entry

@@ -101,6 +101,9 @@ pub struct Figures {
     pub delay_ms: Option<u64>,
     /// Index (in failover order) of the input whose frames are published.
     pub active_input: usize,
+    /// Where an ingesting input takes capture times from (`rtsp://`: the camera's
+    /// RTCP sender reports or the arrival time).
+    pub capture_source: Option<&'static str>,
 }
 
 struct State {
@@ -222,6 +225,10 @@ impl StreamHub {
     /// Records how far behind capture the latest frame arrived.
     pub fn note_delay(&self, arrival_utc_ms: UtcMs, capture_ms: UtcMs) {
         self.lock().figures.delay_ms = Some(arrival_utc_ms.saturating_sub(capture_ms));
+    }
+
+    pub fn note_capture_source(&self, source: &'static str) {
+        self.lock().figures.capture_source = Some(source);
     }
 
     pub fn set_active_input(&self, index: usize) {

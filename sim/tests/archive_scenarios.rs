@@ -457,7 +457,7 @@ fn archive_through_the_edge_during_a_partition() {
                 "/main/recording_status.json".to_owned(),
                 format!("/main/archive-{from}-4.m3u8"),
             ];
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 paths.push(format!("/main/dvr-{}.ts", SIM_EPOCH_MS + 2028));
             }
             for path in paths {

@@ -44,7 +44,7 @@ fn single_origin(seed: u64) -> Run {
             let (status, ts) = http_get("origin", 8888, &format!("/main/{seg}")).await?;
             assert_eq!(status, 200);
             assert!(
-                !ts.is_empty() && ts.len() % 188 == 0,
+                !ts.is_empty() && ts.len().is_multiple_of(188),
                 "TS length {}",
                 ts.len()
             );

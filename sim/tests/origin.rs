@@ -53,7 +53,7 @@ fn origin_serves_playlist_and_segment_on_simulated_time() {
             http_get("origin", 8888, &format!("/main/tracks-v1a1/{}", segs[0])).await?;
         assert_eq!(status, 200);
         assert!(
-            !ts.is_empty() && ts.len() % 188 == 0,
+            !ts.is_empty() && ts.len().is_multiple_of(188),
             "TS length {}",
             ts.len()
         );

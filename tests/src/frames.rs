@@ -42,7 +42,7 @@ pub fn decode_all_frames(url: &str, timeout: Duration) -> Vec<Vec<u8>> {
         .args(["-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"]);
     let (out, stderr) = run_ok(&mut cmd, timeout);
     assert!(
-        !out.is_empty() && out.len() % FRAME_BYTES == 0,
+        !out.is_empty() && out.len().is_multiple_of(FRAME_BYTES),
         "ffmpeg gave {} bytes from {url}, expected whole frames of {WIDTH}x{HEIGHT} gray \
          ({FRAME_BYTES} bytes each); stderr:\n{stderr}",
         out.len()
@@ -138,12 +138,18 @@ impl FrameReader {
     /// Starts `ffmpeg -fflags nobuffer -flags low_delay -i URL -fps_mode passthrough
     /// -f rawvideo -pix_fmt gray pipe:1` (docs/media.md, "Real clients"), plus
     /// `-flush_packets 1` so each frame leaves ffmpeg as soon as it is decoded rather
-    /// than when the next fills its output buffer; killed after `timeout`.
+    /// than when the next fills its output buffer; killed after `timeout`. An
+    /// `rtsp://` URL is read over TCP with the same I/O timeout.
     pub fn start(url: &str, timeout: Duration) -> FrameReader {
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-nostdin", "-hide_banner", "-loglevel", "error"])
-            .args(["-fflags", "nobuffer", "-flags", "low_delay"])
-            .args(["-rw_timeout", FFMPEG_RW_TIMEOUT_US, "-i", url])
+            .args(["-fflags", "nobuffer", "-flags", "low_delay"]);
+        if url.starts_with("rtsp://") {
+            cmd.args(["-rtsp_transport", "tcp", "-timeout", FFMPEG_RW_TIMEOUT_US]);
+        } else {
+            cmd.args(["-rw_timeout", FFMPEG_RW_TIMEOUT_US]);
+        }
+        cmd.args(["-i", url])
             .args(["-an", "-fps_mode", "passthrough", "-flush_packets", "1"])
             .args(["-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"]);
         FrameReader {

@@ -35,3 +35,26 @@ pub fn require_tool(tool: &str) -> bool {
     println!("skipping: {tool} not installed");
     false
 }
+
+/// Like [`require_tool`] for what has no `-version` to try: whether `check` (a command
+/// that exits 0 when `what` is usable) succeeds; `packages` are the Debian packages
+/// that provide it.
+pub fn require_check(what: &str, check: &mut Command, packages: &str) -> bool {
+    let ok = check
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return true;
+    }
+    if std::env::var("TERN_REQUIRE_TOOLS").as_deref() == Ok("1") {
+        panic!(
+            "{what} is not usable and TERN_REQUIRE_TOOLS=1 requires it: \
+             install it with `apt-get install -y {packages}`"
+        );
+    }
+    println!("skipping: {what} not usable");
+    false
+}

@@ -228,7 +228,7 @@ fn same_ts(c: &Cluster, path: &str) -> usize {
     let o = get_bytes(&c.origin, path);
     let e = get_bytes(&c.edge, path);
     assert!(
-        !o.is_empty() && o.len() % 188 == 0 && o[0] == 0x47,
+        !o.is_empty() && o.len().is_multiple_of(188) && o[0] == 0x47,
         "{path} from the origin is not MPEG-TS ({} bytes)",
         o.len()
     );

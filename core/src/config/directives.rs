@@ -523,11 +523,11 @@ fn input(d: &Directive) -> Result<InputConfig, ConfigError> {
                 }
             }
             "cluster_key" => {
-                if matches!(inp.url, InputUrl::Fake(_)) {
+                if !matches!(inp.url, InputUrl::M4s { .. } | InputUrl::M4f { .. }) {
                     return Err(at(
                         opt.pos,
-                        "`cluster_key=` is for `m4s://` and `m4f://` inputs: a fake input \
-                         needs no key",
+                        "`cluster_key=` is for `m4s://` and `m4f://` inputs: this input \
+                         does not talk to a Tern node",
                     ));
                 }
                 inp.cluster_key =

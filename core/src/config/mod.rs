@@ -39,8 +39,9 @@ mod tests;
 
 pub use error::{ConfigError, Pos};
 pub use model::{
-    CacheConfig, ClusterKey, Config, DvrConfig, InputConfig, InputUrl, Listen, SourceConfig,
-    SourceProtocol, StreamConfig, DEFAULT_SEGMENT_DURATION_MS, MIN_GOOD_KEY_CHARS,
+    CacheConfig, ClusterKey, Config, DvrConfig, InputConfig, InputUrl, Listen, RtspCredentials,
+    RtspInput, RtspTransport, SourceConfig, SourceProtocol, StreamConfig,
+    DEFAULT_SEGMENT_DURATION_MS, MIN_GOOD_KEY_CHARS,
 };
 pub use pattern::NamePattern;
 

@@ -88,6 +88,56 @@ pub enum InputUrl {
         port: u16,
         name: StreamName,
     },
+    /// `rtsp://[USER[:PASS]@]HOST[:PORT]/PATH[?transport=udp]`: an IP camera.
+    Rtsp(RtspInput),
+}
+
+/// An `rtsp://` input. Its `Display` and `Debug` never show the credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RtspInput {
+    pub host: String,
+    /// 554 when the URL has none.
+    pub port: u16,
+    /// The path and the camera's own query (Tern's `transport=` taken out), from the
+    /// first `/`; `/` when the URL has none.
+    pub path: String,
+    pub credentials: Option<RtspCredentials>,
+    pub transport: RtspTransport,
+}
+
+impl RtspInput {
+    /// The URL to ask the camera for, without credentials.
+    pub fn camera_url(&self) -> String {
+        format!("rtsp://{}{}", host_port(&self.host, self.port), self.path)
+    }
+}
+
+impl fmt::Debug for RtspInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RtspInput({self})")
+    }
+}
+
+/// User and password of an RTSP camera (percent-decoded). Never displayed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RtspCredentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for RtspCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RtspCredentials(<redacted>)")
+    }
+}
+
+/// How the camera sends RTP: interleaved on the RTSP connection (the default, which
+/// crosses NAT and firewalls) or over UDP (`?transport=udp`, for a LAN).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RtspTransport {
+    #[default]
+    Tcp,
+    Udp,
 }
 
 /// `dvr PATH [DEPTH] [LIMIT];`.
@@ -335,6 +385,29 @@ impl fmt::Display for InputUrl {
             InputUrl::M4f { host, port, name } => {
                 write!(f, "m4f://{}/{name}", host_port(host, *port))
             }
+            InputUrl::Rtsp(r) => r.fmt(f),
         }
+    }
+}
+
+impl fmt::Display for RtspInput {
+    /// The URL with the credentials replaced by `***` (for the API and logs).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let creds = if self.credentials.is_some() {
+            "***@"
+        } else {
+            ""
+        };
+        let path = &self.path;
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let transport = match self.transport {
+            RtspTransport::Tcp => String::new(),
+            RtspTransport::Udp => format!("{sep}transport=udp"),
+        };
+        write!(
+            f,
+            "rtsp://{creds}{}{path}{transport}",
+            host_port(&self.host, self.port)
+        )
     }
 }

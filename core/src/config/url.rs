@@ -7,7 +7,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::model::{InputUrl, Listen, SourceProtocol, FAKE_BITRATE_RANGE};
+use super::model::{
+    InputUrl, Listen, RtspCredentials, RtspInput, RtspTransport, SourceProtocol, FAKE_BITRATE_RANGE,
+};
 use super::units::{self, NumError};
 use crate::fake::options::{FPS_RANGE, GOP_MS_RANGE, HEIGHT_RANGE, WIDTH_RANGE};
 use crate::fake::FakeOptions;
@@ -32,9 +34,8 @@ fn chars_to(s: &str, i: usize) -> usize {
     s.get(..i).map_or(0, |p| p.chars().count())
 }
 
-const SUPPORTED_INPUTS: &str = "supported inputs are `fake://fake`, `m4s://HOST:PORT/NAME` \
-     and `m4f://HOST:PORT/NAME` (more ingest kinds, such as MPEG-TS over UDP or HTTP and \
-     RTSP, come later)";
+const SUPPORTED_INPUTS: &str = "supported inputs are `fake://fake`, `m4s://HOST:PORT/NAME`, \
+     `m4f://HOST:PORT/NAME` and `rtsp://[USER:PASS@]HOST[:PORT]/PATH`";
 
 /// Parses an `input` URL.
 pub fn input_url(url: &str) -> Result<InputUrl, UrlError> {
@@ -60,11 +61,113 @@ pub fn input_url(url: &str) -> Result<InputUrl, UrlError> {
                 InputUrl::M4f { host, port, name }
             })
         }
+        "rtsp" => rtsp(rest).map(InputUrl::Rtsp).map_err(shift),
         _ => err(
             0,
             format!("unsupported input `{scheme}://`: {SUPPORTED_INPUTS}"),
         ),
     }
+}
+
+/// The default RTSP port.
+pub const RTSP_DEFAULT_PORT: u16 = 554;
+
+/// `[USER[:PASS]@]HOST[:PORT][/PATH][?QUERY]` of an `rtsp://` input. Errors never
+/// quote the credentials.
+fn rtsp(rest: &str) -> Result<RtspInput, UrlError> {
+    let form = "expected `rtsp://[USER:PASS@]HOST[:PORT]/PATH[?transport=tcp|udp]`";
+    let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(auth_end);
+    // The last `@` of the authority ends the credentials (a password may hold `@`
+    // only percent-encoded, but be lenient).
+    let (credentials, hostport, host_at) = match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            let (Some(user), Some(password)) = (percent_decode(user), percent_decode(password))
+            else {
+                return err(
+                    0,
+                    format!("bad percent-encoding in the credentials: {form}"),
+                );
+            };
+            let creds = RtspCredentials { user, password };
+            (Some(creds), &authority[at + 1..], chars_to(rest, at + 1))
+        }
+        None => (None, authority, 0),
+    };
+    let shift = |e: UrlError| UrlError {
+        offset: e.offset + host_at,
+        message: e.message,
+    };
+    let (host, port) = if hostport.starts_with('[') || hostport.contains(':') {
+        host_port(hostport, form).map_err(shift)?
+    } else {
+        let with_port = format!("{hostport}:{RTSP_DEFAULT_PORT}");
+        host_port(&with_port, form).map_err(shift)?
+    };
+    let (path, query) = match tail.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (tail, None),
+    };
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return err(
+            auth_end,
+            format!("the path holds a space or a control character: {form}"),
+        );
+    }
+    let mut transport = RtspTransport::Tcp;
+    let mut kept = Vec::new();
+    if let Some(q) = query {
+        for pair in q.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("transport", "tcp")) => transport = RtspTransport::Tcp,
+                Some(("transport", "udp")) => transport = RtspTransport::Udp,
+                Some(("transport", v)) => {
+                    return err(
+                        chars_to(rest, auth_end),
+                        format!("bad `transport={v}`: expected `tcp` or `udp`"),
+                    )
+                }
+                _ => kept.push(pair),
+            }
+        }
+    }
+    let mut path = if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path.to_owned()
+    };
+    if !kept.is_empty() {
+        path.push('?');
+        path.push_str(&kept.join("&"));
+    }
+    Ok(RtspInput {
+        host,
+        port,
+        path,
+        credentials,
+        transport,
+    })
+}
+
+/// `%XX` decoding of a URL's user or password; `None` on a bad escape or bytes that
+/// are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// `HOST:PORT/NAME` of an `m4s://` or `m4f://` input.
@@ -356,6 +459,51 @@ mod tests {
 
     fn name(s: &str) -> StreamName {
         StreamName::new(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn rtsp_urls() {
+        let Ok(InputUrl::Rtsp(r)) =
+            input_url("rtsp://admin:p%40ss:w@cam.local/Streaming/101?a=1&transport=udp")
+        else {
+            panic!("not an rtsp input")
+        };
+        assert_eq!(r.host, "cam.local");
+        assert_eq!(r.port, 554);
+        assert_eq!(r.path, "/Streaming/101?a=1");
+        assert_eq!(r.transport, RtspTransport::Udp);
+        let c = r.credentials.clone().expect("credentials");
+        assert_eq!((c.user.as_str(), c.password.as_str()), ("admin", "p@ss:w"));
+        assert_eq!(r.camera_url(), "rtsp://cam.local:554/Streaming/101?a=1");
+        // Neither Display nor Debug shows the credentials.
+        let shown = format!("{} {r:?} {:?}", InputUrl::Rtsp(r.clone()), r.credentials);
+        assert!(
+            !shown.contains("admin") && !shown.contains("p@ss"),
+            "{shown}"
+        );
+        assert!(shown.contains("rtsp://***@cam.local:554/Streaming/101?a=1&transport=udp"));
+
+        let Ok(InputUrl::Rtsp(r)) = input_url("rtsp://[::1]:8554") else {
+            panic!("not an rtsp input")
+        };
+        assert_eq!(
+            (r.host.as_str(), r.port, r.path.as_str()),
+            ("::1", 8554, "/")
+        );
+        assert_eq!(r.transport, RtspTransport::Tcp);
+        assert_eq!(r.credentials, None);
+        assert_eq!(InputUrl::Rtsp(r).to_string(), "rtsp://[::1]:8554/");
+
+        for bad in [
+            "rtsp://u:secret%zz@cam/x",
+            "rtsp://u:secret@/x",
+            "rtsp://u:secret@cam:0/x",
+            "rtsp://cam/x?transport=http",
+            "rtsp://cam/a b",
+        ] {
+            let e = input_url(bad).expect_err(bad);
+            assert!(!e.message.contains("secret"), "{bad}: {}", e.message);
+        }
     }
 
     #[test]

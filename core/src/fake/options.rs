@@ -40,7 +40,7 @@ pub const GOP_MS_RANGE: std::ops::RangeInclusive<u32> = 40..=60_000;
 impl FakeOptions {
     /// Says what is out of range, if anything.
     pub fn validate(&self) -> Result<(), String> {
-        if !WIDTH_RANGE.contains(&self.width) || self.width % 2 != 0 {
+        if !WIDTH_RANGE.contains(&self.width) || !self.width.is_multiple_of(2) {
             return Err(format!(
                 "width must be even and within {}..={}, got {}",
                 WIDTH_RANGE.start(),
@@ -48,7 +48,7 @@ impl FakeOptions {
                 self.width
             ));
         }
-        if !HEIGHT_RANGE.contains(&self.height) || self.height % 2 != 0 {
+        if !HEIGHT_RANGE.contains(&self.height) || !self.height.is_multiple_of(2) {
             return Err(format!(
                 "height must be even and within {}..={}, got {}",
                 HEIGHT_RANGE.start(),

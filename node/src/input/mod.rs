@@ -6,11 +6,12 @@
 
 pub mod fake;
 pub mod remote;
+pub mod rtsp;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tern_core::config::{ClusterKey, InputUrl, StreamConfig};
+use tern_core::config::{ClusterKey, InputConfig, InputUrl, StreamConfig};
 use tern_core::failover::{Failover, FailoverEvent, DEFAULT_SOURCE_TIMEOUT};
 use tern_core::{Frame, MediaInfo, Segment};
 use tern_net::{Clock, Net};
@@ -180,6 +181,15 @@ async fn failover_watchdog<C: Clock>(shared: Arc<FailoverShared<C>>) {
     }
 }
 
+/// An input's `source_timeout=`, or the default.
+fn source_timeout(input: &InputConfig) -> Duration {
+    input
+        .source_timeout_ms
+        .map_or(DEFAULT_SOURCE_TIMEOUT, |ms| {
+            Duration::from_millis(ms.into())
+        })
+}
+
 /// Starts the input tasks of stream `sc` feeding `hub`; returns their handles.
 pub fn start_inputs<N: Net, C: Clock>(
     ctx: &Arc<NodeCtx<C>>,
@@ -197,8 +207,7 @@ pub fn start_inputs<N: Net, C: Clock>(
         });
         handles.push(spawn_input(
             ctx,
-            &order[0].url,
-            order[0].cluster_key.as_ref(),
+            order[0],
             sink,
             Gate::Always,
             client_for,
@@ -206,14 +215,7 @@ pub fn start_inputs<N: Net, C: Clock>(
         )?);
         return Ok(handles);
     }
-    let timeouts = order
-        .iter()
-        .map(|i| {
-            i.source_timeout_ms.map_or(DEFAULT_SOURCE_TIMEOUT, |ms| {
-                Duration::from_millis(ms.into())
-            })
-        })
-        .collect();
+    let timeouts = order.iter().map(|i| source_timeout(i)).collect();
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..order.len()).map(|i| watch::channel(i == 0)).unzip();
     let shared = Arc::new(FailoverShared {
@@ -234,8 +236,7 @@ pub fn start_inputs<N: Net, C: Clock>(
         let span = tracing::info_span!(parent: &span, "input", index);
         handles.push(spawn_input(
             ctx,
-            &input.url,
-            input.cluster_key.as_ref(),
+            input,
             sink,
             Gate::Failover(rx),
             client_for,
@@ -248,14 +249,22 @@ pub fn start_inputs<N: Net, C: Clock>(
 
 fn spawn_input<N: Net, C: Clock>(
     ctx: &Arc<NodeCtx<C>>,
-    url: &InputUrl,
-    key: Option<&ClusterKey>,
+    input: &InputConfig,
     sink: Arc<dyn Sink>,
     gate: Gate,
     client_for: &ClientFor<'_, N, C>,
     span: Span,
 ) -> Result<AbortHandle, NodeError> {
+    let (url, key) = (&input.url, input.cluster_key.as_ref());
     let handle = match url {
+        InputUrl::Rtsp(r) => {
+            let opts = rtsp::Options {
+                input: r.clone(),
+                source_timeout: source_timeout(input),
+                seed: ctx.seed(),
+            };
+            tokio::spawn(rtsp::run(sink, opts, ctx.clock.clone(), gate).instrument(span))
+        }
         InputUrl::Fake(opts) => {
             tokio::spawn(fake::run(sink, opts.clone(), ctx.clock.clone()).instrument(span))
         }

@@ -1,0 +1,338 @@
+//! Turns the frames an RTP depacketizer hands over (an RTSP camera's H.264 access
+//! units and AAC frames) into Tern [`Frame`]s: positions, timestamps on the track's
+//! timescale, capture times (see [`crate::capture_clock`]) and the access-unit shape
+//! the muxers expect (an AUD first).
+//!
+//! One `RtpIngest` lives for one RTSP session: a new session is a new epoch, so the
+//! outputs mark the reconnect as a discontinuity.
+//!
+//! Owns: that conversion. Must not: speak RTSP or RTP (the driver's crate does), read
+//! a clock (arrival times are passed in) or know sockets.
+
+use bytes::Bytes;
+
+use crate::capture_clock::{CaptureClock, CaptureSource, ReportOutcome};
+use crate::fake::h264::nal_units;
+use crate::media::{Frame, Position, UtcMs, VIDEO_TIMESCALE};
+
+/// Track id of the video track of an ingested RTP session.
+pub const VIDEO_TRACK: u8 = 1;
+/// Track id of the audio track.
+pub const AUDIO_TRACK: u8 = 2;
+
+/// An H.264 access unit delimiter (primary_pic_type 7: any slice type), with its
+/// start code. MPEG-TS and HLS players need one at the start of each access unit.
+const AUD: [u8; 6] = [0, 0, 0, 1, 0x09, 0xF0];
+
+/// Which track a frame or report belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Video,
+    Audio,
+}
+
+/// Why a frame was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// The track was not set up.
+    NoTrack,
+    /// Its timestamp is before the session's start (negative elapsed time).
+    BeforeStart,
+    /// Its timestamp does not fit the track's timescale in 64 bits.
+    OutOfRange,
+    /// Its timestamp is not after the track's previous one (RTP carries presentation
+    /// times: a B-frame source, or a sender that stepped back).
+    Backwards,
+    /// An empty access unit.
+    Empty,
+}
+
+#[derive(Clone, Debug)]
+struct Track {
+    /// RTP clock rate (Hz).
+    clock_rate: u32,
+    /// The frame timestamps' timescale (90 kHz video, the sample rate audio).
+    timescale: u32,
+    clock: CaptureClock,
+    /// The previous frame's timestamp (ticks): timestamps must go up.
+    last: Option<u64>,
+}
+
+impl Track {
+    fn ticks(&self, elapsed: i64) -> Result<u64, Dropped> {
+        if elapsed < 0 {
+            return Err(Dropped::BeforeStart);
+        }
+        let t = i128::from(elapsed) * i128::from(self.timescale) / i128::from(self.clock_rate);
+        u64::try_from(t).map_err(|_| Dropped::OutOfRange)
+    }
+}
+
+/// The frames of one RTP session.
+#[derive(Clone, Debug)]
+pub struct RtpIngest {
+    epoch: u64,
+    next_seq: u64,
+    /// The latest capture time given: capture times never go backwards.
+    last_capture: UtcMs,
+    video: Option<Track>,
+    audio: Option<Track>,
+}
+
+impl RtpIngest {
+    /// A session whose frames get epoch `epoch` (the driver uses the UTC ms at which
+    /// it started, so every reconnect is a new epoch).
+    pub fn new(epoch: u64) -> Self {
+        Self {
+            epoch,
+            next_seq: 0,
+            last_capture: 0,
+            video: None,
+            audio: None,
+        }
+    }
+
+    /// Sets up the video track (H.264 on a `clock_rate` RTP clock, 90 kHz in
+    /// practice).
+    pub fn set_video(&mut self, clock_rate: u32) {
+        self.video = Some(Track {
+            clock_rate: clock_rate.max(1),
+            timescale: VIDEO_TIMESCALE,
+            clock: CaptureClock::default(),
+            last: None,
+        });
+    }
+
+    /// Sets up the audio track (AAC at `sample_rate` on a `clock_rate` RTP clock).
+    pub fn set_audio(&mut self, clock_rate: u32, sample_rate: u32) {
+        self.audio = Some(Track {
+            clock_rate: clock_rate.max(1),
+            timescale: sample_rate.max(1),
+            clock: CaptureClock::default(),
+            last: None,
+        });
+    }
+
+    fn track(&mut self, kind: Kind) -> Option<&mut Track> {
+        match kind {
+            Kind::Video => self.video.as_mut(),
+            Kind::Audio => self.audio.as_mut(),
+        }
+    }
+
+    /// An RTCP sender report for a track: RTP time `rtp` (extended) was NTP `ntp`.
+    pub fn handle_sender_report(
+        &mut self,
+        kind: Kind,
+        rtp: i64,
+        ntp: u64,
+        arrival_ms: UtcMs,
+    ) -> ReportOutcome {
+        match self.track(kind) {
+            Some(t) => t
+                .clock
+                .handle_sender_report(rtp, t.clock_rate, ntp, arrival_ms),
+            None => ReportOutcome::Invalid,
+        }
+    }
+
+    /// Where the video's capture times come from now (audio's when there is no
+    /// video).
+    pub fn capture_source(&self) -> CaptureSource {
+        let synced = self.video.as_ref().or(self.audio.as_ref());
+        match synced {
+            Some(t) if t.clock.synced() => CaptureSource::SenderReport,
+            _ => CaptureSource::Arrival,
+        }
+    }
+
+    /// A frame of track `kind`: `elapsed` is its RTP time since the session's start
+    /// (the presentation time), `rtp` its extended RTP timestamp, `data` an Annex B
+    /// access unit (video) or a raw AAC frame (audio).
+    pub fn frame(
+        &mut self,
+        kind: Kind,
+        elapsed: i64,
+        rtp: i64,
+        keyframe: bool,
+        data: Vec<u8>,
+        arrival_ms: UtcMs,
+    ) -> Result<Frame, Dropped> {
+        if data.is_empty() {
+            return Err(Dropped::Empty);
+        }
+        let track = self.track(kind).ok_or(Dropped::NoTrack)?;
+        let ts = track.ticks(elapsed)?;
+        if track.last.is_some_and(|last| ts <= last) {
+            return Err(Dropped::Backwards);
+        }
+        track.last = Some(ts);
+        // When the sender's clock takes over from arrival times (its first report),
+        // it usually says frames were captured earlier than they arrived: capture
+        // times then hold still until it catches up, so they never go backwards (a
+        // DVR segment never starts before the previous one).
+        let (mapped, _) = track.clock.capture_ms(rtp, arrival_ms);
+        let capture_ms = mapped.max(self.last_capture);
+        self.last_capture = capture_ms;
+        let (id, keyframe, payload) = match kind {
+            Kind::Video => (VIDEO_TRACK, keyframe, with_aud(data)),
+            Kind::Audio => (AUDIO_TRACK, true, Bytes::from(data)),
+        };
+        let pos = Position {
+            epoch: self.epoch,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        Ok(Frame {
+            track: id,
+            // RTP carries presentation times only; without B-frames (IP cameras'
+            // usual profile) decoding order is presentation order.
+            dts: ts,
+            pts: ts,
+            keyframe,
+            capture_ms,
+            pos,
+            payload,
+        })
+    }
+}
+
+/// `au` with an access unit delimiter in front, unless it starts with one.
+pub fn with_aud(au: Vec<u8>) -> Bytes {
+    let first_type = nal_units(&au)
+        .first()
+        .and_then(|n| n.first())
+        .map(|h| h & 0x1F);
+    if first_type == Some(9) {
+        return Bytes::from(au);
+    }
+    let mut out = Vec::with_capacity(AUD.len() + au.len());
+    out.extend_from_slice(&AUD);
+    out.extend_from_slice(&au);
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture_clock::NTP_UNIX_OFFSET_SECS;
+
+    const NOW: UtcMs = 1_795_000_000_000;
+    const IDR: &[u8] = &[
+        0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 1, 0x65, 9,
+    ];
+
+    #[test]
+    fn frames_get_positions_timestamps_and_an_aud() {
+        let mut ing = RtpIngest::new(7);
+        ing.set_video(90_000);
+        ing.set_audio(48_000, 48_000);
+        let v = ing
+            .frame(Kind::Video, 3_600, 1_003_600, true, IDR.to_vec(), NOW)
+            .expect("video");
+        assert_eq!(
+            (v.track, v.dts, v.pts, v.keyframe),
+            (VIDEO_TRACK, 3_600, 3_600, true)
+        );
+        assert_eq!(v.pos, Position { epoch: 7, seq: 0 });
+        assert_eq!(v.capture_ms, NOW);
+        assert_eq!(&v.payload[..6], &AUD);
+        assert_eq!(&v.payload[6..], IDR);
+        let nals: Vec<u8> = nal_units(&v.payload).iter().map(|n| n[0] & 0x1F).collect();
+        assert_eq!(nals, [9, 7, 8, 5]);
+        // An access unit that has its AUD keeps it, unchanged.
+        let with = [&AUD[..], IDR].concat();
+        let v = ing
+            .frame(Kind::Video, 7_200, 1_007_200, false, with.clone(), NOW + 40)
+            .expect("video");
+        assert_eq!(&v.payload[..], &with[..]);
+        assert_eq!(v.pos.seq, 1);
+        assert!(!v.keyframe);
+        let a = ing
+            .frame(Kind::Audio, 2_048, 9, false, vec![0x21, 0], NOW + 40)
+            .expect("audio");
+        assert_eq!((a.track, a.dts, a.keyframe), (AUDIO_TRACK, 2_048, true));
+        assert_eq!(a.pos.seq, 2);
+        // A step back (or a repeat) of a track's timestamp is dropped, and takes no
+        // sequence number; the other track is not affected.
+        let back = ing.frame(Kind::Video, 7_200, 0, false, IDR.to_vec(), NOW);
+        assert_eq!(back, Err(Dropped::Backwards));
+        let a = ing
+            .frame(Kind::Audio, 3_072, 9, false, vec![0x21, 0], NOW + 40)
+            .expect("audio");
+        assert_eq!(a.pos.seq, 3);
+    }
+
+    #[test]
+    fn bad_frames_are_dropped_not_panicked_on() {
+        let mut ing = RtpIngest::new(1);
+        assert_eq!(
+            ing.frame(Kind::Audio, 0, 0, true, vec![1], NOW),
+            Err(Dropped::NoTrack)
+        );
+        ing.set_video(0); // a zero clock rate is taken as 1, never divided by
+        assert_eq!(
+            ing.frame(Kind::Video, -1, 0, true, IDR.to_vec(), NOW),
+            Err(Dropped::BeforeStart)
+        );
+        assert_eq!(
+            ing.frame(Kind::Video, 0, 0, true, Vec::new(), NOW),
+            Err(Dropped::Empty)
+        );
+        assert_eq!(
+            ing.frame(Kind::Video, i64::MAX, i64::MAX, true, IDR.to_vec(), NOW),
+            Err(Dropped::OutOfRange)
+        );
+        ing.set_video(90_000);
+        let big = ing.frame(Kind::Video, i64::MAX, i64::MAX, true, IDR.to_vec(), NOW);
+        assert_eq!(big.map(|f| f.dts), Ok(i64::MAX as u64));
+    }
+
+    #[test]
+    fn capture_times_follow_sender_reports() {
+        let mut ing = RtpIngest::new(1);
+        ing.set_video(90_000);
+        assert_eq!(ing.capture_source(), CaptureSource::Arrival);
+        // RTP 0 was captured 250 ms before NOW.
+        let capture = NOW - 250;
+        let ntp = ((capture / 1000 + NTP_UNIX_OFFSET_SECS) << 32)
+            | ((((capture % 1000) << 32) / 1000) + 1);
+        let out = ing.handle_sender_report(Kind::Video, 0, ntp, NOW);
+        assert_eq!(out, ReportOutcome::Accepted);
+        assert_eq!(ing.capture_source(), CaptureSource::SenderReport);
+        let v = ing
+            .frame(Kind::Video, 9_000, 9_000, true, IDR.to_vec(), NOW + 400)
+            .expect("video");
+        assert_eq!(v.capture_ms, NOW - 150);
+        // Once a frame had its arrival time, the sender's earlier clock does not
+        // take capture times backwards: they hold until it catches up.
+        let mut ing = RtpIngest::new(2);
+        ing.set_video(90_000);
+        let v = ing
+            .frame(Kind::Video, 0, 0, true, IDR.to_vec(), NOW)
+            .expect("video");
+        assert_eq!(v.capture_ms, NOW);
+        ing.handle_sender_report(Kind::Video, 0, ntp, NOW);
+        let times: Vec<UtcMs> = (1..=12)
+            .map(|i| {
+                let rtp = i * 3_600;
+                let f = ing.frame(
+                    Kind::Video,
+                    rtp,
+                    rtp,
+                    false,
+                    IDR.to_vec(),
+                    NOW + 40 * i as u64,
+                );
+                f.expect("video").capture_ms
+            })
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+        assert_eq!(times[0], NOW);
+        assert_eq!(times[11], NOW - 250 + 480);
+        assert_eq!(
+            ing.handle_sender_report(Kind::Audio, 0, ntp, NOW),
+            ReportOutcome::Invalid
+        );
+    }
+}
