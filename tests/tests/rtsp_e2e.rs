@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tern_tests::{
     assert_consecutive, decode_frames, free_port, now, poll_until, probe_latency, require_check,
-    require_tool, Node, Proc,
+    require_tool, Latency, Node, Proc,
 };
 
 const TERN: &str = env!("CARGO_BIN_EXE_tern-e2e");
@@ -50,6 +50,16 @@ fn camera(port: u16, node: &Node) -> Proc {
         ]),
         Duration::from_secs(300),
     )
+}
+
+/// Latency probes of several URLs at the same time, one thread each.
+#[allow(clippy::disallowed_methods)] // the probes must run together: threads (see tern_tests' crate doc)
+fn probe_together<const N: usize>(urls: [String; N]) -> [Latency; N] {
+    let handles = urls.map(|u| std::thread::spawn(move || probe_latency(&u, 25, 100)));
+    handles.map(|h| {
+        h.join()
+            .unwrap_or_else(|_| panic!("a latency probe failed"))
+    })
 }
 
 fn stream(node: &Node, name: &str) -> Value {
@@ -123,21 +133,18 @@ fn a_camera_plays_through_the_edge_and_comes_back_after_it_dies() {
         stream(&edge, "cam")["stats"]["delay"]
     );
 
-    // Latency, median over 100 frames each: the camera read by ffmpeg, then the
-    // origin's and the edge's outputs. Each RTSP session of the test camera starts at
-    // its own point of a GOP and keeps that offset, so only origin and edge (one
-    // camera session) compare exactly: their difference is the M4S hop.
-    let direct = probe_latency(
-        &format!("rtsp://{USER}:{PASSWORD}@127.0.0.1:{rtsp_port}/cam"),
-        25,
-        100,
-    );
-    let at_origin = probe_latency(&origin.url("/cam/mpegts"), 25, 100);
-    let at_edge = probe_latency(&edge.url("/cam/mpegts"), 25, 100);
+    // Latency, median over 100 frames each, measured at the same time (the test
+    // camera's own delay grows while it runs): the camera read by ffmpeg (its own
+    // session, which starts at another point of a GOP), the origin's output, and the
+    // edge's (the same camera session as the origin's: their difference is the M4S
+    // hop).
+    let direct = format!("rtsp://{USER}:{PASSWORD}@127.0.0.1:{rtsp_port}/cam");
+    let [direct, at_origin, at_edge] =
+        probe_together([direct, origin.url("/cam/mpegts"), edge.url("/cam/mpegts")]);
     println!(
-        "rtsp latency, median (min..max) over 100 frames: camera read by ffmpeg {} ms \
-         ({}..{}); camera -> origin (rtsp) -> ffmpeg {} ms ({}..{}); -> edge (m4s) -> \
-         ffmpeg {} ms ({}..{}); the edge hop adds {} ms",
+        "rtsp latency, median (min..max) over 100 frames, probed together: camera read by \
+         ffmpeg {} ms ({}..{}); camera -> origin (rtsp) -> ffmpeg {} ms ({}..{}); -> edge \
+         (m4s) -> ffmpeg {} ms ({}..{}); the edge hop adds {} ms",
         direct.median_ms,
         direct.min_ms,
         direct.max_ms,
