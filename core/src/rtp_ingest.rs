@@ -1,5 +1,5 @@
 //! Turns the frames an RTP depacketizer hands over (an RTSP camera's H.264 access
-//! units and AAC frames) into Tern [`Frame`]s: positions, timestamps on the track's
+//! or H.265 access units and AAC frames) into Tern [`Frame`]s: positions, timestamps on the track's
 //! timescale, capture times (see [`crate::capture_clock`]) and the access-unit shape
 //! the muxers expect (an AUD first).
 //!
@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use crate::capture_clock::{CaptureClock, CaptureSource, ReportOutcome};
 use crate::fake::h264::nal_units;
+pub use crate::ingest::h26x::VideoCodec;
 use crate::media::{Frame, Position, UtcMs, VIDEO_TIMESCALE};
 
 /// Track id of the video track of an ingested RTP session.
@@ -23,6 +24,8 @@ pub const AUDIO_TRACK: u8 = 2;
 /// An H.264 access unit delimiter (primary_pic_type 7: any slice type), with its
 /// start code. MPEG-TS and HLS players need one at the start of each access unit.
 const AUD: [u8; 6] = [0, 0, 0, 1, 0x09, 0xF0];
+/// The H.265 one (NAL type 35, pic_type 2: any slice type).
+const AUD_H265: [u8; 7] = [0, 0, 0, 1, 0x46, 0x01, 0x50];
 
 /// Which track a frame or report belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +75,7 @@ impl Track {
 #[derive(Clone, Debug)]
 pub struct RtpIngest {
     epoch: u64,
+    codec: VideoCodec,
     next_seq: u64,
     /// The latest capture time given: capture times never go backwards.
     last_capture: UtcMs,
@@ -85,6 +89,7 @@ impl RtpIngest {
     pub fn new(epoch: u64) -> Self {
         Self {
             epoch,
+            codec: VideoCodec::H264,
             next_seq: 0,
             last_capture: 0,
             video: None,
@@ -92,9 +97,10 @@ impl RtpIngest {
         }
     }
 
-    /// Sets up the video track (H.264 on a `clock_rate` RTP clock, 90 kHz in
+    /// Sets up the video track (`codec` on a `clock_rate` RTP clock, 90 kHz in
     /// practice).
-    pub fn set_video(&mut self, clock_rate: u32) {
+    pub fn set_video(&mut self, clock_rate: u32, codec: VideoCodec) {
+        self.codec = codec;
         self.video = Some(Track {
             clock_rate: clock_rate.max(1),
             timescale: VIDEO_TIMESCALE,
@@ -175,7 +181,7 @@ impl RtpIngest {
         let capture_ms = mapped.max(self.last_capture);
         self.last_capture = capture_ms;
         let (id, keyframe, payload) = match kind {
-            Kind::Video => (VIDEO_TRACK, keyframe, with_aud(data)),
+            Kind::Video => (VIDEO_TRACK, keyframe, with_aud(self.codec, data)),
             Kind::Audio => (AUDIO_TRACK, true, Bytes::from(data)),
         };
         let pos = Position {
@@ -198,16 +204,17 @@ impl RtpIngest {
 }
 
 /// `au` with an access unit delimiter in front, unless it starts with one.
-pub fn with_aud(au: Vec<u8>) -> Bytes {
-    let first_type = nal_units(&au)
-        .first()
-        .and_then(|n| n.first())
-        .map(|h| h & 0x1F);
-    if first_type == Some(9) {
+pub fn with_aud(codec: VideoCodec, au: Vec<u8>) -> Bytes {
+    let first = nal_units(&au).first().and_then(|n| n.first()).copied();
+    let (is_aud, aud) = match codec {
+        VideoCodec::H264 => (first.map(|h| h & 0x1F) == Some(9), &AUD[..]),
+        VideoCodec::H265 => (first.map(|h| (h >> 1) & 0x3F) == Some(35), &AUD_H265[..]),
+    };
+    if is_aud {
         return Bytes::from(au);
     }
-    let mut out = Vec::with_capacity(AUD.len() + au.len());
-    out.extend_from_slice(&AUD);
+    let mut out = Vec::with_capacity(aud.len() + au.len());
+    out.extend_from_slice(aud);
     out.extend_from_slice(&au);
     Bytes::from(out)
 }
@@ -225,7 +232,7 @@ mod tests {
     #[test]
     fn frames_get_positions_timestamps_and_an_aud() {
         let mut ing = RtpIngest::new(7);
-        ing.set_video(90_000);
+        ing.set_video(90_000, VideoCodec::H264);
         ing.set_audio(48_000, 48_000);
         let v = ing
             .frame(Kind::Video, 3_600, 1_003_600, true, IDR.to_vec(), NOW)
@@ -264,13 +271,37 @@ mod tests {
     }
 
     #[test]
+    fn h265_access_units_get_their_own_aud() {
+        // VPS, SPS, PPS, IDR_W_RADL (NAL types 32, 33, 34, 19).
+        let idr: &[u8] = &[
+            0, 0, 0, 1, 0x40, 1, 0xA, 0, 0, 0, 1, 0x42, 1, 0xB, 0, 0, 0, 1, 0x44, 1, 0xC, 0, 0, 1,
+            0x26, 1, 0xD,
+        ];
+        let mut ing = RtpIngest::new(3);
+        ing.set_video(90_000, VideoCodec::H265);
+        let v = ing
+            .frame(Kind::Video, 0, 0, true, idr.to_vec(), NOW)
+            .expect("video");
+        assert_eq!(&v.payload[..7], &AUD_H265);
+        let types: Vec<u8> = nal_units(&v.payload)
+            .iter()
+            .map(|n| (n[0] >> 1) & 0x3F)
+            .collect();
+        assert_eq!(types, [35, 32, 33, 34, 19]);
+        // One that has its AUD keeps it; an H.264 AUD is not mistaken for one.
+        let with = [&AUD_H265[..], idr].concat();
+        assert_eq!(&with_aud(VideoCodec::H265, with.clone())[..], &with[..]);
+        assert_eq!(&with_aud(VideoCodec::H264, with.clone())[..6], &AUD);
+    }
+
+    #[test]
     fn bad_frames_are_dropped_not_panicked_on() {
         let mut ing = RtpIngest::new(1);
         assert_eq!(
             ing.frame(Kind::Audio, 0, 0, true, vec![1], NOW),
             Err(Dropped::NoTrack)
         );
-        ing.set_video(0); // a zero clock rate is taken as 1, never divided by
+        ing.set_video(0, VideoCodec::H264); // a zero clock rate is taken as 1, never divided by
         assert_eq!(
             ing.frame(Kind::Video, -1, 0, true, IDR.to_vec(), NOW),
             Err(Dropped::BeforeStart)
@@ -283,7 +314,7 @@ mod tests {
             ing.frame(Kind::Video, i64::MAX, i64::MAX, true, IDR.to_vec(), NOW),
             Err(Dropped::OutOfRange)
         );
-        ing.set_video(90_000);
+        ing.set_video(90_000, VideoCodec::H264);
         let big = ing.frame(Kind::Video, i64::MAX, i64::MAX, true, IDR.to_vec(), NOW);
         assert_eq!(big.map(|f| f.dts), Ok(i64::MAX as u64));
     }
@@ -291,7 +322,7 @@ mod tests {
     #[test]
     fn capture_times_follow_sender_reports() {
         let mut ing = RtpIngest::new(1);
-        ing.set_video(90_000);
+        ing.set_video(90_000, VideoCodec::H264);
         assert_eq!(ing.capture_source(), CaptureSource::Arrival);
         // RTP 0 was captured 250 ms before NOW.
         let capture = NOW - 250;
@@ -307,7 +338,7 @@ mod tests {
         // Once a frame had its arrival time, the sender's earlier clock does not
         // take capture times backwards: they hold until it catches up.
         let mut ing = RtpIngest::new(2);
-        ing.set_video(90_000);
+        ing.set_video(90_000, VideoCodec::H264);
         let v = ing
             .frame(Kind::Video, 0, 0, true, IDR.to_vec(), NOW)
             .expect("video");

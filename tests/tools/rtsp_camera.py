@@ -4,14 +4,15 @@
 Serves an MPEG-TS (read from an http:// URL, or received on a UDP port) as
 rtsp://127.0.0.1:PORT/cam, with its
 H.264 video (RTP payload type 96) and AAC audio (97) re-packetized but not re-encoded,
-so the barcodes of Tern's fake stream survive the trip. With USER and PASS it requires
+so the barcodes of Tern's fake stream survive the trip. With --h265 the video is
+decoded and encoded again as H.265 (x265; the barcodes survive that too). With USER and PASS it requires
 HTTP Basic credentials, as cameras do.
 
-Usage: rtsp_camera.py PORT HTTP_URL|UDP_PORT [USER PASS]
+Usage: rtsp_camera.py [--h265] PORT HTTP_URL|UDP_PORT [USER PASS]
        rtsp_camera.py --check      (exits 0 when GStreamer's RTSP server is usable)
 
 Packages (Debian): python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
-gstreamer1.0-plugins-good gstreamer1.0-plugins-bad.
+gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav.
 """
 import sys
 
@@ -23,7 +24,10 @@ from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 Gst.init(None)
 
-ELEMENTS = ["souphttpsrc", "udpsrc", "tsdemux", "h264parse", "rtph264pay", "aacparse", "rtpmp4gpay"]
+ELEMENTS = [
+    "souphttpsrc", "udpsrc", "tsdemux", "h264parse", "rtph264pay", "aacparse", "rtpmp4gpay",
+    "avdec_h264", "x265enc", "h265parse", "rtph265pay",
+]
 
 
 def main():
@@ -33,7 +37,11 @@ def main():
             print("missing GStreamer elements: " + " ".join(missing), file=sys.stderr)
             sys.exit(1)
         sys.exit(0)
-    port, feed = sys.argv[1], sys.argv[2]
+    args = sys.argv[1:]
+    h265 = args[:1] == ["--h265"]
+    if h265:
+        args = args[1:]
+    port, feed = args[0], args[1]
     if feed.startswith("http://"):
         source = f'souphttpsrc location="{feed}" is-live=true do-timestamp=true'
     else:
@@ -42,16 +50,25 @@ def main():
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(port)
+    if h265:
+        video = (
+            "h264parse ! avdec_h264 ! videoconvert ! "
+            "x265enc speed-preset=ultrafast tune=zerolatency key-int-max=25 "
+            "option-string=\"scenecut=0:open-gop=0:min-keyint=25:pools=1:frame-threads=1\" ! "
+            "h265parse config-interval=-1 ! rtph265pay name=pay0 pt=96"
+        )
+    else:
+        video = "h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96"
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(
         f"( {source} ! tsdemux name=d "
-        "d. ! queue ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 "
+        f"d. ! queue ! {video} "
         "d. ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97 )"
     )
     # Like a camera: every client gets its own session (starting at a keyframe).
     factory.set_shared(False)
-    if len(sys.argv) > 4:
-        user, password = sys.argv[3], sys.argv[4]
+    if len(args) > 3:
+        user, password = args[2], args[3]
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string("media.factory.role", "user")

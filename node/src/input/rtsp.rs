@@ -22,7 +22,7 @@ use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec}
 use tern_core::capture_clock::ReportOutcome;
 use tern_core::cluster::backoff::Backoff;
 use tern_core::config::{RtspInput, RtspTransport};
-use tern_core::rtp_ingest::{Kind, RtpIngest, AUDIO_TRACK, VIDEO_TRACK};
+use tern_core::rtp_ingest::{Kind, RtpIngest, VideoCodec, AUDIO_TRACK, VIDEO_TRACK};
 use tern_core::{MediaInfo, TrackInfo, TrackParams};
 use tern_net::Clock;
 use tracing::{debug, info, warn};
@@ -103,7 +103,7 @@ async fn session<C: Clock>(
     let streams = described.streams();
     let video = streams
         .iter()
-        .position(|s| s.media() == "video" && s.encoding_name() == "h264");
+        .position(|s| s.media() == "video" && matches!(s.encoding_name(), "h264" | "h265"));
     let audio = streams
         .iter()
         .position(|s| s.media() == "audio" && s.encoding_name() == "mpeg4-generic");
@@ -114,10 +114,10 @@ async fn session<C: Clock>(
         .map(|(_, s)| format!("{}/{}", s.media(), s.encoding_name()))
         .collect();
     if !skipped.is_empty() {
-        info!(%camera, ?skipped, "camera tracks left out (Tern takes H.264 video and AAC audio from RTSP)");
+        info!(%camera, ?skipped, "camera tracks left out (Tern takes H.264 or H.265 video and AAC audio from RTSP)");
     }
     if video.is_none() && audio.is_none() {
-        return "the camera offers neither H.264 video nor AAC audio".to_owned();
+        return "the camera offers neither H.264/H.265 video nor AAC audio".to_owned();
     }
     let transport = match opts.input.transport {
         RtspTransport::Tcp => Transport::Tcp(TcpTransportOptions::default()),
@@ -152,7 +152,13 @@ async fn session<C: Clock>(
     let epoch = clock.utc_ms();
     let mut ingest = RtpIngest::new(epoch);
     if let Some(i) = video {
-        ingest.set_video(demuxed.streams()[i].clock_rate_hz());
+        let s = &demuxed.streams()[i];
+        let codec = if s.encoding_name() == "h265" {
+            VideoCodec::H265
+        } else {
+            VideoCodec::H264
+        };
+        ingest.set_video(s.clock_rate_hz(), codec);
     }
     let mut media = MediaState::default();
     if let Some(i) = audio {
@@ -191,7 +197,7 @@ async fn session<C: Clock>(
                     if let Some(ParametersRef::Video(p)) = params {
                         media.video = video_params(p);
                         if media.video.is_none() {
-                            return "the camera's H.264 parameters are not usable".to_owned();
+                            return "the camera's video parameters are not usable".to_owned();
                         }
                         sink.media_info(Arc::new(media.info()));
                     }
@@ -294,25 +300,36 @@ impl MediaState {
     }
 }
 
-/// H.264 track parameters from retina's; `None` for another codec or a picture size
-/// Tern cannot carry.
+/// H.264 or H.265 track parameters from retina's; `None` for another codec or a
+/// picture size Tern cannot carry.
 fn video_params(p: &retina::codec::VideoParameters) -> Option<TrackParams> {
-    let VideoParametersCodec::H264 { sps, pps } = p.codec_params() else {
-        return None;
-    };
     let (w, h) = p.pixel_dimensions();
     let fps = p
         .frame_rate()
         .and_then(|(num, den)| (num > 0).then(|| (den + num / 2) / num))
         .filter(|&f| f > 0)
         .unwrap_or(25);
-    Some(TrackParams::H264 {
-        sps: bytes::Bytes::copy_from_slice(sps),
-        pps: bytes::Bytes::copy_from_slice(pps),
-        width: u16::try_from(w).ok()?,
-        height: u16::try_from(h).ok()?,
-        fps: u16::try_from(fps).unwrap_or(u16::MAX),
-    })
+    let (width, height) = (u16::try_from(w).ok()?, u16::try_from(h).ok()?);
+    let fps = u16::try_from(fps).unwrap_or(u16::MAX);
+    let b = bytes::Bytes::copy_from_slice;
+    match p.codec_params() {
+        VideoParametersCodec::H264 { sps, pps } => Some(TrackParams::H264 {
+            sps: b(sps),
+            pps: b(pps),
+            width,
+            height,
+            fps,
+        }),
+        VideoParametersCodec::H265 { vps, sps, pps } => Some(TrackParams::H265 {
+            vps: b(vps),
+            sps: b(sps),
+            pps: b(pps),
+            width,
+            height,
+            fps,
+        }),
+        _ => None,
+    }
 }
 
 /// retina's error text on one line (it spreads its context over several).
