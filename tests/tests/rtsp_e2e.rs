@@ -70,6 +70,19 @@ fn stream(node: &Node, name: &str) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
+/// An edge pulling every stream of `origin` over M4S, with `cam` alive on it.
+fn edge_of(origin: &Node) -> Node {
+    let edge = Node::start(
+        TERN,
+        &format!(
+            "cluster_key {KEY};\nsource m4s://127.0.0.1:{};\n",
+            origin.port()
+        ),
+    );
+    wait_alive(&edge, "cam", Duration::from_secs(15));
+    edge
+}
+
 fn wait_alive(node: &Node, name: &str, timeout: Duration) -> Value {
     poll_until(timeout, || {
         let s = stream(node, name);
@@ -118,14 +131,7 @@ fn a_camera_plays_through_the_edge_and_comes_back_after_it_dies() {
     );
 
     // Through an edge over M4S: consecutive barcodes, none lost or duplicated.
-    let edge = Node::start(
-        TERN,
-        &format!(
-            "cluster_key {KEY};\nsource m4s://127.0.0.1:{};\n",
-            origin.port()
-        ),
-    );
-    wait_alive(&edge, "cam", Duration::from_secs(15));
+    let edge = edge_of(&origin);
     let frames = decode_frames(&edge.url("/cam/mpegts"), 75);
     let idx = assert_consecutive("camera through the edge", &frames);
     println!("edge decoded barcodes {}..={}", idx[0], idx[idx.len() - 1]);
@@ -246,14 +252,7 @@ fn an_h265_camera_plays_live_and_from_the_archive_through_the_edge() {
         entry["stats"]["media_info"]["tracks"][0]["codec"], "hevc",
         "{entry}"
     );
-    let edge = Node::start(
-        TERN,
-        &format!(
-            "cluster_key {KEY};\nsource m4s://127.0.0.1:{};\n",
-            origin.port()
-        ),
-    );
-    wait_alive(&edge, "cam", Duration::from_secs(15));
+    let edge = edge_of(&origin);
     let (probe, _) = tern_tests::run_ok(
         Command::new("ffprobe").args([
             "-hide_banner",
