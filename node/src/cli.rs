@@ -42,14 +42,21 @@ enum Command {
         /// Stream counts for the M4S latency phase.
         #[arg(long, value_delimiter = ',', default_value = "1,100")]
         streams: Vec<usize>,
-        /// Viewer counts for the fan-out phase.
-        #[arg(long, value_delimiter = ',', default_value = "100,500")]
+        /// Reader counts for the fan-out phase.
+        #[arg(long, value_delimiter = ',', default_value = "100,300,1000")]
         viewers: Vec<usize>,
+        /// Add a fan-out run with 10 000 readers (peak RSS per reader printed).
+        #[arg(long)]
+        large: bool,
+        /// Run each fan-out through nginx-rtmp too (nginx, libnginx-mod-rtmp,
+        /// rtmpdump, ffmpeg), side by side; skipped with a message when missing.
+        #[arg(long)]
+        peer_nginx: bool,
         /// Seconds each phase measures.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
         /// Bit rate of the fanned-out stream, bit/s.
-        #[arg(long, default_value_t = 4_000_000)]
+        #[arg(long, default_value_t = 2_400_000)]
         bitrate: u64,
         /// MiB of archive to generate for the M4F transfer figure (0 skips it).
         #[arg(long, default_value_t = 300)]
@@ -71,16 +78,23 @@ pub fn main() -> ExitCode {
             seconds,
             bitrate,
             archive_mib,
+            large,
+            peer_nginx,
             smoke,
         }) => crate::bench::run(if smoke {
             crate::bench::BenchArgs::smoke()
         } else {
+            let mut viewers = viewers;
+            if large {
+                viewers.push(10_000);
+            }
             crate::bench::BenchArgs {
                 streams,
                 viewers,
                 seconds,
                 bitrate,
                 archive_mib,
+                peer_nginx,
             }
         }),
         None => run(None),

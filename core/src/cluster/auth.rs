@@ -11,6 +11,7 @@ use std::fmt::Write;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::cluster::ProtocolVersion;
 use crate::media::UtcMs;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -195,17 +196,34 @@ impl ClusterAuth {
             .map_err(|_| AuthError::BadProof)
     }
 
-    /// Per-connection keys from the cluster key and both nonces.
-    pub fn session_keys(&self, client_nonce: &Nonce, server_nonce: &Nonce) -> SessionKeys {
+    /// Per-connection keys from the cluster key and both nonces, for the messages of
+    /// protocol `version`: each version derives its keys under its own labels, so a
+    /// key is only ever used with one MAC algorithm.
+    pub fn session_keys(
+        &self,
+        version: ProtocolVersion,
+        client_nonce: &Nonce,
+        server_nonce: &Nonce,
+    ) -> SessionKeys {
         let derive = |label: &[u8]| -> [u8; 32] {
             self.mac(&[label, client_nonce, server_nonce])
                 .finalize()
                 .into_bytes()
                 .into()
         };
+        let (s2c, c2s): (&[u8], &[u8]) = match version {
+            ProtocolVersion::V1 => (
+                b"tern-conn-v1 server-to-client",
+                b"tern-conn-v1 client-to-server",
+            ),
+            ProtocolVersion::V2 => (
+                b"tern-conn-v2 server-to-client",
+                b"tern-conn-v2 client-to-server",
+            ),
+        };
         SessionKeys {
-            server_to_client: derive(b"tern-conn-v1 server-to-client"),
-            client_to_server: derive(b"tern-conn-v1 client-to-server"),
+            server_to_client: derive(s2c),
+            client_to_server: derive(c2s),
         }
     }
 }
@@ -374,9 +392,16 @@ mod tests {
         let proof = a.prove(&sig, [2; 16]);
         let proof = Proof::parse(&proof.header_value()).expect("parse proof");
         a.check_proof(&sig, &proof).expect("proof");
-        let k1 = a.session_keys(&sig.nonce, &proof.nonce);
+        let k1 = a.session_keys(ProtocolVersion::V1, &sig.nonce, &proof.nonce);
         assert_ne!(k1.server_to_client, k1.client_to_server);
-        assert_ne!(k1, a.session_keys(&sig.nonce, &[3; 16]));
+        assert_ne!(
+            k1,
+            a.session_keys(ProtocolVersion::V1, &sig.nonce, &[3; 16])
+        );
+        // Each version has its own keys.
+        let k2 = a.session_keys(ProtocolVersion::V2, &sig.nonce, &proof.nonce);
+        assert_ne!(k1.server_to_client, k2.server_to_client);
+        assert_ne!(k1.client_to_server, k2.client_to_server);
     }
 
     #[test]

@@ -9,14 +9,13 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes};
 
 use crate::bytes_io::{put_bytes16, DecodeError, Reader};
+use crate::cluster::ProtocolVersion;
 use crate::media::{MediaInfo, UtcMs};
 use crate::segment_codec::{
     decode_frame, decode_media_info, encode_frame, encode_media_info, CodecSet,
 };
 use crate::{segment_codec, Frame, Segment, StreamName};
 
-/// Version of the cluster protocols (paths `/tern/v1/…` and the `Hello` message).
-pub const PROTOCOL_VERSION: u16 = 1;
 /// Streams listed in one `Streams` message.
 pub const MAX_STREAMS: usize = 10_000;
 /// DVR ranges listed per stream.
@@ -175,11 +174,11 @@ impl Message {
         let msg = match kind {
             kind::HELLO => {
                 let version = r.u16("hello version")?;
-                if version != PROTOCOL_VERSION {
+                if ProtocolVersion::from_number(version).is_none() {
                     return Err(DecodeError::UnsupportedVersion {
                         what: "Tern cluster protocol",
                         found: version.min(255) as u8,
-                        supported: PROTOCOL_VERSION as u8,
+                        supported: ProtocolVersion::LATEST.number() as u8,
                     });
                 }
                 let node = utf8(r.bytes16("node name")?, "node name")?;

@@ -9,7 +9,12 @@ pub mod auth;
 pub mod backoff;
 pub mod message;
 pub mod receiver;
+pub mod version;
 pub mod wire;
 
-/// URL prefix of the cluster endpoints; the version is part of the path.
+pub use version::ProtocolVersion;
+
+/// URL prefix of the cluster endpoints in protocol v1; the version is part of the
+/// path. Callers name endpoints with it; the client sends them under the version the
+/// peer speaks ([`ProtocolVersion::path_prefix`]).
 pub const PATH_PREFIX: &str = "/tern/v1/";

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::message::{Message, PROTOCOL_VERSION};
+use crate::cluster::message::Message;
 use crate::media::{MediaInfo, UtcMs};
 use crate::{Frame, Position, Segment};
 
@@ -43,7 +43,7 @@ pub enum Event {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiverError {
-    #[error("the peer's first message was not Hello: it is not a Tern node speaking protocol v{PROTOCOL_VERSION}")]
+    #[error("the peer's first message was not Hello: it is not a Tern node speaking the cluster protocol (v1 or v2)")]
     NoHello,
     #[error("unexpected {0} message on this connection")]
     Unexpected(&'static str),

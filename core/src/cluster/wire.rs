@@ -2,8 +2,8 @@
 //! (docs/protocol.md "Framing").
 //!
 //! Each message is `len: u32 BE` (type + payload bytes), `type: u8`, payload, then a
-//! 16-byte tag: HMAC-SHA256 under the direction's session key over the message's
-//! sequence number (u64 BE, counting from 0 on the connection), the length, the type
+//! 16-byte tag: HMAC-SHA256 (protocol v1) or keyed BLAKE3 (v2) under the direction's
+//! session key over the message's sequence number (u64 BE, counting from 0 on the connection), the length, the type
 //! and the payload, truncated to 16 bytes. The sequence number is implicit, so a
 //! dropped, repeated, reordered, altered or injected message fails its tag and the
 //! connection closes.
@@ -13,13 +13,15 @@
 //! I/O, or act on a message.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use crate::bytes_io::DecodeError;
 use crate::cluster::auth::MESSAGE_TAG_LEN;
 use crate::cluster::message::Message;
+use crate::cluster::ProtocolVersion;
 use crate::media::MediaInfo;
+
+mod tag;
+use tag::Tag;
 
 /// The largest message (type + payload) either side accepts: a segment of a few
 /// seconds of high-bitrate video fits; anything larger is refused before it is
@@ -41,24 +43,21 @@ pub enum WireError {
     Decode { seq: u64, source: DecodeError },
 }
 
-fn tag(key: &[u8; 32], seq: u64, len: u32, body: &[u8]) -> Hmac<Sha256> {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    m.update(&seq.to_be_bytes());
-    m.update(&len.to_be_bytes());
-    m.update(body);
-    m
-}
-
 /// Frames outgoing messages of one direction.
 pub struct Encoder {
+    version: ProtocolVersion,
     key: [u8; 32],
     seq: u64,
 }
 
 impl Encoder {
-    pub fn new(key: [u8; 32]) -> Self {
-        Self { key, seq: 0 }
+    /// Frames under `key` with the message MAC of protocol `version`.
+    pub fn new(version: ProtocolVersion, key: [u8; 32]) -> Self {
+        Self {
+            version,
+            key,
+            seq: 0,
+        }
     }
 
     /// The framed bytes of `msg`, or `TooLarge` (and nothing counted: the next
@@ -82,10 +81,9 @@ impl Encoder {
         msg.encode_payload(&mut out);
         let len = (out.len() - HEADER_LEN) as u32;
         out[..4].copy_from_slice(&len.to_be_bytes());
-        let t = tag(&self.key, self.seq, len, &out[HEADER_LEN..])
-            .finalize()
-            .into_bytes();
-        out.extend_from_slice(&t[..MESSAGE_TAG_LEN]);
+        let mut t = Tag::start(self.version, &self.key, self.seq, len);
+        t.update(&out[HEADER_LEN..]);
+        out.extend_from_slice(&t.finish());
         self.seq += 1;
         Bytes::from(out)
     }
@@ -110,14 +108,14 @@ impl Encoder {
         let mut head = Vec::with_capacity(HEADER_LEN + 1);
         head.put_u32(len);
         head.put_u8(kind);
-        let mut m = tag(&self.key, self.seq, len, &[kind]);
-        m.update(&payload);
-        let t = m.finalize().into_bytes();
+        let mut t = Tag::start(self.version, &self.key, self.seq, len);
+        t.update(&[kind]);
+        t.update(&payload);
         self.seq += 1;
         [
             Bytes::from(head),
             payload,
-            Bytes::copy_from_slice(&t[..MESSAGE_TAG_LEN]),
+            Bytes::copy_from_slice(&t.finish()),
         ]
     }
 }
@@ -130,19 +128,23 @@ impl Encoder {
 /// one go after the transfer); nothing of a message is released before its tag
 /// checks.
 pub struct Decoder {
+    version: ProtocolVersion,
     key: [u8; 32],
     seq: u64,
     buf: BytesMut,
     /// The tag of the message at the head of `buf`, over its first `hashed` body
     /// bytes.
-    partial: Option<(Hmac<Sha256>, usize)>,
+    partial: Option<(Tag, usize)>,
     media_info: Option<std::sync::Arc<MediaInfo>>,
     failed: bool,
 }
 
 impl Decoder {
-    pub fn new(key: [u8; 32]) -> Self {
+    /// Checks messages framed under `key` with the message MAC of protocol `version`;
+    /// a `Hello` must name that version.
+    pub fn new(version: ProtocolVersion, key: [u8; 32]) -> Self {
         Self {
+            version,
             key,
             seq: 0,
             buf: BytesMut::new(),
@@ -190,7 +192,7 @@ impl Decoder {
         let (mut mac, mut hashed) = self
             .partial
             .take()
-            .unwrap_or_else(|| (tag(&self.key, seq, len as u32, &[]), 0));
+            .unwrap_or_else(|| (Tag::start(self.version, &self.key, seq, len as u32), 0));
         let arrived = self.buf.len().min(HEADER_LEN + len) - HEADER_LEN;
         if arrived > hashed {
             mac.update(&self.buf[HEADER_LEN + hashed..HEADER_LEN + arrived]);
@@ -204,12 +206,27 @@ impl Decoder {
         let mut frame = self.buf.split_to(total);
         frame.advance(HEADER_LEN);
         let body = frame.split_to(len).freeze();
-        mac.verify_truncated_left(&frame)
-            .map_err(|_| WireError::BadTag { seq })?;
+        if !mac.verify(&frame) {
+            return Err(WireError::BadTag { seq });
+        }
         self.seq += 1;
         let kind = body[0];
         let msg = Message::decode(kind, body.slice(1..), self.media_info.as_deref())
             .map_err(|source| WireError::Decode { seq, source })?;
+        if let Message::Hello { version, .. } = &msg {
+            if *version != self.version.number() {
+                return Err(WireError::Decode {
+                    seq,
+                    source: DecodeError::Invalid {
+                        what: "Hello",
+                        detail: format!(
+                            "version {version} on a connection opened as {}",
+                            self.version
+                        ),
+                    },
+                });
+            }
+        }
         if let Message::MediaInfo(mi) = &msg {
             self.media_info = Some(mi.clone());
         }

@@ -3,8 +3,12 @@
 //! messages from the response body.
 //!
 //! Owns: one HTTP/1.1 connection per request (each M4S/M4F/signaling response is
-//! long-lived). Must not: decide what to do with the messages.
+//! long-lived), and the protocol version each peer speaks: a request goes out under
+//! the newest version first; a peer that refuses it as a version mismatch (a v1
+//! build) is asked again under v1, and remembered as v1. Must not: decide what to do
+//! with the messages.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,11 +24,18 @@ use tern_core::cluster::auth::{
 };
 use tern_core::cluster::message::Message;
 use tern_core::cluster::wire::{Decoder, WireError};
+use tern_core::cluster::{ProtocolVersion, PATH_PREFIX};
 use tern_net::{Clock, Net};
 use tokio::task::JoinHandle;
 
 /// How long connecting and getting the response headers may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Peers whose protocol version a client remembers; beyond this it forgets them all
+/// and learns again (one extra request per v1 peer).
+pub const MAX_REMEMBERED_PEERS: usize = 1024;
+/// What a node answers to a path of a version it does not speak (every version so
+/// far has said this, with a `400`).
+const VERSION_MISMATCH: &str = "cluster protocol version mismatch";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -65,6 +76,15 @@ impl ClientError {
         tracing::warn!(%peer, error = %self, "{}", self.auth_refusal());
     }
 
+    /// The peer refused the request's protocol version (a `400` saying so, from a
+    /// node that predates it), before looking at anything else.
+    pub fn is_version_refusal(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Rejected { status: 400, body, .. } if body.starts_with(VERSION_MISMATCH)
+        )
+    }
+
     fn auth_refusal(&self) -> &'static str {
         match self {
             ClientError::Rejected {
@@ -83,6 +103,8 @@ pub struct ClusterClient<N: Net, C: Clock> {
     clock: C,
     rng: SharedRng,
     auth: ClusterAuth,
+    /// Peers (`host:port`) known to speak an older version than the newest.
+    versions: Arc<Mutex<BTreeMap<String, ProtocolVersion>>>,
 }
 
 /// The node's seeded RNG, shared by everything that needs nonces or jitter.
@@ -95,6 +117,7 @@ impl<N: Net, C: Clock> Clone for ClusterClient<N, C> {
             clock: self.clock.clone(),
             rng: self.rng.clone(),
             auth: self.auth.clone(),
+            versions: self.versions.clone(),
         }
     }
 }
@@ -102,6 +125,7 @@ impl<N: Net, C: Clock> Clone for ClusterClient<N, C> {
 /// An authenticated response: messages, in order, until the peer ends it.
 pub struct MessageStream {
     peer: String,
+    version: ProtocolVersion,
     body: Incoming,
     dec: Decoder,
     conn: JoinHandle<()>,
@@ -114,6 +138,11 @@ impl Drop for MessageStream {
 }
 
 impl MessageStream {
+    /// The protocol version of this response.
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
     /// The next message; `Ok(None)` when the peer closed the response.
     pub async fn next(&mut self) -> Result<Option<Message>, ClientError> {
         loop {
@@ -154,6 +183,7 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
             clock,
             rng,
             auth,
+            versions: Arc::default(),
         }
     }
 
@@ -176,8 +206,34 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
         n
     }
 
+    fn versions(&self) -> MutexGuard<'_, BTreeMap<String, ProtocolVersion>> {
+        self.versions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The version to ask `peer` in first: the newest, unless it refused it before.
+    pub fn version_for(&self, peer: &str) -> ProtocolVersion {
+        self.versions()
+            .get(peer)
+            .copied()
+            .unwrap_or(ProtocolVersion::LATEST)
+    }
+
+    fn remember(&self, peer: &str, version: ProtocolVersion) {
+        let mut versions = self.versions();
+        if versions.len() >= MAX_REMEMBERED_PEERS && !versions.contains_key(peer) {
+            versions.clear();
+        }
+        versions.insert(peer.to_owned(), version);
+    }
+
     /// `GET path_and_query` on `host:port`, signed; returns the message stream once
     /// the server has proved it knows the key.
+    ///
+    /// A cluster endpoint is named with its v1 path (`/tern/v1/m4s/main`); it goes
+    /// out under the version the peer speaks (`/tern/v2/m4s/main` unless the peer
+    /// refused v2 before). A peer that refuses v2 as a version mismatch is asked
+    /// again under v1 at once, and remembered. Any other path is sent as it is, as
+    /// v1.
     pub async fn open(
         &self,
         host: &str,
@@ -185,9 +241,41 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
         path_and_query: &str,
     ) -> Result<MessageStream, ClientError> {
         let peer = format!("{host}:{port}");
+        let Some(endpoint) = path_and_query.strip_prefix(PATH_PREFIX) else {
+            return self
+                .open_version(ProtocolVersion::V1, host, port, path_and_query)
+                .await;
+        };
+        let version = self.version_for(&peer);
+        let path = format!("{}{endpoint}", version.path_prefix());
+        match self.open_version(version, host, port, &path).await {
+            Err(e) if version != ProtocolVersion::V1 && e.is_version_refusal() => {
+                tracing::info!(
+                    %peer,
+                    refused = %version,
+                    "peer speaks an older cluster protocol; using v1 with it from now on"
+                );
+                self.remember(&peer, ProtocolVersion::V1);
+                self.open_version(ProtocolVersion::V1, host, port, path_and_query)
+                    .await
+            }
+            r => r,
+        }
+    }
+
+    /// `GET path_and_query` under protocol `version`, with no negotiation: the path
+    /// must carry that version's prefix (a benchmark compares versions with it).
+    pub async fn open_version(
+        &self,
+        version: ProtocolVersion,
+        host: &str,
+        port: u16,
+        path_and_query: &str,
+    ) -> Result<MessageStream, ClientError> {
+        let peer = format!("{host}:{port}");
         match tokio::time::timeout(
             CONNECT_TIMEOUT,
-            self.open_inner(host, port, path_and_query, &peer),
+            self.open_inner(version, host, port, path_and_query, &peer),
         )
         .await
         {
@@ -198,6 +286,7 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
 
     async fn open_inner(
         &self,
+        version: ProtocolVersion,
         host: &str,
         port: u16,
         path_and_query: &str,
@@ -268,11 +357,12 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
             .and_then(Proof::parse)
             .map_err(proof_err)?;
         self.auth.check_proof(&sig, &proof).map_err(proof_err)?;
-        let keys = self.auth.session_keys(&sig.nonce, &proof.nonce);
+        let keys = self.auth.session_keys(version, &sig.nonce, &proof.nonce);
         Ok(MessageStream {
             peer: peer.to_owned(),
+            version,
             body: resp.into_body(),
-            dec: Decoder::new(keys.server_to_client),
+            dec: Decoder::new(version, keys.server_to_client),
             conn,
         })
     }

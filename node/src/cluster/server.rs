@@ -1,6 +1,6 @@
 //! The cluster endpoints other nodes pull from (docs/protocol.md "Endpoints"):
 //! `/tern/v1/streams` (signaling), `/tern/v1/m4s/NAME` (frames), `/tern/v1/m4f/NAME`
-//! (segments). Every request is checked with the cluster key before anything about
+//! (segments), and the same under `/tern/v2/` (keyed BLAKE3 message tags). Every request is checked with the cluster key before anything about
 //! the node is revealed; every answer proves the key and MACs every message.
 //!
 //! Owns: the sending tasks and what they send when. Must not: block on a slow
@@ -12,9 +12,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
 use tern_core::cluster::auth::{AuthError, Signature, SignedRequest, AUTH_HEADER, PROOF_HEADER};
-use tern_core::cluster::message::{self, Message, StreamAnnounce, PROTOCOL_VERSION};
+use tern_core::cluster::message::{self, Message, StreamAnnounce};
 use tern_core::cluster::receiver::HEARTBEAT_INTERVAL;
 use tern_core::cluster::wire::Encoder;
+use tern_core::cluster::ProtocolVersion;
 use tern_core::{MediaInfo, Position, StreamName};
 use tern_net::Clock;
 use tokio::sync::{broadcast, mpsc};
@@ -38,10 +39,13 @@ const ARCHIVE_QUEUE: usize = 6;
 
 pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
     let path = req.uri().path();
-    let Some(rest) = path.strip_prefix(tern_core::cluster::PATH_PREFIX) else {
+    let Some((version, rest)) = ProtocolVersion::split_path(path) else {
         return text(
             StatusCode::BAD_REQUEST,
-            format!("cluster protocol version mismatch: this node speaks v{PROTOCOL_VERSION} ({path:?})"),
+            format!(
+                "cluster protocol version mismatch: this node speaks {} ({path:?})",
+                ProtocolVersion::spoken()
+            ),
         );
     };
     let Some(cluster) = &ctx.cluster else {
@@ -94,8 +98,8 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
         }
     };
     let proof = cluster.auth.prove(&sig, ctx.nonce());
-    let keys = cluster.auth.session_keys(&sig.nonce, &proof.nonce);
-    let enc = Encoder::new(keys.server_to_client);
+    let keys = cluster.auth.session_keys(version, &sig.nonce, &proof.nonce);
+    let enc = Encoder::new(version, keys.server_to_client);
     let from = req.uri().query().and_then(parse_from);
 
     let queue = if rest.starts_with("archive/") {
@@ -105,6 +109,7 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
     };
     let (tx, rx) = mpsc::channel(queue);
     let mut peer = Peer {
+        version,
         enc,
         tx,
         last_sent: tokio::time::Instant::now(),
@@ -282,6 +287,8 @@ fn parse_from(query: &str) -> Option<Position> {
 /// The sending side of one cluster response: the connection's encoder (MAC key and
 /// sequence) and the bounded queue towards the socket.
 struct Peer {
+    /// The protocol version the request asked for (its path).
+    version: ProtocolVersion,
     enc: Encoder,
     tx: mpsc::Sender<Bytes>,
     /// When the last message was queued: a live response sends a heartbeat once
@@ -310,7 +317,7 @@ impl Peer {
     /// Every response starts with `Hello`.
     async fn hello(&mut self, node: String) -> bool {
         self.send(&Message::Hello {
-            version: PROTOCOL_VERSION,
+            version: self.version.number(),
             node,
         })
         .await

@@ -17,12 +17,15 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use tern_core::cluster::auth::ClusterAuth;
 use tern_core::cluster::message::Message;
+use tern_core::cluster::ProtocolVersion;
 use tern_core::Position;
 use tern_net::{Clock, TokioClock, TokioNet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::cluster::client::ClusterClient;
+
+mod nginx;
 
 const KEY: &str = "tern-bench-cluster-key-0123456789";
 
@@ -40,6 +43,8 @@ pub struct BenchArgs {
     /// MiB of archive to generate for the M4F transfer figure (0: skip the archive
     /// phase).
     pub archive_mib: u64,
+    /// Run the same fan-out through nginx-rtmp too, side by side.
+    pub peer_nginx: bool,
 }
 
 impl BenchArgs {
@@ -50,6 +55,7 @@ impl BenchArgs {
             seconds: 1,
             bitrate: 1_000_000,
             archive_mib: 8,
+            peer_nginx: false,
         }
     }
 }
@@ -68,7 +74,7 @@ impl Drop for NodeProc {
     }
 }
 
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -76,7 +82,7 @@ impl Drop for TempDir {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
+pub(crate) fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -106,19 +112,48 @@ fn spawn_node(tag: &str, body: &str) -> Result<NodeProc, String> {
     })
 }
 
-/// utime + stime of a process, in seconds (Linux /proc).
+/// User and system CPU time of a process, in seconds (Linux /proc).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CpuTimes {
+    pub user: f64,
+    pub system: f64,
+}
+
+impl CpuTimes {
+    pub fn of(pid: u32) -> Option<CpuTimes> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may contain spaces) start after ')'.
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let utime: f64 = f.get(11)?.parse().ok()?;
+        let stime: f64 = f.get(12)?.parse().ok()?;
+        // USER_HZ is 100 on Linux.
+        Some(CpuTimes {
+            user: utime / 100.0,
+            system: stime / 100.0,
+        })
+    }
+
+    fn total(self) -> f64 {
+        self.user + self.system
+    }
+
+    /// What was used between `self` and `later`.
+    pub fn until(self, later: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user: later.user - self.user,
+            system: later.system - self.system,
+        }
+    }
+}
+
+/// utime + stime of a process, in seconds.
 fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may contain spaces) start after ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
+    CpuTimes::of(pid).map(CpuTimes::total)
 }
 
 /// Peak resident memory (VmHWM) in MiB.
-fn peak_rss_mib(pid: u32) -> Option<f64> {
+pub(crate) fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -334,7 +369,8 @@ async fn viewer(
     s.write_all(b"GET /main/mpegts HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .ok()?;
-    let mut buf = vec![0u8; 256 * 1024];
+    // 64 KiB: 10 000 viewers in this process stay within 640 MiB.
+    let mut buf = vec![0u8; 64 * 1024];
     let mut first = None;
     loop {
         let r = tokio::time::timeout_at(until, s.read(&mut buf)).await;
@@ -348,7 +384,49 @@ async fn viewer(
     }
 }
 
-async fn fanout_phase(viewers: usize, seconds: u64, bitrate: u64) -> Result<(), String> {
+/// What one server's fan-out measured.
+pub(crate) struct FanoutFigures {
+    /// Mbit the readers got while measuring.
+    pub mbit: f64,
+    /// Seconds measured.
+    pub wall: f64,
+    /// The server's CPU while measuring.
+    pub cpu: CpuTimes,
+    /// The server's peak resident memory.
+    pub rss_mib: f64,
+}
+
+impl FanoutFigures {
+    fn per_cpu(&self) -> f64 {
+        self.mbit / self.cpu.total()
+    }
+
+    fn per_user(&self) -> f64 {
+        self.mbit / self.cpu.user
+    }
+
+    fn print(&self, server: &str, viewers: usize) {
+        println!(
+            "  {server}: {viewers} readers, {:.1} s: relayed {:.1} Mbit/s; CPU user {:.2} s + system {:.2} s ({:.0}% of one core); {:.0} Mbit per CPU-s, {:.0} Mbit per user CPU-s; peak RSS {:.1} MiB ({:.1} KiB per reader)",
+            self.wall,
+            self.mbit / self.wall,
+            self.cpu.user,
+            self.cpu.system,
+            self.cpu.total() / self.wall * 100.0,
+            self.per_cpu(),
+            self.per_user(),
+            self.rss_mib,
+            self.rss_mib * 1024.0 / viewers.max(1) as f64,
+        );
+    }
+}
+
+async fn fanout_phase(
+    viewers: usize,
+    seconds: u64,
+    bitrate: u64,
+    nginx: Option<&nginx::Tools>,
+) -> Result<(), String> {
     let origin = spawn_node(
         "origin",
         &format!("cluster_key {KEY};\nsegment_duration 1;\nstream main {{ input fake://fake?bitrate={bitrate}; }}\n"),
@@ -380,20 +458,22 @@ async fn fanout_phase(viewers: usize, seconds: u64, bitrate: u64) -> Result<(), 
     ttff.sort_unstable();
 
     let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let warmup = Instant::now() + Duration::from_secs(1);
+    // Connecting many viewers takes a while on a busy machine: more warm-up for more.
+    let warmup = Instant::now() + Duration::from_secs(1) + Duration::from_millis(viewers as u64);
     let until = warmup + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for _ in 0..viewers {
         tasks.push(tokio::spawn(viewer(edge.port, bytes.clone(), until)));
     }
     tokio::time::sleep_until(warmup).await;
-    let cpu0 = cpu_seconds(pid);
+    let cpu0 = CpuTimes::of(pid);
     let b0 = bytes.load(std::sync::atomic::Ordering::Relaxed);
     let t0 = Instant::now();
     tokio::time::sleep_until(until).await;
-    let cpu1 = cpu_seconds(pid);
+    let cpu1 = CpuTimes::of(pid);
     let b1 = bytes.load(std::sync::atomic::Ordering::Relaxed);
     let wall = t0.elapsed().as_secs_f64();
+    let rss_mib = peak_rss_mib(pid).unwrap_or(f64::NAN);
     let mut first_bytes = Vec::new();
     for t in tasks {
         if let Ok(Some(d)) = t.await {
@@ -401,19 +481,21 @@ async fn fanout_phase(viewers: usize, seconds: u64, bitrate: u64) -> Result<(), 
         }
     }
     first_bytes.sort_unstable();
-    let mbit = (b1 - b0) as f64 * 8.0 / 1e6;
-    let cpu = match (cpu0, cpu1) {
-        (Some(a), Some(b)) => b - a,
-        _ => f64::NAN,
+    let tern = FanoutFigures {
+        mbit: (b1 - b0) as f64 * 8.0 / 1e6,
+        wall,
+        cpu: match (cpu0, cpu1) {
+            (Some(a), Some(b)) => a.until(b),
+            _ => return Err("cannot read the edge's CPU time from /proc".into()),
+        },
+        rss_mib,
     };
     println!(
-        "fan-out, 1 stream ({} kbit/s) to {viewers} MPEG-TS viewers on the edge, {wall:.1} s: relayed {:.1} Mbit/s; edge CPU {cpu:.2} s ({:.0}% of one core); {:.0} Mbit/s per CPU second; edge peak RSS {:.1} MiB",
+        "fan-out, 1 stream ({} kbit/s) to {viewers} readers ({} of them reading):",
         bitrate / 1000,
-        mbit / wall,
-        cpu / wall * 100.0,
-        mbit / cpu,
-        peak_rss_mib(pid).unwrap_or(f64::NAN)
+        first_bytes.len()
     );
+    tern.print("Tern edge (M4S from the origin, MPEG-TS readers)", viewers);
     println!(
         "  time to first frame, new M4S subscriber on the edge: p50 {} us, max {} us; MPEG-TS first byte under load: p50 {} us, max {} us",
         percentile(&ttff, 0.5).unwrap_or(0),
@@ -421,6 +503,24 @@ async fn fanout_phase(viewers: usize, seconds: u64, bitrate: u64) -> Result<(), 
         percentile(&first_bytes, 0.5).unwrap_or(0),
         first_bytes.last().copied().unwrap_or(0)
     );
+    drop(edge);
+    if let Some(tools) = nginx {
+        // One server at a time: the edge is gone; the origin feeds nginx's publisher.
+        match nginx::fanout(tools, origin.port, viewers, seconds).await {
+            Ok(ng) => {
+                ng.print(
+                    "nginx-rtmp (ffmpeg publishing the origin's MPEG-TS, rtmpdump readers)",
+                    viewers,
+                );
+                println!(
+                    "  Tern / nginx-rtmp at {viewers} readers: {:.2}x Mbit per CPU-s, {:.2}x Mbit per user CPU-s",
+                    tern.per_cpu() / ng.per_cpu(),
+                    tern.per_user() / ng.per_user()
+                );
+            }
+            Err(e) => println!("  nginx-rtmp at {viewers} readers: skipped: {e}"),
+        }
+    }
     Ok(())
 }
 
@@ -521,7 +621,7 @@ async fn archive_phase(mib: u64) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let plain_s = t.elapsed().as_secs_f64();
 
-    // The same range over M4F from an origin process.
+    // The same range over M4F from an origin process, in each protocol version.
     let origin = spawn_node(
         "archive-origin",
         &format!(
@@ -530,36 +630,56 @@ async fn archive_phase(mib: u64) -> Result<(), String> {
         ),
     )?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let c = client();
-    let t = Instant::now();
-    let mut stream = c
-        .open(
-            "127.0.0.1",
-            origin.port,
-            &format!("/tern/v1/archive/main?from={from}&to={last_end}"),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut segments, mut bytes) = (0u64, 0u64);
-    loop {
-        match stream.next().await {
-            Ok(Some(Message::Segment(s))) => {
-                segments += 1;
-                bytes += tern_core::segment_codec::encoded_len_hint(&s) as u64;
-            }
-            Ok(Some(Message::ArchiveEnd { .. })) | Ok(None) => break,
-            Ok(Some(_)) => {}
-            Err(e) => return Err(format!("archive transfer failed: {e}")),
-        }
-    }
-    let m4f_s = t.elapsed().as_secs_f64();
+    let plain_mbs = plain as f64 / 1e6 / plain_s;
     println!(
-        "M4F archive transfer on loopback: {segments} segments, {:.0} MB in {m4f_s:.2} s = {:.0} MB/s; plain read of the same files {:.0} MB in {plain_s:.2} s = {:.0} MB/s (page cache warm: the files were just written)",
-        bytes as f64 / 1e6,
-        bytes as f64 / 1e6 / m4f_s,
+        "  plain read of the same files: {:.0} MB in {plain_s:.2} s = {plain_mbs:.0} MB/s (page cache warm: the files were just written)",
         plain as f64 / 1e6,
-        plain as f64 / 1e6 / plain_s
     );
+    for version in [ProtocolVersion::V1, ProtocolVersion::V2] {
+        let path = format!(
+            "{}archive/main?from={from}&to={last_end}",
+            version.path_prefix()
+        );
+        let pid = origin.child.id();
+        let (origin0, me0) = (CpuTimes::of(pid), CpuTimes::of(std::process::id()));
+        let t = Instant::now();
+        let mut stream = client()
+            .open_version(version, "127.0.0.1", origin.port, &path)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut segments, mut bytes) = (0u64, 0u64);
+        loop {
+            match stream.next().await {
+                Ok(Some(Message::Segment(s))) => {
+                    segments += 1;
+                    bytes += tern_core::segment_codec::encoded_len_hint(&s) as u64;
+                }
+                Ok(Some(Message::ArchiveEnd { .. })) | Ok(None) => break,
+                Ok(Some(_)) => {}
+                Err(e) => return Err(format!("archive transfer failed: {e}")),
+            }
+        }
+        let m4f_s = t.elapsed().as_secs_f64();
+        let cpu = |a: Option<CpuTimes>, pid: u32| match (a, CpuTimes::of(pid)) {
+            (Some(a), Some(b)) => {
+                let d = a.until(b);
+                format!("user {:.2} s, system {:.2} s", d.user, d.system)
+            }
+            _ => "?".into(),
+        };
+        let mbs = bytes as f64 / 1e6 / m4f_s;
+        println!(
+            "  M4F archive {version} ({}) on loopback: {segments} segments, {:.0} MB in {m4f_s:.2} s = {mbs:.0} MB/s = {:.0}% of the plain read; origin CPU {}; receiver (this process) CPU {}",
+            match version {
+                ProtocolVersion::V1 => "HMAC-SHA256 tags",
+                ProtocolVersion::V2 => "keyed BLAKE3 tags",
+            },
+            bytes as f64 / 1e6,
+            mbs / plain_mbs * 100.0,
+            cpu(origin0, pid),
+            cpu(me0, std::process::id()),
+        );
+    }
     Ok(())
 }
 
@@ -598,8 +718,19 @@ pub fn run(args: BenchArgs) -> ExitCode {
         for n in &args.streams {
             latency_phase(*n, args.seconds).await?;
         }
+        let nginx = if args.peer_nginx {
+            match nginx::Tools::find() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    println!("--peer-nginx: skipped: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         for v in &args.viewers {
-            fanout_phase(*v, args.seconds, args.bitrate).await?;
+            fanout_phase(*v, args.seconds, args.bitrate, nginx.as_ref()).await?;
         }
         if args.archive_mib > 0 {
             archive_phase(args.archive_mib).await?;
