@@ -17,8 +17,12 @@ fn bench_smoke_prints_its_figures() {
         "M4S hop, 1 stream(s)",
         "capture -> edge subscriber",
         "fan-out, 1 stream",
-        "Mbit/s per CPU second",
+        "Mbit per CPU-s",
+        "Mbit per user CPU-s",
         "time to first frame",
+        "plain read of the same files",
+        "M4F archive v1",
+        "M4F archive v2",
     ] {
         assert!(stdout.contains(figure), "missing {figure:?} in:\n{stdout}");
     }
