@@ -13,9 +13,11 @@ mod net;
 mod tokio_net;
 #[cfg(feature = "turmoil")]
 mod turmoil_net;
+mod udp;
 
 pub use clock::{Clock, TokioClock};
 pub use net::{Listener, Net};
 pub use tokio_net::TokioNet;
 #[cfg(feature = "turmoil")]
 pub use turmoil_net::{TurmoilClock, TurmoilNet};
+pub use udp::UdpInput;

@@ -270,7 +270,7 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
             None => None,
         };
         let span = tracing::info_span!("stream", name = %sc.name);
-        let mut handles = input::start_inputs(&ctx, &hub, sc, &client_for, span)?;
+        let mut handles = input::start_inputs(&ctx, &hub, sc, &net, &client_for, span)?;
         if let Some(dvr) = &dvr {
             let span = tracing::info_span!("dvr", stream = %sc.name);
             let task = tokio::spawn(

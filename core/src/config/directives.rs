@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use super::error::{ConfigError, Pos};
 use super::lexer::Token;
 use super::model::{
-    CacheConfig, ClusterKey, Config, DvrConfig, InputConfig, InputUrl, Listen, SourceConfig,
-    StreamConfig, SEGMENT_DURATION_MS_RANGE, SOURCE_TIMEOUT_MS_RANGE,
+    CacheConfig, ClusterKey, Config, DvrConfig, InputConfig, Listen, SourceConfig, StreamConfig,
+    SEGMENT_DURATION_MS_RANGE, SOURCE_TIMEOUT_MS_RANGE,
 };
 use super::parser::Directive;
 use super::pattern::NamePattern;
@@ -523,7 +523,7 @@ fn input(d: &Directive) -> Result<InputConfig, ConfigError> {
                 }
             }
             "cluster_key" => {
-                if !matches!(inp.url, InputUrl::M4s { .. } | InputUrl::M4f { .. }) {
+                if !inp.url.is_cluster() {
                     return Err(at(
                         opt.pos,
                         "`cluster_key=` is for `m4s://` and `m4f://` inputs: this input \

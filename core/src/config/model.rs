@@ -90,6 +90,29 @@ pub enum InputUrl {
     },
     /// `rtsp://[USER[:PASS]@]HOST[:PORT]/PATH[?transport=udp]`: an IP camera.
     Rtsp(RtspInput),
+    /// `udp://ADDR:PORT[?interface=IPV4]`: MPEG-TS datagrams sent to this node, to a
+    /// local address (unicast; `0.0.0.0` for any) or a multicast group joined on the
+    /// interface with that address (default: the OS's choice).
+    Udp {
+        addr: IpAddr,
+        port: u16,
+        interface: Option<Ipv4Addr>,
+    },
+    /// `http://HOST[:PORT]/PATH`: an endless MPEG-TS response.
+    Http {
+        host: String,
+        port: u16,
+        /// Path and query, starting with `/`.
+        path: String,
+    },
+}
+
+impl InputUrl {
+    /// Whether this input pulls from another Tern node (and so may take a
+    /// `cluster_key=`).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, InputUrl::M4s { .. } | InputUrl::M4f { .. })
+    }
 }
 
 /// An `rtsp://` input. Its `Display` and `Debug` never show the credentials.
@@ -386,6 +409,28 @@ impl fmt::Display for InputUrl {
                 write!(f, "m4f://{}/{name}", host_port(host, *port))
             }
             InputUrl::Rtsp(r) => r.fmt(f),
+            InputUrl::Udp {
+                addr,
+                port,
+                interface,
+            } => {
+                write!(f, "udp://{}", host_port(&addr.to_string(), *port))?;
+                match interface {
+                    Some(i) => write!(f, "?interface={i}"),
+                    None => Ok(()),
+                }
+            }
+            InputUrl::Http { host, port, path } => {
+                if *port == 80 {
+                    write!(
+                        f,
+                        "http://{}{path}",
+                        host_port(host, *port).trim_end_matches(":80")
+                    )
+                } else {
+                    write!(f, "http://{}{path}", host_port(host, *port))
+                }
+            }
         }
     }
 }

@@ -35,7 +35,8 @@ fn chars_to(s: &str, i: usize) -> usize {
 }
 
 const SUPPORTED_INPUTS: &str = "supported inputs are `fake://fake`, `m4s://HOST:PORT/NAME`, \
-     `m4f://HOST:PORT/NAME` and `rtsp://[USER:PASS@]HOST[:PORT]/PATH`";
+     `m4f://HOST:PORT/NAME`, `rtsp://[USER:PASS@]HOST[:PORT]/PATH`, `udp://ADDR:PORT` \
+     (MPEG-TS) and `http://HOST[:PORT]/PATH` (MPEG-TS)";
 
 /// Parses an `input` URL.
 pub fn input_url(url: &str) -> Result<InputUrl, UrlError> {
@@ -62,6 +63,8 @@ pub fn input_url(url: &str) -> Result<InputUrl, UrlError> {
             })
         }
         "rtsp" => rtsp(rest).map(InputUrl::Rtsp).map_err(shift),
+        "udp" => udp(rest).map_err(shift),
+        "http" => http(rest).map_err(shift),
         _ => err(
             0,
             format!("unsupported input `{scheme}://`: {SUPPORTED_INPUTS}"),
@@ -168,6 +171,88 @@ fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// `ADDR:PORT[?interface=IPV4]` of a `udp://` input.
+fn udp(rest: &str) -> Result<InputUrl, UrlError> {
+    let form = "expected `udp://ADDR:PORT` with ADDR a local address (`0.0.0.0` for any) or \
+                a multicast group, and `?interface=IPV4` to join the group on one interface";
+    let (authority, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    let (host, port) = host_port(authority, form)?;
+    let Ok(addr) = host.parse::<IpAddr>() else {
+        return err(0, format!("`{host}` is not an IP address: {form}"));
+    };
+    let mut interface = None;
+    if let Some(q) = query {
+        let at = chars_to(rest, authority.len() + 1);
+        for (k, v) in q
+            .split('&')
+            .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        {
+            match k {
+                "interface" if interface.is_none() => match v.parse::<Ipv4Addr>() {
+                    Ok(i) => interface = Some(i),
+                    Err(_) => {
+                        return err(
+                            at,
+                            format!("bad `interface={v}`: expected the IPv4 address of a local interface"),
+                        )
+                    }
+                },
+                _ => return err(at, format!("unknown or repeated `udp://` option `{k}`: the only option is `interface=IPV4`")),
+            }
+        }
+    }
+    if interface.is_some() && !addr.is_multicast() {
+        return err(
+            0,
+            format!("`interface=` is for a multicast group, and `{addr}` is not one: {form}"),
+        );
+    }
+    Ok(InputUrl::Udp {
+        addr,
+        port,
+        interface,
+    })
+}
+
+/// `HOST[:PORT]/PATH` of an `http://` input (port 80 by default).
+fn http(rest: &str) -> Result<InputUrl, UrlError> {
+    let form = "expected `http://HOST[:PORT]/PATH` serving MPEG-TS";
+    let slash = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = (&rest[..slash], &rest[slash..]);
+    if authority.contains('@') {
+        return err(
+            0,
+            format!("credentials in an `http://` input URL are not supported: {form}"),
+        );
+    }
+    let explicit_port = if authority.starts_with('[') {
+        authority.contains("]:")
+    } else {
+        authority.contains(':')
+    };
+    let (host, port) = if explicit_port {
+        host_port(authority, form)?
+    } else {
+        let (h, _) = host_port(&format!("{authority}:80"), form)?;
+        (h, 80)
+    };
+    if let Some(i) = path.find(|c: char| c.is_control() || c.is_whitespace()) {
+        return err(
+            chars_to(rest, slash + i),
+            format!("a control character or space in the path: {form}"),
+        );
+    }
+    let path = if path.is_empty() { "/" } else { path };
+    Ok(InputUrl::Http {
+        host,
+        port,
+        path: path.to_owned(),
+    })
 }
 
 /// `HOST:PORT/NAME` of an `m4s://` or `m4f://` input.
@@ -571,6 +656,48 @@ mod tests {
         assert_eq!(at("m4s://or_gin:1/x"), Some(6));
         assert_eq!(at("rtmp://cam/live"), Some(0));
         assert_eq!(at("main"), Some(0));
+    }
+
+    #[test]
+    fn config_url_mpeg_ts_inputs() {
+        let udp = |u: &str| input_url(u).map(|i| i.to_string());
+        assert_eq!(
+            input_url("udp://239.0.0.1:1234?interface=10.1.2.3"),
+            Ok(InputUrl::Udp {
+                addr: "239.0.0.1".parse().expect("ip"),
+                port: 1234,
+                interface: Some(Ipv4Addr::new(10, 1, 2, 3)),
+            })
+        );
+        assert_eq!(udp("udp://0.0.0.0:5000"), Ok("udp://0.0.0.0:5000".into()));
+        assert_eq!(udp("udp://[::1]:5000"), Ok("udp://[::1]:5000".into()));
+        assert_eq!(
+            udp("udp://239.1.1.1:5000?interface=192.168.0.2"),
+            Ok("udp://239.1.1.1:5000?interface=192.168.0.2".into())
+        );
+        assert_eq!(
+            input_url("http://cam.local/live/stream.ts?x=1"),
+            Ok(InputUrl::Http {
+                host: "cam.local".into(),
+                port: 80,
+                path: "/live/stream.ts?x=1".into(),
+            })
+        );
+        assert_eq!(
+            udp("http://10.0.0.1:8080/a.ts"),
+            Ok("http://10.0.0.1:8080/a.ts".into())
+        );
+        assert_eq!(udp("http://host"), Ok("http://host/".into()));
+        assert_eq!(udp("http://[::1]/x"), Ok("http://[::1]/x".into()));
+        let e = |u: &str| input_url(u).err().map(|e| e.message).unwrap_or_default();
+        assert!(e("udp://camera:1234").contains("not an IP address"));
+        assert!(e("udp://10.0.0.1:1234?interface=10.0.0.2").contains("not one"));
+        assert!(e("udp://239.0.0.1:1234?interface=eth0").contains("bad `interface=eth0`"));
+        assert!(e("udp://239.0.0.1:1234?ttl=3").contains("unknown or repeated"));
+        assert!(e("udp://239.0.0.1").contains("missing `:PORT`"));
+        assert!(e("http://user:pw@cam/x").contains("credentials"));
+        assert!(e("http://cam/a b").contains("space"));
+        assert!(e("http://cam:0/x").contains("bad port"));
     }
 
     #[test]

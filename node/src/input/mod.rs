@@ -1,12 +1,16 @@
-//! Inputs: tasks that feed a stream's hub — `fake://`, and `m4s://` / `m4f://` from
-//! another node — and the failover between several inputs of one stream.
+//! Inputs: tasks that feed a stream's hub — `fake://`, `m4s://` / `m4f://` from
+//! another node, MPEG-TS over `udp://` and `http://` — and the failover between
+//! several inputs of one stream.
 //!
 //! Owns: starting a stream's input tasks and the [`Sink`] they publish into (the hub
 //! itself for one input; a failover port for several). Must not: know outputs.
 
 pub mod fake;
+pub mod http_ts;
 pub mod remote;
 pub mod rtsp;
+pub mod ts_pump;
+pub mod udp;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -195,6 +199,7 @@ pub fn start_inputs<N: Net, C: Clock>(
     ctx: &Arc<NodeCtx<C>>,
     hub: &Arc<StreamHub>,
     sc: &StreamConfig,
+    net: &N,
     client_for: &ClientFor<'_, N, C>,
     span: Span,
 ) -> Result<Vec<AbortHandle>, NodeError> {
@@ -210,6 +215,7 @@ pub fn start_inputs<N: Net, C: Clock>(
             order[0],
             sink,
             Gate::Always,
+            net,
             client_for,
             span,
         )?);
@@ -239,6 +245,7 @@ pub fn start_inputs<N: Net, C: Clock>(
             input,
             sink,
             Gate::Failover(rx),
+            net,
             client_for,
             span,
         )?);
@@ -252,6 +259,7 @@ fn spawn_input<N: Net, C: Clock>(
     input: &InputConfig,
     sink: Arc<dyn Sink>,
     gate: Gate,
+    net: &N,
     client_for: &ClientFor<'_, N, C>,
     span: Span,
 ) -> Result<AbortHandle, NodeError> {
@@ -284,6 +292,37 @@ fn spawn_input<N: Net, C: Clock>(
                 protocol,
             };
             tokio::spawn(remote::run(sink, client, target, gate).instrument(span))
+        }
+        InputUrl::Udp {
+            addr,
+            port,
+            interface,
+        } => {
+            let target = udp::UdpTarget {
+                addr: *addr,
+                port: *port,
+                interface: *interface,
+                label: url.to_string(),
+            };
+            let run = udp::run(sink, target, source_timeout(input), ctx.clock.clone(), gate);
+            tokio::spawn(run.instrument(span))
+        }
+        InputUrl::Http { host, port, path } => {
+            let target = http_ts::HttpTarget {
+                host: host.clone(),
+                port: *port,
+                path: path.clone(),
+                label: url.to_string(),
+            };
+            let run = http_ts::run(
+                sink,
+                net.clone(),
+                target,
+                source_timeout(input),
+                ctx.clock.clone(),
+                gate,
+            );
+            tokio::spawn(run.instrument(span))
         }
     };
     Ok(handle.abort_handle())
