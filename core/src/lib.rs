@@ -31,6 +31,7 @@ pub mod ingest;
 pub mod media;
 pub mod mux;
 pub mod play_url;
+pub mod rebase;
 pub mod rtp_ingest;
 pub mod segment;
 pub mod segment_codec;

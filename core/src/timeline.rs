@@ -42,6 +42,9 @@ pub struct Timeline {
     high: u64,
     /// The next timestamp starts a new stretch whatever its value.
     reset: bool,
+    /// Where the next stretch should start, if the caller said (at least this; never
+    /// before the timeline's highest value plus the gap).
+    target: Option<u64>,
 }
 
 impl Timeline {
@@ -55,6 +58,7 @@ impl Timeline {
             offset: 0,
             high: 0,
             reset: false,
+            target: None,
         }
     }
 
@@ -69,14 +73,29 @@ impl Timeline {
         self.reset = true;
     }
 
+    /// Like [`Timeline::declare_jump`], and the new stretch starts at `at` (for
+    /// instance the capture time in 90 kHz, so that a restarted source goes on where
+    /// real time is), or just after the highest value so far if that is later: the
+    /// timeline still never runs backwards. Before the first timestamp it sets where
+    /// the timeline starts.
+    pub fn declare_jump_to(&mut self, at: u64) {
+        self.reset = true;
+        self.target = Some(at);
+    }
+
     /// Places one source timestamp (taken modulo the wrap).
     pub fn place(&mut self, raw: u64) -> Placed {
         let raw = i128::from(raw % self.wrap);
         let wrap = i128::from(self.wrap);
         let Some(last) = self.last else {
-            // The first timestamp: the timeline starts one wrap in, so timestamps a
-            // little earlier (audio before video, B-frames) stay positive.
-            self.offset = wrap;
+            // The first timestamp: the timeline starts where the caller said, or one
+            // wrap in, so timestamps a little earlier (audio before video, B-frames)
+            // stay positive.
+            self.reset = false;
+            self.offset = match self.target.take() {
+                Some(at) => i128::from(at) - raw,
+                None => wrap,
+            };
             self.last = Some(raw);
             return self.placed(raw, false);
         };
@@ -90,7 +109,12 @@ impl Timeline {
         let jumped =
             std::mem::take(&mut self.reset) || delta.unsigned_abs() > self.max_jump as u128;
         if jumped {
-            self.offset = i128::from(self.high) + i128::from(JUMP_GAP_90K) - unwrapped;
+            let after_high = i128::from(self.high) + i128::from(JUMP_GAP_90K);
+            let start = match self.target.take() {
+                Some(at) => after_high.max(i128::from(at)),
+                None => after_high,
+            };
+            self.offset = start - unwrapped;
         }
         self.placed(unwrapped, jumped)
     }
@@ -118,6 +142,27 @@ mod tests {
         assert_eq!(b.ts - a.ts, 3_600);
         assert_eq!(c.ts - b.ts, 3_600);
         assert_eq!(d.ts - c.ts, 3_600);
+    }
+
+    #[test]
+    fn a_jump_can_be_told_where_to_go_on_but_never_goes_back() {
+        let mut t = Timeline::new(u64::MAX, DEFAULT_MAX_JUMP_90K);
+        t.declare_jump_to(1_000_000);
+        let a = t.place(0);
+        assert_eq!((a.ts, a.jumped), (1_000_000, false));
+        let b = t.place(3_600);
+        assert_eq!(b.ts, 1_003_600);
+        // A restart from 0, ten seconds of real time later.
+        t.declare_jump_to(1_003_600 + 900_000);
+        let c = t.place(0);
+        assert!(c.jumped);
+        assert_eq!(c.ts, 1_903_600);
+        assert_eq!(t.place(3_600).ts, 1_907_200);
+        // A target in the past (a clock stepped back): just after the highest.
+        t.declare_jump_to(5);
+        let d = t.place(0);
+        assert!(d.jumped);
+        assert_eq!(d.ts, 1_907_200 + JUMP_GAP_90K);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tern_core::gop::Gop;
 use tern_core::mux::live_ts::{LiveTs, TsChunk};
+use tern_core::rebase::Rebaser;
 use tern_core::segmenter::Segmenter;
 use tern_core::{Frame, MediaInfo, Position, Segment, StreamName, UtcMs};
 use tokio::sync::{broadcast, watch};
@@ -121,6 +122,17 @@ struct State {
     ts: Option<TsFanout>,
     /// See [`LiveWindow::target_duration_s`].
     target_duration_s: u64,
+    timestamps: Timestamps,
+}
+
+/// What the hub does with the timestamps of published frames.
+enum Timestamps {
+    /// Kept as received: frames from a cluster peer (an edge never rebases, so it
+    /// answers with the origin's bytes), and segments cut elsewhere.
+    AsReceived,
+    /// Moved onto the stream's running timeline (`tern_core::rebase`): the origin's
+    /// local inputs, so a restart or an input switch does not send players back to 0.
+    Rebased(Rebaser),
 }
 
 pub struct StreamHub {
@@ -154,6 +166,7 @@ impl StreamHub {
                 },
                 ts: None,
                 target_duration_s: rounded_secs(u64::from(segment_duration_ms)).max(1),
+                timestamps: Timestamps::AsReceived,
             }),
             tx,
             seg_tx,
@@ -186,9 +199,28 @@ impl StreamHub {
         self.lock().segmenter.media_info().clone()
     }
 
+    /// From now on, published frames are moved onto the stream's running timeline
+    /// (`tern_core::rebase`). For streams whose inputs are this node's own sources,
+    /// never for frames from a cluster peer.
+    pub fn rebase_timestamps(&self) {
+        self.lock().timestamps = Timestamps::Rebased(Rebaser::default());
+    }
+
     /// Publishes one frame to the segmenter, the GOP cache and every live viewer.
-    pub fn publish(&self, frame: Frame, now: Duration) {
+    pub fn publish(&self, mut frame: Frame, now: Duration) {
         let mut st = self.lock();
+        let State {
+            timestamps,
+            segmenter,
+            ..
+        } = &mut *st;
+        if let Timestamps::Rebased(r) = timestamps {
+            let timescale = segmenter
+                .media_info()
+                .track(frame.track)
+                .map_or(tern_core::media::VIDEO_TIMESCALE, |t| t.timescale());
+            r.rebase(&mut frame, timescale);
+        }
         if st.note_frame(&frame, now) {
             // Frames were missed or the source restarted: the running segment ends
             // here, so no segment has a hole inside.

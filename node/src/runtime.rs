@@ -250,6 +250,18 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
             sc.segment_duration_ms(config),
             clock.now(),
         ));
+        // The origin of a stream (its inputs are this node's own sources) rebases
+        // timestamps onto one running timeline; a stream pulled from a cluster peer
+        // keeps the origin's timestamps.
+        let from_peer = sc.inputs.iter().any(|i| {
+            matches!(
+                i.url,
+                tern_core::config::InputUrl::M4s { .. } | tern_core::config::InputUrl::M4f { .. }
+            )
+        });
+        if !from_peer {
+            hub.rebase_timestamps();
+        }
         // The DVR opens first: a path it cannot use stops the start before any
         // task runs.
         let dvr = match &sc.dvr {
