@@ -28,6 +28,8 @@ pub mod failover;
 pub mod fake;
 pub mod gop;
 pub mod ingest;
+pub mod limits;
+pub mod log_limit;
 pub mod media;
 pub mod mux;
 pub mod play_url;

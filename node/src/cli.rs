@@ -176,6 +176,15 @@ fn run(path: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match crate::fd_limit::raise() {
+        Some(l) => info!(
+            soft_before = l.before,
+            soft = l.now,
+            hard = l.hard,
+            "file descriptor limit"
+        ),
+        None => tracing::warn!("cannot read the file descriptor limit"),
+    }
     rt.block_on(async move {
         let seed = os_seed();
         info!(seed, "node RNG seeded from the OS");

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod dvr;
+pub mod fd_limit;
 pub mod http;
 pub mod hub;
 pub mod input;

@@ -97,6 +97,8 @@ pub struct NodeCtx<C: Clock> {
     /// Name sent in `Hello` messages and logs.
     pub node_name: String,
     pub cluster: Option<ClusterState>,
+    /// Refusals (connections, cluster auth), logged rate-limited.
+    pub refusals: Arc<crate::http::guard::RefusalLog>,
     streams: Mutex<BTreeMap<StreamName, StreamEntry>>,
     rng: SharedRng,
 }
@@ -228,6 +230,7 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
             auth: ClusterAuth::new(k.as_bytes()),
             guard: Mutex::new(ReplayGuard::new()),
         }),
+        refusals: crate::http::guard::RefusalLog::new(),
         streams: Mutex::new(BTreeMap::new()),
         rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
     });
@@ -328,6 +331,20 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
                 .instrument(span),
         );
     }
+    // One guard for every listener: the limits are the node's. The real
+    // descriptor limit counts only for the binary; the simulation has none.
+    let fd_limit = match dvr_stores {
+        DvrStores::Fs => crate::fd_limit::current(),
+        DvrStores::Memory(_) => None,
+    };
+    let mut limits = config.limits;
+    limits.max_connections =
+        tern_core::limits::effective_max_connections(limits.max_connections, fd_limit);
+    if limits.max_connections < config.limits.max_connections {
+        info!(max_connections = limits.max_connections, fd_limit = ?fd_limit,
+            "HTTP connection limit lowered to leave descriptors for the DVR and the cluster");
+    }
+    let guard = crate::http::guard::Guard::new(limits, ctx.refusals.clone());
     let mut addrs = Vec::new();
     for listen in &config.http {
         let addr = listen.socket_addr();
@@ -338,7 +355,11 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
         let bound = listener.local_addr().unwrap_or(addr);
         info!(%bound, "listening for HTTP");
         addrs.push(bound);
-        tasks.spawn(crate::http::server::serve(listener, ctx.clone()));
+        tasks.spawn(crate::http::server::serve(
+            listener,
+            ctx.clone(),
+            guard.clone(),
+        ));
     }
     Ok(RunningNode { ctx, addrs, tasks })
 }

@@ -36,6 +36,11 @@ impl Ctx {
                 "segment_duration",
                 "stream",
                 "source",
+                "max_connections",
+                "max_connections_per_ip",
+                "header_timeout",
+                "idle_timeout",
+                "stall_timeout",
             ],
             Ctx::Stream => &["input", "dvr", "segment_duration"],
             Ctx::Source => &["only", "except", "cluster_key", "cache"],
@@ -77,6 +82,11 @@ fn usage(name: &str) -> &'static str {
         "only" => "`only NAME_OR_PATTERN ...;`",
         "except" => "`except NAME_OR_PATTERN ...;`",
         "cache" => "`cache PATH DEPTH LIMIT;`",
+        "max_connections" => "`max_connections N;`",
+        "max_connections_per_ip" => "`max_connections_per_ip N;`",
+        "header_timeout" => "`header_timeout SECONDS;`",
+        "idle_timeout" => "`idle_timeout SECONDS;`",
+        "stall_timeout" => "`stall_timeout SECONDS;`",
         _ => "",
     }
 }
@@ -117,6 +127,7 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
         segment_duration_ms: None,
         streams: Vec::new(),
         sources: Vec::new(),
+        limits: Default::default(),
     };
     let mut once = Once::default();
     let mut listens: Vec<(Listen, Pos)> = Vec::new();
@@ -153,6 +164,26 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
             "segment_duration" => {
                 once.check("segment_duration", d, "the top-level segment duration")?;
                 cfg.segment_duration_ms = Some(segment_duration(d)?);
+            }
+            "max_connections" => {
+                once.check("max_connections", d, "the connection limit")?;
+                cfg.limits.max_connections = count(d, 1..=1_000_000)?;
+            }
+            "max_connections_per_ip" => {
+                once.check("max_connections_per_ip", d, "the per-address limit")?;
+                cfg.limits.max_per_ip = Some(count(d, 1..=1_000_000)?);
+            }
+            "header_timeout" => {
+                once.check("header_timeout", d, "the header timeout")?;
+                cfg.limits.header_timeout_ms = timeout(d)?;
+            }
+            "idle_timeout" => {
+                once.check("idle_timeout", d, "the idle timeout")?;
+                cfg.limits.idle_timeout_ms = timeout(d)?;
+            }
+            "stall_timeout" => {
+                once.check("stall_timeout", d, "the stall timeout")?;
+                cfg.limits.stall_timeout_ms = timeout(d)?;
             }
             "stream" => {
                 let s = stream(d)?;
@@ -364,6 +395,43 @@ fn cluster_key(d: &Directive) -> Result<ClusterKey, ConfigError> {
     let [arg] = args_exact::<1>(d)?;
     no_block(d)?;
     key_value(arg, "the cluster key")
+}
+
+/// `NAME N;` with `N` in `range`.
+fn count(d: &Directive, range: std::ops::RangeInclusive<u32>) -> Result<u32, ConfigError> {
+    let [arg] = args_exact::<1>(d)?;
+    no_block(d)?;
+    let name = &d.name.text;
+    let v = &arg.text;
+    match units::integer(v).ok().and_then(|n| u32::try_from(n).ok()) {
+        Some(n) if range.contains(&n) => Ok(n),
+        _ => Err(at(
+            arg.pos,
+            format!(
+                "bad `{name} {v}`: expected a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
+/// Timeouts may be 0.1 s to one hour.
+const TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=3_600_000;
+
+/// `NAME SECONDS;` for the HTTP timeouts.
+fn timeout(d: &Directive) -> Result<u64, ConfigError> {
+    let [arg] = args_exact::<1>(d)?;
+    no_block(d)?;
+    let name = &d.name.text;
+    let v = &arg.text;
+    match units::seconds_ms(v) {
+        Ok(ms) if TIMEOUT_MS_RANGE.contains(&ms) => Ok(ms),
+        _ => Err(at(
+            arg.pos,
+            format!("bad `{name} {v}`: expected seconds from 0.1 to 3600, such as `10` or `0.5`"),
+        )),
+    }
 }
 
 fn segment_duration(d: &Directive) -> Result<u32, ConfigError> {

@@ -107,6 +107,9 @@ fn check_control(c: char, pos: Pos) -> Result<(), ConfigError> {
 }
 
 pub fn lex(text: &str) -> Result<Lexed, ConfigError> {
+    // A UTF-8 byte order mark (some Windows editors write one) is not part of the
+    // config: without this, it was reported as an invisible unexpected character.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut cur = Cursor {
         chars: text.chars().peekable(),
         pos: Pos::START,

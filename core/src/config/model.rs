@@ -37,6 +37,9 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
     /// `source` directives, in config order.
     pub sources: Vec<SourceConfig>,
+    /// `max_connections`, `max_connections_per_ip`, `header_timeout`,
+    /// `idle_timeout`, `stall_timeout`: the HTTP server's limits.
+    pub limits: crate::limits::ConnLimits,
 }
 
 /// `http PORT;` or `http ADDR:PORT;`. Port 0 lets the OS pick a free port.

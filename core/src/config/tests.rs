@@ -51,6 +51,7 @@ fn config_origin_example() {
             segment_duration_ms: None,
         }],
         sources: vec![],
+        limits: Default::default(),
     };
     let cfg = ok(ORIGIN);
     assert_eq!(cfg, want);
@@ -80,6 +81,7 @@ fn config_edge_example() {
             cluster_key: None,
             cache: None,
         }],
+        limits: Default::default(),
     };
     let cfg = ok(EDGE);
     assert_eq!(cfg, want);
@@ -376,4 +378,46 @@ source m4f://origin:8888 { only cams/*; except cams/test; cache /cache 1d 50G; }
 "#);
     assert_eq!((cfg.streams.len(), cfg.sources.len()), (1, 1));
     assert!(cfg.warnings().is_empty(), "{:?}", cfg.warnings());
+}
+
+/// Finding 6: a config starting with a UTF-8 BOM was refused for an invisible
+/// character.
+#[test]
+fn utf8_bom_is_ignored() {
+    let plain = ok("http 8888;\nstream main { input fake://fake; }\n");
+    let bom = ok("\u{feff}http 8888;\nstream main { input fake://fake; }\n");
+    assert_eq!(plain, bom);
+}
+
+#[test]
+fn http_limits() {
+    let c = ok("http 1;\nmax_connections 100;\nmax_connections_per_ip 8;\n\
+                header_timeout 2.5;\nidle_timeout 30;\nstall_timeout 90;\n");
+    assert_eq!(c.limits.max_connections, 100);
+    assert_eq!(c.limits.max_per_ip, Some(8));
+    assert_eq!(c.limits.header_timeout_ms, 2500);
+    assert_eq!(c.limits.idle_timeout_ms, 30_000);
+    assert_eq!(c.limits.stall_timeout_ms, 90_000);
+    let d = ok("http 1;\n");
+    assert_eq!(d.limits, crate::limits::ConnLimits::default());
+    assert_eq!(d.limits.max_per_ip, None);
+    for (bad, want) in [
+        (
+            "http 1;\nmax_connections 0;\n",
+            "expected a whole number from 1",
+        ),
+        ("http 1;\nmax_connections -3;\n", "expected a whole number"),
+        (
+            "http 1;\nheader_timeout 0;\n",
+            "expected seconds from 0.1 to 3600",
+        ),
+        ("http 1;\nidle_timeout 2h;\n", "expected seconds"),
+        (
+            "http 1;\nstall_timeout 5;\nstall_timeout 6;\n",
+            "duplicate `stall_timeout`",
+        ),
+    ] {
+        let e = parse(bad).unwrap_err().to_string();
+        assert!(e.contains(want), "{bad:?}: {e}");
+    }
 }

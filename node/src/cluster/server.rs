@@ -37,6 +37,8 @@ const PEER_QUEUE: usize = 64;
 /// length of the range; reading from the DVR waits for the reader beyond that.
 const ARCHIVE_QUEUE: usize = 6;
 
+use tern_core::limits::Refusal;
+
 pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
     let path = req.uri().path();
     let Some((version, rest)) = ProtocolVersion::split_path(path) else {
@@ -49,7 +51,8 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
         );
     };
     let Some(cluster) = &ctx.cluster else {
-        warn!("cluster request refused: this node has no cluster_key");
+        ctx.refusals
+            .refused(Refusal::ClusterAuth, &"this node has no cluster_key");
         return text(
             StatusCode::FORBIDDEN,
             "cluster auth failed: this node has no cluster_key",
@@ -89,7 +92,8 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
     let sig = match checked {
         Ok(sig) => sig,
         Err(e) => {
-            warn!(error = %e, path, "cluster request refused");
+            ctx.refusals
+                .refused(Refusal::ClusterAuth, &format_args!("{e} ({path})"));
             let body = match e {
                 AuthError::ClockSkew { .. } => format!("cluster auth failed: {e}"),
                 _ => "cluster auth failed".to_owned(),

@@ -1,5 +1,6 @@
 //! HTTP: one port serves players, the API and (later) the cluster protocols.
 
 pub mod body;
+pub mod guard;
 pub mod router;
 pub mod server;
