@@ -12,7 +12,6 @@
 use bytes::Bytes;
 
 use crate::capture_clock::{CaptureClock, CaptureSource, ReportOutcome};
-use crate::fake::h264::nal_units;
 pub use crate::ingest::h26x::VideoCodec;
 use crate::media::{Frame, Position, UtcMs, VIDEO_TIMESCALE};
 
@@ -205,7 +204,13 @@ impl RtpIngest {
 
 /// `au` with an access unit delimiter in front, unless it starts with one.
 pub fn with_aud(codec: VideoCodec, au: Vec<u8>) -> Bytes {
-    let first = nal_units(&au).first().and_then(|n| n.first()).copied();
+    // Only the first NAL unit's header matters: find the first start code rather
+    // than splitting the whole access unit.
+    let first = au
+        .windows(3)
+        .position(|w| w == [0, 0, 1])
+        .and_then(|i| au.get(i + 3))
+        .copied();
     let (is_aud, aud) = match codec {
         VideoCodec::H264 => (first.map(|h| h & 0x1F) == Some(9), &AUD[..]),
         VideoCodec::H265 => (first.map(|h| (h >> 1) & 0x3F) == Some(35), &AUD_H265[..]),
@@ -223,6 +228,7 @@ pub fn with_aud(codec: VideoCodec, au: Vec<u8>) -> Bytes {
 mod tests {
     use super::*;
     use crate::capture_clock::NTP_UNIX_OFFSET_SECS;
+    use crate::fake::h264::nal_units;
 
     const NOW: UtcMs = 1_795_000_000_000;
     const IDR: &[u8] = &[
