@@ -479,6 +479,11 @@ mod tests {
             "timeshift_rel-.ts",
             "timeshift_abs-1e9.m3u8",
             "archive-99999999999999999999999-1.ts",
+            // The hostile-input probe's (issue 11): an overflowing DURATION, a sign,
+            // and a leading zero that made `dvr-0MS.ts` an alias of `dvr-MS.ts`.
+            "archive-1767225600-99999999999999999999.m3u8",
+            "archive-+1767225600-10.ts",
+            "dvr-01767225600123.ts",
             "archive-timeshift_abs-1.ts",
             "archive-1-2-3.ts",
         ] {

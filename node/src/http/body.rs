@@ -1,8 +1,9 @@
 //! `Body`: the response body type of every handler — a whole buffer, or a live stream
 //! of chunks fed by a task through a bounded channel (so a slow client exerts
-//! back-pressure on its own task and nobody else's).
+//! back-pressure on its own task and nobody else's), or such a stream that can fail
+//! ([`Body::Fallible`]): an `Err` aborts the response so the client sees an error
+//! (a chunked body without its last chunk), never a clean but short end.
 
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -13,7 +14,22 @@ use tokio::sync::mpsc;
 pub enum Body {
     Full(Option<Bytes>),
     Live(mpsc::Receiver<Bytes>),
+    /// Chunks, each with what it holds of a shared memory budget (released when
+    /// hyper takes the chunk), or an error that aborts the response.
+    Fallible(mpsc::Receiver<Result<Budgeted, Aborted>>),
 }
+
+/// A chunk and its share of a memory budget.
+pub struct Budgeted {
+    pub bytes: Bytes,
+    pub permit: Option<tokio::sync::SemaphorePermit<'static>>,
+}
+
+/// Why a streamed response was aborted (logged by the producer; the client sees
+/// the connection close without the body's end).
+#[derive(Debug, thiserror::Error)]
+#[error("response aborted: {0}")]
+pub struct Aborted(pub String);
 
 impl Body {
     pub fn full(b: impl Into<Bytes>) -> Self {
@@ -27,15 +43,19 @@ impl Body {
 
 impl hyper::body::Body for Body {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = Aborted;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Live(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+            // The permit is dropped here: the chunk has left the channel.
+            Body::Fallible(rx) => rx
+                .poll_recv(cx)
+                .map(|o| o.map(|r| r.map(|c| Frame::data(c.bytes)))),
         }
     }
 
@@ -47,7 +67,7 @@ impl hyper::body::Body for Body {
         match self {
             Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Body::Full(None) => SizeHint::with_exact(0),
-            Body::Live(_) => SizeHint::default(),
+            Body::Live(_) | Body::Fallible(_) => SizeHint::default(),
         }
     }
 }

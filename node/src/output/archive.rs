@@ -23,10 +23,9 @@ use tern_core::play_url::{Output, TrackSelection};
 use tern_core::{Segment, StreamName};
 use tern_net::Clock;
 use tokio::sync::mpsc;
-use tracing::debug;
 
 use crate::archive::{fetch_segment, Archive, ArchiveError, ArchiveSegment};
-use crate::http::body::{respond, text, Body, Response};
+use crate::http::body::{respond, text, Aborted, Body, Budgeted, Response};
 use crate::output::hls;
 
 fn error_response(e: ArchiveError) -> Response {
@@ -191,13 +190,15 @@ pub async fn handle<C: Clock>(
             )
         }
         _ => {
-            let (body_tx, body_rx) = mpsc::channel(4);
+            // One muxed segment waits for the reader, no more (and all of them
+            // together stay within ARCHIVE_MEMORY_KIB).
+            let (body_tx, body_rx) = mpsc::channel(1);
             if span.endless {
                 tokio::spawn(timeshift(archive, span.from_ms, clock, body_tx));
             } else {
                 tokio::spawn(continuous(archive, span.from_ms, span.to_ms, body_tx));
             }
-            respond(StatusCode::OK, "video/mp2t", Body::Live(body_rx))
+            respond(StatusCode::OK, "video/mp2t", Body::Fallible(body_rx))
         }
     }
 }
@@ -275,36 +276,79 @@ impl TsWriter {
     }
 }
 
+/// Memory all MPEG-TS archive responses of the process may hold in muxed chunks
+/// waiting for their readers, in KiB (256 MiB). A response waits for room before it
+/// muxes on, so stalled readers cost at most this much together.
+pub const ARCHIVE_MEMORY_KIB: usize = 256 * 1024;
+
+static ARCHIVE_MEMORY: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(ARCHIVE_MEMORY_KIB);
+
+/// The chunk ready for the body, holding its share of [`ARCHIVE_MEMORY_KIB`].
+async fn budgeted(bytes: Bytes) -> Budgeted {
+    budgeted_from(&ARCHIVE_MEMORY, bytes).await
+}
+
+async fn budgeted_from(budget: &'static tokio::sync::Semaphore, bytes: Bytes) -> Budgeted {
+    let kib = bytes.len().div_ceil(1024).clamp(1, ARCHIVE_MEMORY_KIB);
+    let permit = budget
+        .acquire_many(u32::try_from(kib).unwrap_or(u32::MAX))
+        .await
+        .ok();
+    Budgeted { bytes, permit }
+}
+
+type BodyTx = mpsc::Sender<Result<Budgeted, Aborted>>;
+
+/// Ends a response with an error the client sees: hyper closes the connection
+/// without the chunked body's last chunk. The reason is logged, never sent.
+async fn abort(body: &BodyTx, why: String) {
+    tracing::warn!(reason = %why, "archive response cannot finish; aborting it so the player sees an error");
+    let _ = body.send(Err(Aborted(why))).await;
+}
+
 /// Muxes the window's segments that start at or after `from` into one transport
-/// stream, a segment at a time, at the pace the viewer reads.
-async fn continuous(archive: Arc<dyn Archive>, from: u64, to: u64, body: mpsc::Sender<Bytes>) {
+/// stream, a segment at a time, at the pace the viewer reads. A range that cannot
+/// finish (a peer that breaks off or sends `End`, a damaged segment from a peer)
+/// aborts the response: never a clean but short 200.
+async fn continuous(archive: Arc<dyn Archive>, from: u64, to: u64, body: BodyTx) {
     let (seg_tx, mut seg_rx) = mpsc::channel::<ArchiveSegment>(1);
-    let reading = tokio::spawn(async move { archive.range(from, to, seg_tx).await });
+    let mut reading = tokio::spawn(async move { archive.range(from, to, seg_tx).await });
     let mut writer = TsWriter::default();
+    let mut sent_any = false;
     while let Some(seg) = seg_rx.recv().await {
-        let Ok(seg) = seg.into_segment() else {
-            break; // a damaged segment ends the response early
+        let seg = match seg.into_segment() {
+            Ok(s) => s,
+            Err(e) => {
+                reading.abort();
+                abort(&body, e.to_string()).await;
+                return;
+            }
         };
         if seg.utc_start_ms < from {
             continue;
         }
-        if body.send(writer.write(&seg)).await.is_err() {
-            break;
+        let chunk = budgeted(writer.write(&seg)).await;
+        if body.send(Ok(chunk)).await.is_err() {
+            reading.abort();
+            return; // the reader left
         }
+        sent_any = true;
     }
-    reading.abort();
+    match (&mut reading).await {
+        Ok(Ok(_)) if sent_any => {}
+        Ok(Ok(_)) => abort(&body, "no segment of the window could be read".into()).await,
+        Ok(Err(e)) => abort(&body, e.to_string()).await,
+        Err(e) => abort(&body, format!("the archive reader failed: {e}")).await,
+    }
 }
 
 /// An endless transport stream from `from_ms` on (timeshift, catch-up): segments
 /// are sent as real time reaches them (at most [`TIMESHIFT_LEAD`] ahead), so the
 /// viewer stays the same distance behind live; it follows the archive as it grows
-/// and ends when the viewer leaves or the archive cannot be read.
-async fn timeshift<C: Clock>(
-    archive: Arc<dyn Archive>,
-    from_ms: u64,
-    clock: C,
-    body: mpsc::Sender<Bytes>,
-) {
+/// and ends when the viewer leaves, or aborts (an error the client sees) when the
+/// archive cannot be read.
+async fn timeshift<C: Clock>(archive: Arc<dyn Archive>, from_ms: u64, clock: C, body: BodyTx) {
     let started = clock.utc_ms();
     let lead = TIMESHIFT_LEAD.as_millis() as u64;
     let mut cursor = from_ms;
@@ -320,7 +364,7 @@ async fn timeshift<C: Clock>(
             let entries = match archive.index(Some((cursor, horizon))).await {
                 Ok(ix) => at_or_after(ix.entries, cursor, |e| e.utc_start_ms),
                 Err(e) => {
-                    debug!(error = %e, "timeshift response ends: the archive cannot be read");
+                    abort(&body, format!("the archive cannot be read: {e}")).await;
                     return;
                 }
             };
@@ -328,14 +372,15 @@ async fn timeshift<C: Clock>(
                 cursor = e.utc_start_ms.saturating_add(1);
                 match fetch_segment(archive.as_ref(), e.utc_start_ms).await {
                     Ok(Some(seg)) => {
-                        if body.send(writer.write(&seg)).await.is_err() {
+                        let chunk = budgeted(writer.write(&seg)).await;
+                        if body.send(Ok(chunk)).await.is_err() {
                             return;
                         }
                         sent = true;
                     }
                     Ok(None) => {} // deleted since the listing: play what exists
                     Err(e) => {
-                        debug!(error = %e, "timeshift response ends: a segment cannot be read");
+                        abort(&body, format!("a segment cannot be read: {e}")).await;
                         return;
                     }
                 }
@@ -363,5 +408,156 @@ mod tests {
         let r = ranges_json(&facts);
         assert_eq!((r[0].from, r[0].duration), (1000, 3));
         assert_eq!((r[1].from, r[1].duration), (1010, 1));
+    }
+
+    const BASE_MS: u64 = 1_767_225_600_000;
+
+    /// An archive that lists segments from `BASE_MS` on, whose range sends `good`
+    /// of them and then fails like a peer that breaks off (or sends `End`), or, with
+    /// `damaged`, sends stored bytes that do not decode.
+    struct BreaksOff {
+        good: usize,
+        damaged: bool,
+    }
+
+    fn segment(i: u64) -> Segment {
+        use tern_core::{MediaInfo, Position, TrackInfo, TrackParams};
+        let mi = MediaInfo {
+            tracks: vec![TrackInfo {
+                id: 1,
+                params: TrackParams::H264 {
+                    sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x28]),
+                    pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
+                    width: 320,
+                    height: 240,
+                    fps: 25,
+                },
+            }],
+        };
+        Segment {
+            media_info: Arc::new(mi),
+            utc_start_ms: BASE_MS + i * 40,
+            duration_ms: 40,
+            frames: vec![tern_core::Frame {
+                track: 1,
+                dts: i * 3600,
+                pts: i * 3600,
+                keyframe: true,
+                capture_ms: BASE_MS + i * 40,
+                pos: Position { epoch: 1, seq: i },
+                payload: Bytes::from_static(&[0, 0, 0, 1, 0x65, 0x88]),
+            }],
+        }
+    }
+
+    impl Archive for BreaksOff {
+        fn index(
+            &self,
+            _window: Option<(u64, u64)>,
+        ) -> crate::archive::BoxFuture<'_, Result<crate::archive::ArchiveIndex, ArchiveError>>
+        {
+            Box::pin(async {
+                Ok(crate::archive::ArchiveIndex {
+                    facts: DvrFacts {
+                        depth_secs: 0,
+                        ranges: vec![(BASE_MS, 1000)],
+                    },
+                    entries: vec![ArchiveEntry {
+                        utc_start_ms: BASE_MS,
+                        duration_ms: 40,
+                        discontinuity: false,
+                    }],
+                })
+            })
+        }
+
+        fn range(
+            &self,
+            _from: u64,
+            _to: u64,
+            tx: mpsc::Sender<ArchiveSegment>,
+        ) -> crate::archive::BoxFuture<'_, Result<u32, ArchiveError>> {
+            Box::pin(async move {
+                for i in 0..self.good {
+                    let _ = tx.send(ArchiveSegment::Decoded(segment(i as u64))).await;
+                }
+                if self.damaged {
+                    let mut b = tern_core::segment_codec::encode(&segment(9)).to_vec();
+                    let last = b.len() - 1;
+                    b[last] ^= 1;
+                    let _ = tx.send(ArchiveSegment::Stored(Bytes::from(b))).await;
+                    return Ok(self.good as u32 + 1);
+                }
+                Err(ArchiveError::Unreachable(
+                    "the archive broke off: stream removed".into(),
+                ))
+            })
+        }
+
+        fn facts_now(&self) -> Option<DvrFacts> {
+            None
+        }
+    }
+
+    /// What the body yields: data bytes, then whether it ended with an error.
+    async fn drain(r: Response) -> (usize, bool) {
+        use http_body_util::BodyExt;
+        let mut body = r.into_body();
+        let mut n = 0;
+        while let Some(f) = body.frame().await {
+            match f {
+                Ok(f) => n += f.into_data().map(|d| d.len()).unwrap_or(0),
+                Err(_) => return (n, true),
+            }
+        }
+        (n, false)
+    }
+
+    /// Finding 5: an archive `.ts` response whose range broke off ended as a clean
+    /// 200 (0 bytes when the peer sent `End` first), and one with a damaged segment
+    /// ended early, cleanly. Now the body ends with an error, which hyper turns into
+    /// a chunked body without its last chunk.
+    #[tokio::test]
+    async fn a_range_that_cannot_finish_aborts_the_body() {
+        let name = StreamName::new("main").unwrap();
+        let output = Output::ArchiveTs(tern_core::play_url::Window::Fixed {
+            from_s: BASE_MS / 1000,
+            duration_s: 60,
+        });
+        for (good, damaged) in [(0, false), (2, false), (0, true), (2, true)] {
+            let archive = Arc::new(BreaksOff { good, damaged });
+            let clock = tern_net::TokioClock::new();
+            let r = handle(archive, &name, None, output.clone(), clock).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            let (bytes, aborted) = drain(r).await;
+            assert!(
+                aborted,
+                "good={good} damaged={damaged}: the body ended cleanly after {bytes} bytes"
+            );
+            assert_eq!(bytes > 0, good > 0, "good={good} damaged={damaged}");
+        }
+    }
+
+    /// Every muxed chunk holds its share of the process-wide budget until the body
+    /// hands it to hyper.
+    #[tokio::test]
+    async fn chunks_hold_the_memory_budget_until_taken() {
+        static BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(20);
+        let chunk = budgeted_from(&BUDGET, Bytes::from(vec![0u8; 10 * 1024 + 1])).await;
+        assert_eq!(BUDGET.available_permits(), 9);
+        // A second chunk of 11 KiB waits for room.
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(50),
+            budgeted_from(&BUDGET, Bytes::from(vec![0u8; 11 * 1024])),
+        )
+        .await;
+        assert!(waiting.is_err(), "the budget let a chunk past it");
+        // Hyper taking the chunk gives its share back.
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(Ok(chunk)).await.ok();
+        drop(tx);
+        let (n, aborted) = drain(respond(StatusCode::OK, "video/mp2t", Body::Fallible(rx))).await;
+        assert_eq!((n, aborted), (10 * 1024 + 1, false));
+        assert_eq!(BUDGET.available_permits(), 20);
     }
 }
