@@ -28,6 +28,7 @@ pub mod failover;
 pub mod fake;
 pub mod gop;
 pub mod ingest;
+pub mod keyframe;
 pub mod limits;
 pub mod log_limit;
 pub mod media;

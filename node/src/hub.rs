@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tern_core::cluster::sender::resume_segments;
 use tern_core::gop::Gop;
 use tern_core::mux::live_ts::{LiveTs, TsChunk};
 use tern_core::rebase::Rebaser;
@@ -289,15 +290,16 @@ impl StreamHub {
         broadcast::Receiver<Arc<LiveSegment>>,
     ) {
         let st = self.lock();
-        let after: Vec<_> = match from {
-            Some(p) => st
-                .window
-                .iter()
-                .filter(|s| s.segment.frames.last().is_some_and(|l| l.pos > p))
-                .cloned()
-                .collect(),
-            None => st.window.back().cloned().into_iter().collect(),
-        };
+        let last: Vec<Option<Position>> = st
+            .window
+            .iter()
+            .map(|s| s.segment.frames.last().map(|l| l.pos))
+            .collect();
+        let after: Vec<_> = st
+            .window
+            .range(resume_segments(&last, from))
+            .cloned()
+            .collect();
         (
             st.segmenter.media_info().clone(),
             after,
@@ -306,25 +308,11 @@ impl StreamHub {
     }
 
     /// A frame subscriber (M4S): media info, the current GOP and the frames after
-    /// it; resuming after `from`, if the GOP holds the frame right after `from`, only
-    /// the frames after it (no gap, no duplicate), otherwise the whole GOP.
-    pub fn subscribe_from(&self, from: Option<Position>) -> Subscription {
+    /// it, with no gap and no duplicate between them. Where a resuming subscriber
+    /// starts in the GOP is core's `FrameSender` decision.
+    pub fn subscribe_frames(&self) -> Subscription {
         let st = self.lock();
-        let current = st.gop.items();
-        let gop = match from {
-            Some(p)
-                if current
-                    .iter()
-                    .any(|f| f.pos.epoch == p.epoch && f.pos.seq == p.seq.saturating_add(1)) =>
-            {
-                current
-                    .iter()
-                    .filter(|f| f.pos.epoch == p.epoch && f.pos.seq > p.seq)
-                    .cloned()
-                    .collect()
-            }
-            _ => current.to_vec(),
-        };
+        let gop = st.gop.items().to_vec();
         Subscription {
             media_info: st.segmenter.media_info().clone(),
             gop,

@@ -20,5 +20,6 @@ pub mod hub;
 pub mod input;
 pub mod output;
 pub mod runtime;
+pub mod timer;
 
 pub use runtime::{start, start_seeded, NodeCtx, NodeError, RunningNode};

@@ -7,7 +7,8 @@
 //! [`Cluster`] wrapping them, trace fingerprints ([`Trace`]), fault schedules
 //! ([`faults`]), observers and oracles ([`oracle`]), the archive client and its
 //! oracles ([`archive`]), a tampering man in the middle ([`mitm`]) and the seed sweep
-//! ([`sweep`]).
+//! ([`sweep`]); and beside all that, the pure simulator ([`vopr`]), which drives
+//! core's machines directly with no runtime at all.
 //!
 //! Simulated nodes never touch the real disk: every node records to in-memory disks
 //! ([`tern_node::dvr::MemDisks`], one set per host, kept across its restarts; see
@@ -35,6 +36,7 @@ pub mod mitm;
 pub mod oracle;
 pub mod sweep;
 pub mod trace;
+pub mod vopr;
 
 pub use cluster::Cluster;
 pub use trace::{fnv1a64, Trace};

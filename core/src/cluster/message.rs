@@ -112,6 +112,21 @@ impl Message {
         }
     }
 
+    /// The message type's name, for errors and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "Hello",
+            Message::Streams(_) => "Streams",
+            Message::MediaInfo(_) => "MediaInfo",
+            Message::Frame(_) => "Frame",
+            Message::Segment(_) => "Segment",
+            Message::Heartbeat { .. } => "Heartbeat",
+            Message::End { .. } => "End",
+            Message::ArchiveEnd { .. } => "ArchiveEnd",
+            Message::DvrIndex { .. } => "DvrIndex",
+        }
+    }
+
     /// About how many bytes the payload takes (to size buffers once).
     pub fn size_hint(&self) -> usize {
         match self {

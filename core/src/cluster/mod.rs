@@ -7,8 +7,11 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod discovery;
 pub mod message;
+pub mod pull;
 pub mod receiver;
+pub mod sender;
 pub mod version;
 pub mod wire;
 

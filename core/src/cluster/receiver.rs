@@ -11,7 +11,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::message::Message;
+use crate::cluster::message::{Message, StreamAnnounce};
+use crate::keyframe::{video_track, KeyframeGate};
 use crate::media::{MediaInfo, UtcMs};
 use crate::{Frame, Position, Segment};
 
@@ -33,6 +34,8 @@ pub enum Event {
         segment: Segment,
         discontinuity: bool,
     },
+    /// Signaling: the peer's full stream list.
+    Streams(Vec<StreamAnnounce>),
     /// The peer's wall clock from a heartbeat.
     PeerClock(UtcMs),
     /// The peer ended the response on purpose.
@@ -56,13 +59,21 @@ enum Conn {
     Up,
 }
 
+/// What the connection carries: media (M4S / M4F) or the signaling stream list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carries {
+    Media,
+    Signaling,
+}
+
 #[derive(Debug)]
 pub struct Receiver {
+    carries: Carries,
     conn: Conn,
     /// Last frame (or last frame of the last segment) published.
     last: Option<Position>,
-    /// A gap was seen: publish nothing until a keyframe, then mark a discontinuity.
-    gap: bool,
+    /// Shut after a gap: publish nothing until a keyframe, then mark a discontinuity.
+    gate: KeyframeGate,
     last_heard: Duration,
     dead_after: Duration,
     /// The video track of the latest media info, if any.
@@ -78,10 +89,21 @@ impl Default for Receiver {
 
 impl Receiver {
     pub fn new(dead_after: Duration) -> Self {
+        Self::carrying(Carries::Media, dead_after)
+    }
+
+    /// The receiving side of a signaling connection: Hello, then stream lists and
+    /// heartbeats; the same dead-peer rule as media.
+    pub fn signaling() -> Self {
+        Self::carrying(Carries::Signaling, DEAD_PEER_TIMEOUT)
+    }
+
+    pub fn carrying(carries: Carries, dead_after: Duration) -> Self {
         Self {
+            carries,
             conn: Conn::Down,
             last: None,
-            gap: false,
+            gate: KeyframeGate::default(),
             last_heard: Duration::ZERO,
             dead_after,
             video_track: None,
@@ -130,19 +152,29 @@ impl Receiver {
                 _ => Err(ReceiverError::NoHello),
             };
         }
-        match msg {
-            Message::Hello { .. } => return Err(ReceiverError::Unexpected("second Hello")),
-            Message::Streams(_) => return Err(ReceiverError::Unexpected("Streams")),
-            Message::ArchiveEnd { .. } => return Err(ReceiverError::Unexpected("ArchiveEnd")),
-            Message::DvrIndex { .. } => return Err(ReceiverError::Unexpected("DvrIndex")),
-            Message::MediaInfo(mi) => {
-                self.video_track = mi.video().map(|t| t.id);
+        match (self.carries, msg) {
+            (_, Message::Hello { .. }) => return Err(ReceiverError::Unexpected("second Hello")),
+            (_, Message::Heartbeat { utc_ms }) => self.events.push_back(Event::PeerClock(utc_ms)),
+            (_, Message::End { reason }) => self.events.push_back(Event::Ended(reason)),
+            (Carries::Signaling, Message::Streams(list)) => {
+                self.events.push_back(Event::Streams(list))
+            }
+            (Carries::Signaling, m) => return Err(ReceiverError::Unexpected(m.name())),
+            (Carries::Media, Message::Streams(_)) => {
+                return Err(ReceiverError::Unexpected("Streams"))
+            }
+            (Carries::Media, Message::ArchiveEnd { .. }) => {
+                return Err(ReceiverError::Unexpected("ArchiveEnd"))
+            }
+            (Carries::Media, Message::DvrIndex { .. }) => {
+                return Err(ReceiverError::Unexpected("DvrIndex"))
+            }
+            (Carries::Media, Message::MediaInfo(mi)) => {
+                self.video_track = video_track(&mi);
                 self.events.push_back(Event::MediaInfo(mi));
             }
-            Message::Frame(f) => self.frame(f),
-            Message::Segment(s) => self.segment(s),
-            Message::Heartbeat { utc_ms } => self.events.push_back(Event::PeerClock(utc_ms)),
-            Message::End { reason } => self.events.push_back(Event::Ended(reason)),
+            (Carries::Media, Message::Frame(f)) => self.frame(f),
+            (Carries::Media, Message::Segment(s)) => self.segment(s),
         }
         Ok(())
     }
@@ -160,7 +192,7 @@ impl Receiver {
     fn frame(&mut self, f: Frame) {
         match self.classify(f.pos) {
             Continuity::Duplicate => return,
-            Continuity::Next if !self.gap => {
+            Continuity::Next if !self.gate.is_shut() => {
                 self.last = Some(f.pos);
                 self.events.push_back(Event::Frame {
                     frame: f,
@@ -168,16 +200,14 @@ impl Receiver {
                 });
                 return;
             }
-            _ => self.gap = true,
+            _ => self.gate.close(),
         }
         // After a gap, start again at a keyframe of the video track (audio frames
         // are all keyframes; with no video any frame will do).
-        let starts = f.keyframe && self.video_track.is_none_or(|v| v == f.track);
-        if !starts {
+        if !self.gate.admit(self.video_track, &f) {
             return;
         }
         let discontinuity = self.last.is_some();
-        self.gap = false;
         self.last = Some(f.pos);
         self.events.push_back(Event::Frame {
             frame: f,

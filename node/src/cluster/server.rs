@@ -3,8 +3,10 @@
 //! (segments), and the same under `/tern/v2/` (keyed BLAKE3 message tags). Every request is checked with the cluster key before anything about
 //! the node is revealed; every answer proves the key and MACs every message.
 //!
-//! Owns: the sending tasks and what they send when. Must not: block on a slow
-//! receiver beyond its own bounded queue (it is skipped forward instead).
+//! Owns: the sending tasks, which drive core's sender machines
+//! (`tern_core::cluster::sender`: what to send and when) and write what they queue.
+//! Must not: decide what is sent (the machines do), or block on a slow receiver
+//! beyond its own bounded queue (it is skipped forward instead).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,10 +15,10 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
 use tern_core::cluster::auth::{AuthError, Signature, SignedRequest, AUTH_HEADER, PROOF_HEADER};
 use tern_core::cluster::message::{self, Message, StreamAnnounce};
-use tern_core::cluster::receiver::HEARTBEAT_INTERVAL;
+use tern_core::cluster::sender::{FrameSender, SegmentSender, SignalingSender};
 use tern_core::cluster::wire::Encoder;
 use tern_core::cluster::ProtocolVersion;
-use tern_core::{MediaInfo, Position, StreamName};
+use tern_core::{Position, StreamName};
 use tern_net::Clock;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn, Instrument};
@@ -27,9 +29,8 @@ use crate::cluster::CONTENT_TYPE;
 use crate::http::body::{respond, text, Body, Response};
 use crate::hub::{StreamHub, VIEWER_STALL_TIMEOUT};
 use crate::runtime::NodeCtx;
+use crate::timer::until;
 
-/// How often signaling compares the stream list with what it last sent.
-pub const SIGNALING_POLL: Duration = Duration::from_millis(200);
 /// Messages queued towards one receiver's socket.
 const PEER_QUEUE: usize = 64;
 /// Messages queued towards an M4F archive reader: a stored segment goes out as three
@@ -116,7 +117,6 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
         version,
         enc,
         tx,
-        last_sent: tokio::time::Instant::now(),
         stall: Some(VIEWER_STALL_TIMEOUT),
     };
     let node = ctx.node_name.clone();
@@ -295,9 +295,6 @@ struct Peer {
     version: ProtocolVersion,
     enc: Encoder,
     tx: mpsc::Sender<Bytes>,
-    /// When the last message was queued: a live response sends a heartbeat once
-    /// `HEARTBEAT_INTERVAL` has passed since, whatever it received and skipped.
-    last_sent: tokio::time::Instant,
     /// Live responses drop a receiver that reads nothing for this long; archive
     /// responses (`None`) wait for their reader as long as it keeps the connection.
     stall: Option<std::time::Duration>,
@@ -329,7 +326,6 @@ impl Peer {
 
     /// Sends framed bytes; `false` when the receiver is gone or stalled.
     async fn send_bytes(&mut self, bytes: Bytes) -> bool {
-        self.last_sent = tokio::time::Instant::now();
         let Some(stall) = self.stall else {
             return self.tx.send(bytes).await.is_ok();
         };
@@ -364,36 +360,30 @@ fn announce<C: Clock>(ctx: &NodeCtx<C>) -> Vec<StreamAnnounce> {
         .collect()
 }
 
-async fn signaling<C: Clock>(ctx: Arc<NodeCtx<C>>, mut peer: Peer, node: String) {
-    if !peer.hello(node).await {
-        return;
-    }
-    let mut last: Option<Vec<StreamAnnounce>> = None;
-    let mut last_sent = ctx.clock.now();
-    loop {
-        let list = announce(&ctx);
-        let now = ctx.clock.now();
-        let msg = if last.as_ref() != Some(&list) {
-            last = Some(list.clone());
-            Some(Message::Streams(list))
-        } else if now.saturating_sub(last_sent) >= HEARTBEAT_INTERVAL {
-            Some(Message::Heartbeat {
-                utc_ms: ctx.clock.utc_ms(),
-            })
-        } else {
-            None
-        };
-        if let Some(m) = msg {
-            if !peer.send(&m).await {
-                debug!("signaling receiver left");
-                return;
-            }
-            last_sent = now;
+/// Sends what a machine queued; `false` when the receiver is gone or stalled.
+async fn flush(peer: &mut Peer, mut next: impl FnMut() -> Option<Message>) -> bool {
+    while let Some(m) = next() {
+        if !peer.send(&m).await {
+            return false;
         }
-        tokio::time::sleep(SIGNALING_POLL).await;
+    }
+    true
+}
+
+/// Drives a [`SignalingSender`]: shows it the stream list when it asks.
+async fn signaling<C: Clock>(ctx: Arc<NodeCtx<C>>, mut peer: Peer, node: String) {
+    let mut s = SignalingSender::new(ctx.clock.now(), peer.version, node);
+    loop {
+        s.handle_list(ctx.clock.now(), announce(&ctx), ctx.clock.utc_ms());
+        if !flush(&mut peer, || s.poll_transmit()).await {
+            debug!("signaling receiver left");
+            return;
+        }
+        until(s.poll_timeout(), ctx.clock.now()).await;
     }
 }
 
+/// Drives a [`FrameSender`] with the hub's frames.
 async fn m4s<C: Clock>(
     hub: Arc<StreamHub>,
     mut peer: Peer,
@@ -401,70 +391,38 @@ async fn m4s<C: Clock>(
     node: String,
     clock: C,
 ) {
-    let sub = hub.subscribe_from(from);
+    let sub = hub.subscribe_frames();
     info!(resume = ?from, gop = sub.gop.len(), "M4S subscriber");
-    let mut mi = sub.media_info;
-    if !peer.hello(node).await || !peer.send(&Message::MediaInfo(mi.clone())).await {
-        return;
-    }
-    let mut want_keyframe = sub.gop.is_empty();
-    for f in sub.gop {
-        if !peer.send(&Message::Frame(f)).await {
-            return;
-        }
-    }
+    let mut s = FrameSender::new(
+        clock.now(),
+        peer.version,
+        node,
+        sub.media_info,
+        &sub.gop,
+        from,
+    );
     let mut rx = sub.rx;
     loop {
-        let frame = tokio::select! {
+        if !flush(&mut peer, || s.poll_transmit()).await || s.is_finished() {
+            return;
+        }
+        tokio::select! {
             biased;
-            _ = hub.closed() => {
-                let _ = peer.send(&Message::End { reason: "stream removed".into() }).await;
-                return;
-            }
+            _ = hub.closed() => s.handle_stream_closed(clock.now()),
             r = rx.recv() => match r {
-                Ok(f) => f,
+                Ok(f) => s.handle_frame(clock.now(), f, || hub.media_info()),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     warn!(skipped = n, "M4S receiver too slow, skipping to the next keyframe");
-                    want_keyframe = true;
-                    continue;
+                    s.handle_lagged(n);
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = tokio::time::sleep_until(peer.last_sent + HEARTBEAT_INTERVAL) => {
-                if !peer.send(&Message::Heartbeat { utc_ms: clock.utc_ms() }).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        if mi.tracks.is_empty() || frame.keyframe {
-            // Media info changes take effect at a keyframe (or before the first frame).
-            let current = hub.media_info();
-            if !Arc::ptr_eq(&current, &mi) && *current != *mi {
-                mi = current;
-                if !peer.send(&Message::MediaInfo(mi.clone())).await {
-                    return;
-                }
-            }
-        }
-        if mi.track(frame.track).is_none() {
-            continue;
-        }
-        let is_key = frame.keyframe && is_video(&mi, frame.track);
-        if want_keyframe && !is_key {
-            continue;
-        }
-        want_keyframe = false;
-        if !peer.send(&Message::Frame(frame)).await {
-            return;
+            _ = until(s.poll_timeout(), clock.now()) => s.handle_timeout(clock.now(), clock.utc_ms()),
         }
     }
 }
 
-fn is_video(mi: &MediaInfo, track: u8) -> bool {
-    mi.video().is_none_or(|v| v.id == track)
-}
-
+/// Drives a [`SegmentSender`] with the hub's closed segments.
 async fn m4f<C: Clock>(
     hub: Arc<StreamHub>,
     mut peer: Peer,
@@ -474,37 +432,24 @@ async fn m4f<C: Clock>(
 ) {
     let (mi, backlog, mut rx) = hub.subscribe_segments(from);
     info!(resume = ?from, backlog = backlog.len(), "M4F subscriber");
-    if !peer.hello(node).await || !peer.send(&Message::MediaInfo(mi)).await {
-        return;
-    }
-    for s in backlog {
-        if !peer.send(&Message::Segment(s.segment.clone())).await {
+    let backlog = backlog.iter().map(|s| s.segment.clone());
+    let mut s = SegmentSender::new(clock.now(), peer.version, node, mi, backlog);
+    loop {
+        if !flush(&mut peer, || s.poll_transmit()).await || s.is_finished() {
             return;
         }
-    }
-    loop {
         tokio::select! {
             biased;
-            _ = hub.closed() => {
-                let _ = peer.send(&Message::End { reason: "stream removed".into() }).await;
-                return;
-            }
+            _ = hub.closed() => s.handle_stream_closed(clock.now()),
             r = rx.recv() => match r {
-                Ok(s) => {
-                    if !peer.send(&Message::Segment(s.segment.clone())).await {
-                        return;
-                    }
-                }
+                Ok(seg) => s.handle_segment(clock.now(), seg.segment.clone()),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     warn!(skipped = n, "M4F receiver too slow, segments skipped");
+                    s.handle_lagged(n);
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = tokio::time::sleep_until(peer.last_sent + HEARTBEAT_INTERVAL) => {
-                if !peer.send(&Message::Heartbeat { utc_ms: clock.utc_ms() }).await {
-                    return;
-                }
-            }
+            _ = until(s.poll_timeout(), clock.now()) => s.handle_timeout(clock.now(), clock.utc_ms()),
         }
     }
 }

@@ -2,28 +2,34 @@
 //! local stream (with an M4S or M4F input) for every peer stream that passes
 //! `only`/`except`, and removes the ones the peer no longer has.
 //!
-//! Owns: the set of streams this source created. Must not: touch streams from the
-//! config or from another source (a name clash is logged and skipped).
+//! Owns: the set of streams this source created, and the sockets and timers of its
+//! signaling `PullSession`; what to add, remove or update comes from core's
+//! `Discovery`. Must not: touch streams from the config or from another source (a
+//! name clash is logged and skipped), or decide retries (the session does).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tern_core::cluster::backoff::Backoff;
-use tern_core::cluster::message::{Message, StreamAnnounce};
-use tern_core::cluster::receiver::DEAD_PEER_TIMEOUT;
+use tern_core::cluster::discovery::{Change, Discovery};
+use tern_core::cluster::pull::{Action, PullSession};
+use tern_core::cluster::receiver::{Event, Receiver};
 use tern_core::config::{CacheConfig, DvrConfig, SourceConfig, SourceProtocol};
 use tern_core::StreamName;
 use tern_net::{Clock, Net};
 use tracing::{info, warn, Instrument};
 
 use crate::archive::{Archive, CachedArchive, RemoteArchive};
-use crate::cluster::client::ClusterClient;
+use crate::cluster::client::{ClusterClient, MessageStream};
 use crate::dvr::{Dvr, DvrRoot};
 use crate::hub::StreamHub;
-use crate::input::{remote, Direct, Gate};
+use crate::input::remote::{self, next_message};
+use crate::input::{Direct, Gate};
 use crate::runtime::{NodeCtx, RemoteOrigin, StreamEntry, TaskGuard};
+use crate::timer::until;
 
-/// Runs until aborted.
+/// Runs until aborted: drives a signaling [`PullSession`] and the source's
+/// [`Discovery`], and adds / removes / updates streams as it says.
 pub async fn run<N: Net, C: Clock>(
     ctx: Arc<NodeCtx<C>>,
     src: SourceConfig,
@@ -37,61 +43,71 @@ pub async fn run<N: Net, C: Clock>(
         root: cache_root,
         open: BTreeMap::new(),
     };
-    let mut backoff = Backoff::new(ctx.seed());
+    let mut discovery = Discovery::new(src.only.clone(), src.except.clone());
+    let clock = ctx.clock.clone();
+    let mut session = PullSession::new(
+        clock.now(),
+        Receiver::signaling(),
+        Backoff::new(ctx.seed()),
+        true,
+    );
+    let mut stream: Option<MessageStream> = None;
     loop {
-        let attempt_started = ctx.clock.now();
-        match client.open(&src.host, src.port, "/tern/v1/streams").await {
-            Ok(mut stream) => {
-                info!(%peer, "signaling connected");
-                let mut hello = false;
-                let reason = loop {
-                    let msg = tokio::select! {
-                        biased;
-                        m = stream.next() => m,
-                        _ = tokio::time::sleep(DEAD_PEER_TIMEOUT) => break "no message within the dead-peer timeout".to_owned(),
-                    };
-                    match msg {
-                        Ok(Some(Message::Hello { .. })) if !hello => hello = true,
-                        Ok(Some(Message::Streams(list))) if hello => {
-                            backoff.reset();
-                            reconcile(
-                                &mut caches,
-                                &ctx,
-                                &src,
-                                &client,
-                                &peer,
-                                &mut mine,
-                                list,
-                                default_segment_ms,
-                            )
-                            .await;
+        while let Some(action) = session.poll_action() {
+            match action {
+                Action::Connect { .. } => {
+                    match client.open(&src.host, src.port, "/tern/v1/streams").await {
+                        Ok(s) => {
+                            info!(%peer, "signaling connected");
+                            stream = Some(s);
+                            session.handle_connected(clock.now());
                         }
-                        Ok(Some(Message::Heartbeat { .. })) if hello => {}
-                        Ok(Some(other)) => {
-                            break format!("unexpected message type {} on signaling", other.kind())
+                        Err(e) => {
+                            session.handle_connect_failed(clock.now());
+                            if e.is_auth() {
+                                e.warn_auth(&peer);
+                            } else {
+                                info!(%peer, error = %e, "cannot reach source");
+                            }
                         }
-                        Ok(None) => break "peer closed the connection".to_owned(),
-                        Err(e) => break e.to_string(),
                     }
-                };
-                warn!(%peer, reason, "signaling lost; restreamed streams keep trying on their own");
+                }
+                Action::Disconnect { reason, .. } => {
+                    stream = None;
+                    warn!(%peer, reason, "signaling lost; restreamed streams keep trying on their own");
+                }
             }
-            Err(e) if e.is_auth() => {
-                e.warn_auth(&peer);
-            }
-            Err(e) => info!(%peer, error = %e, "cannot reach source"),
         }
-        // Time spent in the attempt (a connect timeout) counts towards the backoff.
-        let spent = ctx.clock.now().saturating_sub(attempt_started);
-        tokio::time::sleep(backoff.next_delay().saturating_sub(spent)).await;
+        while let Some(ev) = session.poll_event() {
+            if let Event::Streams(list) = ev {
+                discovery.handle_streams(list);
+            }
+        }
+        while let Some(change) = discovery.poll_change() {
+            apply(
+                change,
+                &mut caches,
+                &ctx,
+                &src,
+                &client,
+                &peer,
+                &mut mine,
+                &mut discovery,
+                default_segment_ms,
+            )
+            .await;
+        }
+        let deadline = session.poll_timeout();
+        tokio::select! {
+            biased;
+            msg = next_message(&mut stream) => match msg {
+                Ok(Some(m)) => session.handle_message(clock.now(), m),
+                Ok(None) => session.handle_closed(clock.now(), "peer closed the connection".into()),
+                Err(e) => session.handle_closed(clock.now(), e.to_string()),
+            },
+            _ = until(deadline, clock.now()) => session.handle_timeout(clock.now()),
+        }
     }
-}
-
-/// Whether a source takes the peer's stream `name`: it matches `only` (if any) and
-/// no `except`.
-fn takes(src: &SourceConfig, name: &StreamName) -> bool {
-    (src.only.is_empty() || src.only.iter().any(|p| p.matches(name)))
-        && !src.except.iter().any(|p| p.matches(name))
 }
 
 /// The `cache` of a source: one store, a DVR per stream kept open across the
@@ -125,35 +141,36 @@ impl Caches {
     }
 }
 
+/// Carries out one change Discovery asked for.
 #[allow(clippy::too_many_arguments)]
-async fn reconcile<N: Net, C: Clock>(
+async fn apply<N: Net, C: Clock>(
+    change: Change,
     caches: &mut Caches,
     ctx: &Arc<NodeCtx<C>>,
     src: &SourceConfig,
     client: &ClusterClient<N, C>,
     peer: &str,
     mine: &mut BTreeMap<StreamName, Arc<RemoteArchive<N, C>>>,
-    list: Vec<StreamAnnounce>,
+    discovery: &mut Discovery,
     default_segment_ms: u32,
 ) {
-    let wanted: Vec<StreamAnnounce> = list.into_iter().filter(|s| takes(src, &s.name)).collect();
-    let names: BTreeSet<StreamName> = wanted.iter().map(|s| s.name.clone()).collect();
-    let gone: Vec<StreamName> = mine
-        .keys()
-        .filter(|n| !names.contains(*n))
-        .cloned()
-        .collect();
-    for gone in gone {
-        info!(stream = %gone, %peer, "stream removed on the source");
-        ctx.remove_stream(&gone);
-        mine.remove(&gone);
-    }
-    for s in wanted {
-        if let Some(archive) = mine.get(&s.name) {
-            // The archive route follows what signaling says about the peer's DVR.
-            archive.set_facts(s.dvr);
-            continue;
+    let s = match change {
+        Change::Remove(gone) => {
+            info!(stream = %gone, %peer, "stream removed on the source");
+            ctx.remove_stream(&gone);
+            mine.remove(&gone);
+            return;
         }
+        Change::Update { name, dvr } => {
+            // The archive route follows what signaling says about the peer's DVR.
+            if let Some(archive) = mine.get(&name) {
+                archive.set_facts(dvr);
+            }
+            return;
+        }
+        Change::Add(s) => s,
+    };
+    {
         let seg_ms = if s.segment_duration_ms > 0 {
             s.segment_duration_ms
         } else {
@@ -214,35 +231,7 @@ async fn reconcile<N: Net, C: Clock>(
             mine.insert(s.name, archive);
         } else {
             warn!(stream = %s.name, %peer, "source offers a stream this node already has; ignoring it");
+            discovery.handle_refused(&s.name);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn source(block: &str) -> SourceConfig {
-        let text =
-            format!("http 1;\ncluster_key 0123456789abcdef;\nsource m4s://o:1 {{ {block} }}\n");
-        match tern_core::config::parse(&text) {
-            Ok(c) => c.sources[0].clone(),
-            Err(e) => panic!("{text}: {e}"),
-        }
-    }
-
-    fn name(s: &str) -> StreamName {
-        StreamName::new(s).expect("valid name")
-    }
-
-    #[test]
-    fn only_and_except_with_prefixes() {
-        let src = source("only cams/*; except cams/private/*;");
-        assert!(takes(&src, &name("cams/yard/3")));
-        assert!(!takes(&src, &name("cams/private/1")));
-        assert!(!takes(&src, &name("main")));
-        let src = source("except main;");
-        assert!(!takes(&src, &name("main")));
-        assert!(takes(&src, &name("other")));
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tern_core::config::{ClusterKey, InputConfig, InputUrl, StreamConfig};
 use tern_core::failover::{Failover, FailoverEvent, DEFAULT_SOURCE_TIMEOUT};
+use tern_core::keyframe::{starts_decoding, video_track};
 use tern_core::{Frame, MediaInfo, Segment};
 use tern_net::{Clock, Net};
 use tokio::sync::watch;
@@ -55,6 +56,28 @@ impl Gate {
             }
         }
         std::future::pending().await
+    }
+
+    /// Whether the input may connect now.
+    pub fn is_open(&self) -> bool {
+        match self {
+            Gate::Always => true,
+            Gate::Failover(rx) => *rx.borrow(),
+        }
+    }
+
+    /// Waits until the gate changes and returns whether it is open; `None` when it
+    /// never will change again because the failover is gone (the input ends).
+    /// Never resolves for `Always`.
+    pub async fn changed(&mut self) -> Option<bool> {
+        match self {
+            Gate::Always => std::future::pending().await,
+            Gate::Failover(rx) => {
+                rx.changed().await.ok()?;
+                let open = *rx.borrow_and_update();
+                Some(open)
+            }
+        }
     }
 }
 
@@ -126,10 +149,8 @@ impl<C: Clock> FailoverShared<C> {
     }
 
     fn accept(&self, st: &mut FailoverState, index: usize, frame: &Frame) -> bool {
-        let video = st.media_info[index]
-            .as_ref()
-            .and_then(|m| m.video().map(|t| t.id));
-        let key = frame.keyframe && video.is_none_or(|v| v == frame.track);
+        let video = st.media_info[index].as_ref().and_then(|m| video_track(m));
+        let key = starts_decoding(video, frame);
         let ok = st.failover.handle_frame(self.clock.now(), index, key);
         self.after(st);
         ok

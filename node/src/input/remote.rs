@@ -2,19 +2,23 @@
 //! pulling — reconnecting with jittered backoff after a cut, a dead peer or a refusal,
 //! resuming from the last frame it published.
 //!
-//! Owns: the connection loop and the timers around tern-core's `Receiver`. Must not:
-//! decide about duplicates, gaps or keyframes (the receiver does).
+//! Owns: the sockets and timers of tern-core's `PullSession` (which decides when to
+//! connect, when to give up on a peer and how long to wait). Must not: decide about
+//! duplicates, gaps, keyframes, retries or backoff (the session does).
 
 use std::sync::Arc;
 
 use tern_core::cluster::backoff::Backoff;
+use tern_core::cluster::message::Message;
+use tern_core::cluster::pull::{Action, PullSession};
 use tern_core::cluster::receiver::{Event, Receiver};
 use tern_core::StreamName;
 use tern_net::{Clock, Net};
 use tracing::{debug, info, warn};
 
-use crate::cluster::client::ClusterClient;
+use crate::cluster::client::{ClusterClient, MessageStream};
 use crate::input::{Gate, Sink};
+use crate::timer::until;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -40,8 +44,8 @@ pub struct Target {
     pub protocol: Protocol,
 }
 
-/// Runs until aborted. While the gate is shut (a failover backup not needed), it
-/// stays disconnected.
+/// Runs until aborted (or until its failover is gone). While the gate is shut (a
+/// failover backup not needed), it stays disconnected.
 pub async fn run<N: Net, C: Clock>(
     sink: Arc<dyn Sink>,
     client: ClusterClient<N, C>,
@@ -49,98 +53,103 @@ pub async fn run<N: Net, C: Clock>(
     mut gate: Gate,
 ) {
     let clock = client.clock().clone();
-    let mut receiver = Receiver::default();
-    let mut backoff = Backoff::new(client.seed());
     let peer = format!("{}:{}", target.host, target.port);
+    let mut session = PullSession::new(
+        clock.now(),
+        Receiver::default(),
+        Backoff::new(client.seed()),
+        gate.is_open(),
+    );
+    let mut stream: Option<MessageStream> = None;
     loop {
-        if !gate.opened().await {
-            return;
-        }
-        let mut path = format!(
-            "/tern/v1/{}/{}",
-            target.protocol.as_str(),
-            target.name.as_str()
-        );
-        if let Some(p) = receiver.resume_from() {
-            path.push_str(&format!("?from={}.{}", p.epoch, p.seq));
-        }
-        let attempt_started = clock.now();
-        let mut stream = match client.open(&target.host, target.port, &path).await {
-            Ok(s) => s,
-            Err(e) => {
-                // The attempt's own wait (up to the connect timeout) counts towards
-                // the backoff: a link repaired during an attempt is retried at once
-                // after it times out.
-                let delay = backoff
-                    .next_delay()
-                    .saturating_sub(clock.now().saturating_sub(attempt_started));
-                if e.is_auth() {
-                    e.warn_auth(&peer);
-                } else {
-                    info!(%peer, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot pull stream");
-                }
-                tokio::time::sleep(delay).await;
-                continue;
-            }
-        };
-        receiver.handle_connected(clock.now());
-        let mut delivered = false;
-        let reason = 'conn: loop {
-            let deadline = receiver.poll_timeout().unwrap_or_default();
-            let wait = deadline.saturating_sub(clock.now());
-            tokio::select! {
-                biased;
-                () = gate.closed() => {
-                    break 'conn "input not needed (failover)".to_owned();
-                }
-                msg = stream.next() => match msg {
-                    Ok(Some(m)) => {
-                        if let Err(e) = receiver.handle_message(clock.now(), m) {
-                            break 'conn e.to_string();
+        deliver(&mut session, sink.as_ref(), &clock, &peer);
+        while let Some(action) = session.poll_action() {
+            match action {
+                Action::Connect { from } => {
+                    let mut path = format!(
+                        "/tern/v1/{}/{}",
+                        target.protocol.as_str(),
+                        target.name.as_str()
+                    );
+                    if let Some(p) = from {
+                        path.push_str(&format!("?from={}.{}", p.epoch, p.seq));
+                    }
+                    match client.open(&target.host, target.port, &path).await {
+                        Ok(s) => {
+                            stream = Some(s);
+                            session.handle_connected(clock.now());
+                        }
+                        Err(e) => {
+                            let delay = session.handle_connect_failed(clock.now());
+                            if e.is_auth() {
+                                e.warn_auth(&peer);
+                            } else {
+                                info!(%peer, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot pull stream");
+                            }
                         }
                     }
-                    Ok(None) => break 'conn "peer closed the connection".to_owned(),
-                    Err(e) => break 'conn e.to_string(),
-                },
-                _ = tokio::time::sleep(wait) => receiver.handle_timeout(clock.now()),
-            }
-            while let Some(ev) = receiver.poll_event() {
-                match ev {
-                    Event::MediaInfo(mi) => sink.media_info(mi),
-                    Event::Frame {
-                        frame,
-                        discontinuity,
-                    } => {
-                        if discontinuity {
-                            info!(%peer, pos = ?frame.pos, "resumed after a gap, at a keyframe");
-                        }
-                        sink.hub().note_delay(clock.utc_ms(), frame.capture_ms);
-                        sink.frame(frame);
-                        delivered = true;
-                    }
-                    Event::Segment { segment, .. } => {
-                        if let Some(last) = segment.frames.last() {
-                            sink.hub().note_delay(clock.utc_ms(), last.capture_ms);
-                        }
-                        sink.segment(segment);
-                        delivered = true;
-                    }
-                    Event::PeerClock(_) => {}
-                    Event::Ended(why) => break 'conn format!("peer ended the stream: {why}"),
-                    Event::DeadPeer => {
-                        break 'conn "no message within the dead-peer timeout".to_owned()
-                    }
+                }
+                Action::Disconnect {
+                    reason, retry_in, ..
+                } => {
+                    stream = None;
+                    let retry_in_ms = retry_in.map(|d| d.as_millis() as u64);
+                    warn!(%peer, reason, ?retry_in_ms, "connection lost; reconnecting");
+                    debug!(resume = ?session.receiver().resume_from());
                 }
             }
-        };
-        receiver.handle_disconnected();
-        drop(stream);
-        if delivered {
-            backoff.reset();
         }
-        let delay = backoff.next_delay();
-        warn!(%peer, reason, retry_in_ms = delay.as_millis() as u64, "connection lost; reconnecting");
-        debug!(resume = ?receiver.resume_from());
-        tokio::time::sleep(delay).await;
+        deliver(&mut session, sink.as_ref(), &clock, &peer);
+        let deadline = session.poll_timeout();
+        tokio::select! {
+            biased;
+            g = gate.changed() => match g {
+                Some(open) => session.handle_gate(clock.now(), open),
+                None => return,
+            },
+            msg = next_message(&mut stream) => match msg {
+                Ok(Some(m)) => session.handle_message(clock.now(), m),
+                Ok(None) => session.handle_closed(clock.now(), "peer closed the connection".into()),
+                Err(e) => session.handle_closed(clock.now(), e.to_string()),
+            },
+            _ = until(deadline, clock.now()) => session.handle_timeout(clock.now()),
+        }
+    }
+}
+
+/// The next message of the connection, if there is one (otherwise never).
+pub(crate) async fn next_message(
+    stream: &mut Option<MessageStream>,
+) -> Result<Option<Message>, crate::cluster::client::ClientError> {
+    match stream {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands what the session delivered to the sink.
+fn deliver<C: Clock>(session: &mut PullSession, sink: &dyn Sink, clock: &C, peer: &str) {
+    while let Some(ev) = session.poll_event() {
+        match ev {
+            Event::MediaInfo(mi) => sink.media_info(mi),
+            Event::Frame {
+                frame,
+                discontinuity,
+            } => {
+                if discontinuity {
+                    info!(%peer, pos = ?frame.pos, "resumed after a gap, at a keyframe");
+                }
+                sink.hub().note_delay(clock.utc_ms(), frame.capture_ms);
+                sink.frame(frame);
+            }
+            Event::Segment { segment, .. } => {
+                if let Some(last) = segment.frames.last() {
+                    sink.hub().note_delay(clock.utc_ms(), last.capture_ms);
+                }
+                sink.segment(segment);
+            }
+            // Never on a media connection (the receiver refuses them).
+            Event::Streams(_) | Event::PeerClock(_) | Event::Ended(_) | Event::DeadPeer => {}
+        }
     }
 }

@@ -1,0 +1,175 @@
+//! Discovery: what a `source` makes of the peer's stream lists. Every list that
+//! comes over signaling goes in; out come the streams to add, to remove and to
+//! update (the peer's archive facts), for the streams that pass `only` / `except`.
+//!
+//! Contract (core's, see lib.rs): `handle_streams`, then drain `poll_change`; the
+//! driver reports a stream it could not add (`handle_refused`: a name the node
+//! already has from elsewhere), which is offered again with the next list. Must not:
+//! create anything itself or touch streams it did not add.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::cluster::message::{DvrFacts, StreamAnnounce};
+use crate::config::NamePattern;
+use crate::StreamName;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A new peer stream this source takes.
+    Add(StreamAnnounce),
+    /// The peer no longer has it (or it no longer passes the filters).
+    Remove(StreamName),
+    /// The peer's archive facts of a stream already added changed.
+    Update {
+        name: StreamName,
+        dvr: Option<DvrFacts>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Discovery {
+    only: Vec<NamePattern>,
+    except: Vec<NamePattern>,
+    /// The streams added, with the facts last passed on.
+    mine: BTreeMap<StreamName, Option<DvrFacts>>,
+    changes: VecDeque<Change>,
+}
+
+impl Discovery {
+    pub fn new(only: Vec<NamePattern>, except: Vec<NamePattern>) -> Self {
+        Discovery {
+            only,
+            except,
+            mine: BTreeMap::new(),
+            changes: VecDeque::new(),
+        }
+    }
+
+    /// Whether the source takes the peer's stream `name`: it matches `only` (if
+    /// any) and no `except`.
+    pub fn takes(&self, name: &StreamName) -> bool {
+        (self.only.is_empty() || self.only.iter().any(|p| p.matches(name)))
+            && !self.except.iter().any(|p| p.matches(name))
+    }
+
+    /// The peer's full stream list.
+    pub fn handle_streams(&mut self, list: Vec<StreamAnnounce>) {
+        let wanted: BTreeMap<StreamName, StreamAnnounce> = list
+            .into_iter()
+            .filter(|s| self.takes(&s.name))
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        let gone: Vec<StreamName> = self
+            .mine
+            .keys()
+            .filter(|n| !wanted.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.mine.remove(&name);
+            self.changes.push_back(Change::Remove(name));
+        }
+        for (name, s) in wanted {
+            match self.mine.get_mut(&name) {
+                Some(facts) if *facts != s.dvr => {
+                    facts.clone_from(&s.dvr);
+                    self.changes.push_back(Change::Update { name, dvr: s.dvr });
+                }
+                Some(_) => {}
+                None => {
+                    self.mine.insert(name, s.dvr.clone());
+                    self.changes.push_back(Change::Add(s));
+                }
+            }
+        }
+    }
+
+    /// The driver could not add `name`; it is offered again with the next list.
+    pub fn handle_refused(&mut self, name: &StreamName) {
+        self.mine.remove(name);
+    }
+
+    pub fn poll_change(&mut self) -> Option<Change> {
+        self.changes.pop_front()
+    }
+
+    /// The streams this source added (and has not removed).
+    pub fn streams(&self) -> impl Iterator<Item = &StreamName> {
+        self.mine.keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::message::DvrFacts;
+
+    fn name(s: &str) -> StreamName {
+        StreamName::new(s).expect("valid name")
+    }
+
+    fn patterns(list: &[&str]) -> Vec<NamePattern> {
+        list.iter()
+            .map(|p| NamePattern::parse(p).expect("pattern"))
+            .collect()
+    }
+
+    fn announce(n: &str, dvr: Option<DvrFacts>) -> StreamAnnounce {
+        StreamAnnounce {
+            name: name(n),
+            alive: true,
+            segment_duration_ms: 2000,
+            media_info: None,
+            dvr,
+        }
+    }
+
+    fn drain(d: &mut Discovery) -> Vec<Change> {
+        std::iter::from_fn(|| d.poll_change()).collect()
+    }
+
+    #[test]
+    fn only_and_except_with_prefixes() {
+        let d = Discovery::new(patterns(&["cams/*"]), patterns(&["cams/private/*"]));
+        assert!(d.takes(&name("cams/yard/3")));
+        assert!(!d.takes(&name("cams/private/1")));
+        assert!(!d.takes(&name("main")));
+        let d = Discovery::new(vec![], patterns(&["main"]));
+        assert!(!d.takes(&name("main")));
+        assert!(d.takes(&name("other")));
+    }
+
+    #[test]
+    fn adds_removes_and_updates_as_the_list_changes() {
+        let mut d = Discovery::new(vec![], patterns(&["hidden"]));
+        d.handle_streams(vec![announce("a", None), announce("hidden", None)]);
+        assert_eq!(drain(&mut d), vec![Change::Add(announce("a", None))]);
+        // Same list: nothing.
+        d.handle_streams(vec![announce("a", None)]);
+        assert_eq!(drain(&mut d), vec![]);
+        // New facts for a, b appears.
+        let facts = DvrFacts::default();
+        d.handle_streams(vec![
+            announce("a", Some(facts.clone())),
+            announce("b", None),
+        ]);
+        assert_eq!(
+            drain(&mut d),
+            vec![
+                Change::Update {
+                    name: name("a"),
+                    dvr: Some(facts.clone())
+                },
+                Change::Add(announce("b", None)),
+            ]
+        );
+        // a is gone.
+        d.handle_streams(vec![announce("b", None)]);
+        assert_eq!(drain(&mut d), vec![Change::Remove(name("a"))]);
+        // The driver refused b: offered again next time.
+        d.handle_refused(&name("b"));
+        d.handle_streams(vec![announce("b", None)]);
+        assert_eq!(drain(&mut d), vec![Change::Add(announce("b", None))]);
+        assert_eq!(d.streams().collect::<Vec<_>>(), vec![&name("b")]);
+    }
+}
