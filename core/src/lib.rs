@@ -27,6 +27,7 @@ pub mod dvr;
 pub mod failover;
 pub mod fake;
 pub mod gop;
+pub mod http_manners;
 pub mod ingest;
 pub mod keyframe;
 pub mod limits;

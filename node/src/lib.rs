@@ -20,6 +20,7 @@ pub mod hub;
 pub mod input;
 pub mod output;
 pub mod runtime;
+pub mod status_page;
 pub mod timer;
 
 pub use runtime::{start, start_seeded, NodeCtx, NodeError, RunningNode};

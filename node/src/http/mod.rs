@@ -2,5 +2,6 @@
 
 pub mod body;
 pub mod guard;
+pub mod manners;
 pub mod router;
 pub mod server;

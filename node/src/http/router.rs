@@ -12,12 +12,23 @@ use std::sync::Arc;
 use crate::api;
 use crate::cluster;
 use crate::http::body::{text, Response};
+use crate::http::manners::{self, Asked};
 use crate::output::{archive, hls, mpegts};
 use crate::runtime::NodeCtx;
+use crate::status_page;
 
 const API_STREAMS: &str = "/streamer/api/v3/streams";
 
 pub async fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Response {
+    if req.method() == Method::OPTIONS {
+        return manners::preflight();
+    }
+    let asked = Asked::of(req.method(), req.headers());
+    let r = dispatch(ctx, req).await;
+    manners::finish(&asked, r)
+}
+
+async fn dispatch<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -27,6 +38,9 @@ pub async fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Respo
     let path = req.uri().path();
     if is_cluster_path(path) {
         return cluster::server::route(ctx, &req);
+    }
+    if path == "/" {
+        return status_page::page(ctx);
     }
     if path == API_STREAMS || path == "/streamer/api/v3/streams/" {
         return api::list(ctx);

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tern_core::archive_window::{at_or_after, resolve, Span, Start, SETTLE_MS};
 use tern_core::cluster::message::{ArchiveEntry, DvrFacts};
+use tern_core::http_manners::Manners;
 use tern_core::mux::hls::{archive_playlist, ArchiveKind, PlaylistEntry};
 use tern_core::mux::ts::TsMuxer;
 use tern_core::play_url::{Output, TrackSelection};
@@ -26,6 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::archive::{fetch_segment, Archive, ArchiveError, ArchiveSegment};
 use crate::http::body::{respond, text, Aborted, Body, Budgeted, Response};
+use crate::http::manners::tagged;
 use crate::output::hls;
 
 fn error_response(e: ArchiveError) -> Response {
@@ -156,6 +158,14 @@ pub async fn handle<C: Clock>(
     let Some(first) = entries.first() else {
         return nothing_there(name, &span);
     };
+    // A closed window's playlists change only when retention deletes from them.
+    let manners = match entries.last() {
+        Some(last) if closed => Manners::closed(
+            last.utc_start_ms
+                .saturating_add(u64::from(last.duration_ms)),
+        ),
+        _ => Manners::live(),
+    };
     match output {
         Output::ArchiveMaster(w) => {
             // Codecs, resolution and bit rate from the window's first segment.
@@ -165,7 +175,10 @@ pub async fn handle<C: Clock>(
                 Err(e) => return error_response(e),
             };
             let mi = seg.media_info.clone();
-            hls::master_of(name.as_str(), &mi, &[(&seg, None)], Some(w), now_ms / 1000)
+            tagged(
+                hls::master_of(name.as_str(), &mi, &[(&seg, None)], Some(w), now_ms / 1000),
+                manners,
+            )
         }
         Output::ArchiveMedia(_) => {
             let items: Vec<PlaylistEntry> = entries
@@ -183,10 +196,13 @@ pub async fn handle<C: Clock>(
             } else {
                 (ArchiveKind::Event, span.start == Start::Beginning)
             };
-            respond(
-                StatusCode::OK,
-                hls::M3U8,
-                Body::full(archive_playlist(&items, kind, from_start)),
+            tagged(
+                respond(
+                    StatusCode::OK,
+                    hls::M3U8,
+                    Body::full(archive_playlist(&items, kind, from_start)),
+                ),
+                manners,
             )
         }
         _ => {
@@ -212,10 +228,13 @@ async fn segment(
     match fetch_segment(archive, utc_start_ms).await {
         Err(e) => error_response(e),
         Ok(Some(s)) => match hls::pick_tracks(name.as_str(), &s.media_info, tracks) {
-            Ok(ids) => respond(
-                StatusCode::OK,
-                "video/mp2t",
-                Body::full(hls::mux_tracks(&s, ids.as_deref())),
+            Ok(ids) => tagged(
+                respond(
+                    StatusCode::OK,
+                    "video/mp2t",
+                    Body::full(hls::mux_tracks(&s, ids.as_deref())),
+                ),
+                Manners::segment(s.end_utc_ms()),
             ),
             Err(why) => text(StatusCode::NOT_FOUND, why),
         },

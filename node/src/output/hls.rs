@@ -10,7 +10,10 @@ use tern_core::mux::hls_master::{master_playlist, Variant};
 use tern_core::play_url::{media_playlist_file, TrackSelection, Window};
 use tern_core::{track_select, MediaInfo, Segment};
 
+use tern_core::http_manners::Manners;
+
 use crate::http::body::{respond, text, Body, Response};
+use crate::http::manners::tagged;
 use crate::hub::{LiveSegment, StreamHub};
 
 pub const M3U8: &str = "application/vnd.apple.mpegurl";
@@ -122,7 +125,10 @@ pub fn master(hub: &StreamHub) -> Response {
         .iter()
         .map(|s| (&s.segment, Some(s.ts_bytes().len())))
         .collect();
-    master_of(hub.name.as_str(), &last.segment.media_info, &segs, None, 0)
+    tagged(
+        master_of(hub.name.as_str(), &last.segment.media_info, &segs, None, 0),
+        Manners::live(),
+    )
 }
 
 /// `mono.m3u8` (optionally under `tracks-…/`): the live media playlist.
@@ -150,7 +156,10 @@ pub fn playlist(hub: &StreamHub, tracks: Option<&TrackSelection>) -> Response {
         window.target_duration_s,
         &entries,
     );
-    respond(StatusCode::OK, M3U8, Body::full(body))
+    tagged(
+        respond(StatusCode::OK, M3U8, Body::full(body)),
+        Manners::live(),
+    )
 }
 
 /// `seg-<UTC ms>.ts` (optionally under `tracks-…/`).
@@ -166,10 +175,13 @@ pub fn segment(hub: &StreamHub, utc_start_ms: u64, tracks: Option<&TrackSelectio
         );
     };
     match pick_tracks(hub.name.as_str(), &seg.segment.media_info, tracks) {
-        Ok(ids) => respond(
-            StatusCode::OK,
-            "video/mp2t",
-            Body::full(live_bytes(&seg, ids.as_deref())),
+        Ok(ids) => tagged(
+            respond(
+                StatusCode::OK,
+                "video/mp2t",
+                Body::full(live_bytes(&seg, ids.as_deref())),
+            ),
+            Manners::segment(seg.segment.end_utc_ms()),
         ),
         Err(why) => text(StatusCode::NOT_FOUND, why),
     }
