@@ -28,6 +28,10 @@ pub enum DecodeError {
     },
     #[error("{0} trailing bytes after the end of the message")]
     Trailing(usize),
+    /// Well-formed, but its own digest does not match its bytes: damaged where it
+    /// was stored, not in transit (a message carrying it passed its MAC).
+    #[error("{what}: its BLAKE3 digest does not match its bytes (damaged)")]
+    Damaged { what: &'static str },
 }
 
 /// A cursor over a shared buffer; byte strings it returns share the buffer.

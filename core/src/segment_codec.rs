@@ -391,10 +391,7 @@ pub fn verify(buf: &[u8]) -> Result<Integrity, DecodeError> {
                 });
             };
             if blake3::hash(&buf[DIGESTED_FROM..]).as_bytes() != &stored {
-                return Err(DecodeError::Invalid {
-                    what: "segment",
-                    detail: "its BLAKE3 digest does not match its bytes (damaged)".into(),
-                });
+                return Err(DecodeError::Damaged { what: "segment" });
             }
             Ok(Integrity::Checked)
         }

@@ -33,7 +33,8 @@ pub struct StreamStatus {
 
 /// A local DVR's recording state: `waiting` (no segment yet), `recording`,
 /// `paused` (the disk is full and nothing of Tern's is left to delete; it retries by
-/// itself) or `failing` (the last segment could not be stored), with the reason.
+/// itself) or `failing` (the last segment could not be stored), with the reason
+/// (without paths or the OS's text: the API needs no key; the log has them).
 #[derive(Serialize, Debug, PartialEq, Eq)]
 pub struct DvrJson {
     pub state: &'static str,
@@ -51,8 +52,9 @@ impl From<DvrSummary> for DvrJson {
         let (state, reason) = match s.state {
             RecordingState::Waiting => ("waiting", None),
             RecordingState::Recording => ("recording", None),
-            RecordingState::Paused { reason } => ("paused", Some(reason)),
-            RecordingState::Failing { error } => ("failing", Some(error)),
+            // The shown text: no paths, no OS text (the full reason is logged).
+            RecordingState::Paused { reason } => ("paused", Some(reason.shown)),
+            RecordingState::Failing { error } => ("failing", Some(error.shown)),
         };
         DvrJson {
             state,
@@ -258,6 +260,7 @@ pub fn one<C: Clock>(ctx: &NodeCtx<C>, name: &StreamName) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dvr::{DvrError, Reason, StoreError};
 
     #[test]
     fn dvr_state_names_and_reasons() {
@@ -267,11 +270,14 @@ mod tests {
             segments: 3,
             bytes: 42,
         };
+        let full = DvrError::Full {
+            location: "/srv/secret/dvr".into(),
+        };
         let paused = DvrJson::from(summary(RecordingState::Paused {
-            reason: "disk full".into(),
+            reason: Reason::of(&full),
         }));
         assert_eq!(paused.state, "paused");
-        assert_eq!(paused.reason.as_deref(), Some("disk full"));
+        assert_eq!(paused.reason, Some(full.public_reason()));
         assert_eq!(paused.from, Some(1_767_225_601));
         let json = serde_json::to_string(&DvrJson::from(summary(RecordingState::Recording)))
             .unwrap_or_default();
@@ -279,12 +285,59 @@ mod tests {
             json,
             r#"{"state":"recording","from":1767225601,"segments":3,"bytes":42}"#
         );
+        let io = DvrError::Store(StoreError::new(
+            "write segment in",
+            "/srv/secret/dvr/main",
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        ));
         let failing = DvrJson::from(summary(RecordingState::Failing {
-            error: "I/O error".into(),
+            error: Reason::of(&io),
         }));
+        assert_eq!(failing.state, "failing");
         assert_eq!(
-            (failing.state, failing.reason.as_deref()),
-            ("failing", Some("I/O error"))
+            failing.reason.as_deref(),
+            Some("cannot write a DVR file: permission denied (let the user running tern write there, or change the `dvr` path); this node's log names the file")
         );
+    }
+
+    /// Finding 6: the API (no key needed) showed absolute DVR paths and the OS's
+    /// text in `dvr.reason`. They are logged, not shown.
+    #[test]
+    fn dvr_reasons_show_no_paths() {
+        let errors = [
+            DvrError::Full {
+                location: "/srv/secret/dvr".into(),
+            },
+            DvrError::Store(StoreError::new(
+                "create",
+                "/srv/secret/dvr/main/x.tmp",
+                std::io::Error::other("/srv/secret/dvr: weird OS text"),
+            )),
+            DvrError::Journal {
+                path: "/srv/secret/dvr/main/index".into(),
+                reason: "bad".into(),
+            },
+        ];
+        for e in errors {
+            let r = Reason::of(&e);
+            assert!(r.logged.contains("/srv/secret"), "{}", r.logged);
+            for state in [
+                RecordingState::Paused { reason: r.clone() },
+                RecordingState::Failing { error: r.clone() },
+            ] {
+                let json = serde_json::to_string(&DvrJson::from(DvrSummary {
+                    state,
+                    from_ms: None,
+                    segments: 0,
+                    bytes: 0,
+                }))
+                .unwrap_or_default();
+                assert!(json.contains("\"reason\""), "{json}");
+                assert!(
+                    !json.contains("/srv") && !json.contains("OS text"),
+                    "{json}"
+                );
+            }
+        }
     }
 }

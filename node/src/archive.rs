@@ -26,20 +26,56 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Stored segments listed in one index answer (about 4.6 days of 2 s segments).
 pub const MAX_INDEX_ENTRIES: usize = tern_core::cluster::message::MAX_ARCHIVE_ENTRIES;
 
+/// Why an archive question has no answer. `Unreachable` and `Failed` carry two
+/// texts: `shown`, all a player (no key) is told, and `detail` (the OS's words,
+/// paths, a peer's own text) for the log and for authenticated peers (`End`).
+/// `Display` gives both.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ArchiveError {
     /// Nothing stored there (HTTP 404).
     #[error("{0}")]
     NotFound(String),
     /// The archive lives on peers that cannot be reached now (HTTP 503).
-    #[error("{0}")]
-    Unreachable(String),
+    #[error("{shown}{}", with_detail(detail))]
+    Unreachable { shown: String, detail: String },
     /// The request is too large or malformed (HTTP 400).
     #[error("{0}")]
     BadRequest(String),
     /// Reading failed (HTTP 500).
-    #[error("{0}")]
-    Failed(String),
+    #[error("{shown}{}", with_detail(detail))]
+    Failed { shown: String, detail: String },
+}
+
+fn with_detail(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
+impl ArchiveError {
+    /// What a player may be told: no paths, no OS text, no peer's own words.
+    pub fn shown(&self) -> &str {
+        match self {
+            ArchiveError::NotFound(s) | ArchiveError::BadRequest(s) => s,
+            ArchiveError::Unreachable { shown, .. } | ArchiveError::Failed { shown, .. } => shown,
+        }
+    }
+
+    fn unreachable(shown: String, detail: impl Into<String>) -> Self {
+        ArchiveError::Unreachable {
+            shown,
+            detail: detail.into(),
+        }
+    }
+
+    fn failed(shown: impl Into<String>, detail: impl Into<String>) -> Self {
+        ArchiveError::Failed {
+            shown: shown.into(),
+            detail: detail.into(),
+        }
+    }
 }
 
 /// One segment of an archive range: the stored canonical bytes (local DVR: sent on
@@ -54,7 +90,7 @@ impl ArchiveSegment {
         match self {
             ArchiveSegment::Decoded(s) => Ok(s),
             ArchiveSegment::Stored(b) => segment_codec::decode(b)
-                .map_err(|e| ArchiveError::Failed(format!("stored segment is damaged: {e}"))),
+                .map_err(|e| ArchiveError::failed("a stored segment is damaged", e.to_string())),
         }
     }
 }
@@ -87,7 +123,10 @@ pub trait Archive: Send + Sync + 'static {
 fn dvr_error(e: DvrError) -> ArchiveError {
     match e {
         DvrError::NotFound { .. } => ArchiveError::NotFound(e.to_string()),
-        other => ArchiveError::Failed(other.to_string()),
+        other => ArchiveError::failed(
+            "the archive cannot be read here (this node's log says why)",
+            other.to_string(),
+        ),
     }
 }
 
@@ -207,6 +246,17 @@ impl<N: Net, C: Clock> RemoteArchive<N, C> {
     }
 }
 
+/// See [`RemoteArchive::broke_off`].
+fn broke_off(name: &StreamName, peer: &str, why: &str) -> ArchiveError {
+    ArchiveError::unreachable(
+        format!(
+            "the archive of stream {:?} on {peer} broke off (this node's log says why)",
+            name.as_str()
+        ),
+        why,
+    )
+}
+
 fn query(window: Option<(u64, u64)>) -> String {
     window.map_or(String::new(), |(f, t)| format!("?from={f}&to={t}"))
 }
@@ -233,18 +283,22 @@ impl<N: Net, C: Clock> RemoteArchive<N, C> {
                 Err(e) => errors.push(e.to_string()),
             }
         }
+        let peers = self
+            .peers
+            .iter()
+            .map(|(h, p, _)| format!("{h}:{p}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         Err(match not_found {
             Some(nf) => ArchiveError::NotFound(nf),
-            None => ArchiveError::Unreachable(format!(
-                "the archive of stream {:?} is on {}, which cannot be reached now: {}",
-                self.name.as_str(),
-                self.peers
-                    .iter()
-                    .map(|(h, p, _)| format!("{h}:{p}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                errors.join("; ")
-            )),
+            // The OS's and the peers' own words are the detail, not for players.
+            None => ArchiveError::unreachable(
+                format!(
+                    "the archive of stream {:?} is on {peers}, which cannot be reached now",
+                    self.name.as_str(),
+                ),
+                errors.join("; "),
+            ),
         })
     }
 
@@ -268,12 +322,11 @@ impl<N: Net, C: Clock> RemoteArchive<N, C> {
         }
     }
 
-    /// A peer that stopped answering mid-response, or answered with `End`.
+    /// A peer that stopped answering mid-response, or answered with `End`. `why`
+    /// (the peer's own `End` text, the OS's words) is the detail: logs and peers see
+    /// it, players get a fixed text.
     fn broke_off(&self, peer: &str, why: String) -> ArchiveError {
-        ArchiveError::Unreachable(format!(
-            "the archive of stream {:?} on {peer} broke off: {why}",
-            self.name.as_str()
-        ))
+        broke_off(&self.name, peer, &why)
     }
 }
 
@@ -405,16 +458,17 @@ impl Archive for CachedArchive {
     ) -> BoxFuture<'_, Result<ArchiveIndex, ArchiveError>> {
         Box::pin(async move {
             match self.remote.index(window).await {
-                Err(ArchiveError::Unreachable(why)) => {
+                Err(ArchiveError::Unreachable { shown, detail }) => {
                     let ix = self.cache.index(window).await?;
                     let empty = match window {
                         Some(_) => ix.entries.is_empty(),
                         None => ix.facts.ranges.is_empty(),
                     };
                     if empty {
-                        Err(ArchiveError::Unreachable(format!(
-                            "{why}; nothing of it is cached here"
-                        )))
+                        Err(ArchiveError::unreachable(
+                            format!("{shown}; nothing of it is cached here"),
+                            detail,
+                        ))
                     } else {
                         Ok(ix)
                     }
@@ -443,11 +497,14 @@ impl Archive for CachedArchive {
                     match self.fetch(e.utc_start_ms).await {
                         Ok(Some(s)) => ArchiveSegment::Decoded(s),
                         Ok(None) => continue, // gone from the peer meanwhile (retention)
-                        Err(ArchiveError::Unreachable(why)) => {
-                            return Err(ArchiveError::Unreachable(format!(
-                                "segment {} is not cached here and {why}",
-                                e.utc_start_ms
-                            )))
+                        Err(ArchiveError::Unreachable { shown, detail }) => {
+                            return Err(ArchiveError::unreachable(
+                                format!(
+                                    "segment {} is not cached here and {shown}",
+                                    e.utc_start_ms
+                                ),
+                                detail,
+                            ))
                         }
                         Err(other) => return Err(other),
                     }
@@ -463,5 +520,27 @@ impl Archive for CachedArchive {
 
     fn facts_now(&self) -> Option<DvrFacts> {
         self.remote.facts_now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding 6: a peer's `End` reason went to players verbatim (a peer holding
+    /// the key could put any text in front of them). It is logged; players get a
+    /// fixed text naming the stream and the peer.
+    #[test]
+    fn a_peers_end_reason_is_not_passed_to_players() {
+        let name = StreamName::new("main").unwrap_or_else(|e| panic!("{e}"));
+        let e = broke_off(&name, "origin:8888", "call +1-555-SCAM for support");
+        let said = e.shown();
+        assert!(!said.contains("SCAM"), "{said}");
+        // Logs and authenticated peers (`End`) still get the reason.
+        assert!(e.to_string().contains("SCAM"), "{e}");
+        assert!(
+            said.contains("\"main\"") && said.contains("origin:8888") && said.contains("broke off"),
+            "{said}"
+        );
     }
 }

@@ -101,10 +101,43 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Largest config file read (a config of thousands of streams is a few hundred KiB).
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The text of a config file: a regular file (after symlinks) of at most
+/// [`MAX_CONFIG_BYTES`], checked from its metadata before it is opened, so that
+/// `/dev/zero` or a FIFO is refused at once instead of read forever.
+fn read_config(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: cannot read config: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{shown}: cannot read config: not a regular file (a directory, device, FIFO or socket); give the path of a config file"
+        ));
+    }
+    let too_big = || {
+        format!(
+            "{shown}: cannot read config: larger than {} MiB, the most a config may be",
+            MAX_CONFIG_BYTES / (1024 * 1024)
+        )
+    };
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| format!("{shown}: cannot read config: {e}"))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big()); // it grew while being read
+    }
+    Ok(text)
+}
+
 /// Reads and parses a config file; errors come out as `PATH:LINE:COLUMN: message`.
 fn load(path: &Path) -> Result<Config, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read config: {e}", path.display()))?;
+    let text = read_config(path)?;
     config::parse(&text)
         .map_err(|e| format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message))
 }
@@ -258,5 +291,41 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding 6: `tern check /dev/zero` grew memory without bound and a FIFO hung.
+    /// Both are refused from their metadata, and so is a file over the size limit.
+    #[test]
+    fn check_refuses_what_cannot_be_a_config() {
+        let e = load(Path::new("/dev/zero")).err().unwrap_or_default();
+        assert!(e.contains("not a regular file"), "{e}");
+        let dir = std::env::temp_dir().join(format!("tern-cli-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let fifo = dir.join("fifo.conf");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if made {
+            let e = load(&fifo).err().unwrap_or_default();
+            assert!(e.contains("not a regular file"), "{e}");
+        }
+        let big = dir.join("big.conf");
+        let f = std::fs::File::create(&big).unwrap_or_else(|e| panic!("{e}"));
+        f.set_len(MAX_CONFIG_BYTES + 1)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = load(&big).err().unwrap_or_default();
+        assert!(e.contains("larger than 4 MiB"), "{e}");
+        let ok = dir.join("ok.conf");
+        std::fs::write(&ok, "http 8080;\nstream main {\n  input fake://fake;\n}\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(load(&ok).is_ok(), "{:?}", load(&ok).err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tern_core::bytes_io::DecodeError;
 use tern_core::cluster::auth::{
     AuthError, ClusterAuth, Nonce, Proof, SignedRequest, AUTH_HEADER, NONCE_LEN, PROOF_HEADER,
 };
@@ -58,6 +59,34 @@ pub enum ClientError {
     Proof { peer: String, source: AuthError },
     #[error("bad data from {peer}: {source}")]
     Wire { peer: String, source: WireError },
+    /// A message that passed its MAC (so it arrived as the peer sent it) carried a
+    /// segment whose own digest fails: the peer's stored copy is damaged.
+    #[error(
+        "{peer} sent a segment that is damaged in its store (message {seq}: the message \
+         arrived intact, but the segment's BLAKE3 digest does not match its bytes); \
+         that node's log names the file"
+    )]
+    DamagedAtPeer { peer: String, seq: u64 },
+}
+
+impl ClientError {
+    /// A decoder error from `peer`, told apart: damage at rest on the peer, or bad
+    /// data on the connection.
+    pub fn wire(peer: &str, source: WireError) -> Self {
+        match source {
+            WireError::Decode {
+                seq,
+                source: DecodeError::Damaged { .. },
+            } => ClientError::DamagedAtPeer {
+                peer: peer.to_string(),
+                seq,
+            },
+            source => ClientError::Wire {
+                peer: peer.to_string(),
+                source,
+            },
+        }
+    }
 }
 
 impl ClientError {
@@ -149,12 +178,7 @@ impl MessageStream {
             match self.dec.poll_message() {
                 Ok(Some(m)) => return Ok(Some(m)),
                 Ok(None) => {}
-                Err(source) => {
-                    return Err(ClientError::Wire {
-                        peer: self.peer.clone(),
-                        source,
-                    })
-                }
+                Err(source) => return Err(ClientError::wire(&self.peer, source)),
             }
             match self.body.frame().await {
                 Some(Ok(frame)) => {
@@ -392,5 +416,74 @@ mod tests {
         );
         let e = rejected("cluster auth failed".into());
         assert!(e.auth_refusal().contains("cluster key refused"));
+    }
+
+    fn one_frame_segment() -> tern_core::Segment {
+        use tern_core::{Frame, MediaInfo, Position, TrackInfo, TrackParams};
+        tern_core::Segment {
+            media_info: Arc::new(MediaInfo {
+                tracks: vec![TrackInfo {
+                    id: 1,
+                    params: TrackParams::H264 {
+                        sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x28]),
+                        pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
+                        width: 320,
+                        height: 240,
+                        fps: 25,
+                    },
+                }],
+            }),
+            utc_start_ms: 1_767_225_600_000,
+            duration_ms: 40,
+            frames: vec![Frame {
+                track: 1,
+                dts: 0,
+                pts: 0,
+                keyframe: true,
+                capture_ms: 1_767_225_600_000,
+                pos: Position { epoch: 1, seq: 0 },
+                payload: Bytes::from_static(&[0, 0, 0, 1, 0x65, 0x88]),
+            }],
+        }
+    }
+
+    /// Finding 5: the edge called an origin's damaged stored segment "bad data from
+    /// PEER", which reads like a network fault. A segment that arrives intact (its
+    /// message passed the MAC) but fails its own digest is named for what it is.
+    #[test]
+    fn a_segment_damaged_at_the_peer_is_not_called_a_network_fault() {
+        let key = [7u8; 32];
+        let mut stored = tern_core::segment_codec::encode(&one_frame_segment()).to_vec();
+        let last = stored.len() - 1;
+        stored[last] ^= 0x40; // damaged at rest on the peer
+        let mut enc = tern_core::cluster::wire::Encoder::new(ProtocolVersion::V2, key);
+        let parts = enc.encode_raw(
+            tern_core::cluster::message::kind::SEGMENT,
+            Bytes::from(stored),
+        );
+        let mut dec = Decoder::new(ProtocolVersion::V2, key);
+        for p in &parts {
+            dec.handle_bytes(p);
+        }
+        let Err(e) = dec.poll_message() else {
+            panic!("a damaged segment decoded");
+        };
+        let said = ClientError::wire("origin:8888", e).to_string();
+        assert!(!said.contains("bad data"), "{said}");
+        assert!(
+            said.contains("origin:8888") && said.contains("damaged in its store"),
+            "{said}"
+        );
+        // A message altered on the way is still bad data on the connection.
+        let mut enc = tern_core::cluster::wire::Encoder::new(ProtocolVersion::V2, key);
+        let mut frame = enc.encode(&Message::Segment(one_frame_segment())).to_vec();
+        frame[10] ^= 1;
+        let mut dec = Decoder::new(ProtocolVersion::V2, key);
+        dec.handle_bytes(&frame);
+        let Err(e) = dec.poll_message() else {
+            panic!("an altered message decoded");
+        };
+        let said = ClientError::wire("origin:8888", e).to_string();
+        assert!(said.contains("bad data from origin:8888"), "{said}");
     }
 }

@@ -131,9 +131,50 @@ pub enum RecordingState {
     Recording,
     /// The disk is full and nothing under the DVR root is left to delete; the
     /// recorder retries by itself.
-    Paused { reason: String },
+    Paused { reason: Reason },
     /// The last segment could not be stored (an I/O error); the next one is tried.
-    Failing { error: String },
+    Failing { error: Reason },
+}
+
+/// Why the DVR is not recording, twice: in full for the log (paths, the OS's text)
+/// and without paths or OS text for anyone who asks the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reason {
+    pub logged: String,
+    pub shown: String,
+}
+
+impl Reason {
+    pub fn of(e: &DvrError) -> Self {
+        Reason {
+            logged: e.to_string(),
+            shown: e.public_reason(),
+        }
+    }
+}
+
+impl DvrError {
+    /// What an unauthenticated client may read of this error: its kind, never a
+    /// path or the OS's own text (those are in the log).
+    pub fn public_reason(&self) -> String {
+        match self {
+            DvrError::Store(e) => format!(
+                "cannot {} a DVR file: {}{}; this node's log names the file",
+                e.op.split(' ').next().unwrap_or("write"),
+                e.source.kind(),
+                store::hint(e.source.kind())
+            ),
+            DvrError::Full { .. } => "the disk holding the DVR is full and nothing of Tern's \
+                 under its DVR root is left to delete; recording resumes by itself once there \
+                 is room"
+                .into(),
+            DvrError::Damaged { .. } => "a stored segment is damaged".into(),
+            DvrError::Journal { .. } => "the DVR index cannot be used".into(),
+            DvrError::NotFound { .. } | DvrError::AlreadyOpen { .. } => {
+                "the DVR failed; this node's log says why".into()
+            }
+        }
+    }
 }
 
 /// `recording_status.json` and the API's DVR facts, from memory.
@@ -486,10 +527,10 @@ impl Dvr {
         }
         match (&old, &new) {
             (_, RecordingState::Paused { reason }) => {
-                warn!(stream = %self.name, %reason, "DVR recording paused; retrying by itself");
+                warn!(stream = %self.name, reason = %reason.logged, "DVR recording paused; retrying by itself");
             }
             (_, RecordingState::Failing { error }) => {
-                warn!(stream = %self.name, %error,
+                warn!(stream = %self.name, error = %error.logged,
                     "DVR could not record a segment; trying again with the next one");
             }
             (
@@ -541,7 +582,7 @@ impl Dvr {
                             Ok(v) => v,
                             Err(err) => {
                                 self.set_state(RecordingState::Failing {
-                                    error: err.to_string(),
+                                    error: Reason::of(&err),
                                 });
                                 return Err(err);
                             }
@@ -554,7 +595,7 @@ impl Dvr {
                             location: self.location.clone(),
                         };
                         self.set_state(RecordingState::Paused {
-                            reason: err.to_string(),
+                            reason: Reason::of(&err),
                         });
                         return Err(err);
                     };
@@ -566,7 +607,7 @@ impl Dvr {
                 Err(e) => {
                     let err = DvrError::from(e);
                     self.set_state(RecordingState::Failing {
-                        error: err.to_string(),
+                        error: Reason::of(&err),
                     });
                     return Err(err);
                 }

@@ -52,7 +52,7 @@ pub struct StoreError {
     pub source: io::Error,
 }
 
-fn hint(kind: ErrorKind) -> &'static str {
+pub(crate) fn hint(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::PermissionDenied => {
             " (let the user running tern write there, or change the `dvr` path)"

@@ -33,11 +33,40 @@ use crate::output::hls;
 fn error_response(e: ArchiveError) -> Response {
     let status = match e {
         ArchiveError::NotFound(_) => StatusCode::NOT_FOUND,
-        ArchiveError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ArchiveError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         ArchiveError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        ArchiveError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ArchiveError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    text(status, e.to_string())
+    // The detail (paths, the OS's and peers' words) is logged, never shown.
+    if matches!(
+        e,
+        ArchiveError::Unreachable { .. } | ArchiveError::Failed { .. }
+    ) {
+        log_failure(status.as_u16(), &e);
+    }
+    text(status, e.shown())
+}
+
+/// Logs a failed archive request with its detail, at most one line per status per
+/// 10 s with the count (every player of an unreachable archive fails alike).
+fn log_failure(status: u16, e: &ArchiveError) {
+    use std::sync::{Mutex, OnceLock};
+    use tern_core::log_limit::{LogLimiter, DEFAULT_LOG_INTERVAL_MS};
+    static LOG: OnceLock<(tokio::time::Instant, Mutex<LogLimiter<u16>>)> = OnceLock::new();
+    let (origin, limiter) = LOG.get_or_init(|| {
+        (
+            tokio::time::Instant::now(),
+            Mutex::new(LogLimiter::new(DEFAULT_LOG_INTERVAL_MS)),
+        )
+    });
+    let now_ms = u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let hit = limiter
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .hit(status, now_ms);
+    if let Some(count) = hit {
+        tracing::warn!(status, count, last = %e, "archive requests failed (one line per status per 10 s)");
+    }
 }
 
 #[derive(Serialize)]
@@ -507,9 +536,10 @@ mod tests {
                     let _ = tx.send(ArchiveSegment::Stored(Bytes::from(b))).await;
                     return Ok(self.good as u32 + 1);
                 }
-                Err(ArchiveError::Unreachable(
-                    "the archive broke off: stream removed".into(),
-                ))
+                Err(ArchiveError::Unreachable {
+                    shown: "the archive broke off".into(),
+                    detail: "stream removed".into(),
+                })
             })
         }
 
