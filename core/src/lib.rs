@@ -23,6 +23,7 @@ pub mod bytes_io;
 pub mod capture_clock;
 pub mod cluster;
 pub mod config;
+pub mod demand;
 pub mod dvr;
 pub mod failover;
 pub mod fake;

@@ -5,6 +5,7 @@
 
 use http::StatusCode;
 use serde::Serialize;
+use tern_core::demand::{PullMode, PullState};
 use tern_core::{StreamName, TrackInfo, TrackKind, TrackParams};
 use tern_net::Clock;
 
@@ -70,8 +71,13 @@ impl From<DvrSummary> for DvrJson {
 pub struct Stats {
     pub alive: bool,
     /// `running` when frames arrive, `starting` before the first one, `stalled` after
-    /// the source timeout.
+    /// the source timeout; an on-demand stream is `idle` while nobody watches and
+    /// `starting` from its first viewer to its first frame.
     pub status: &'static str,
+    /// Viewers with an open response (MPEG-TS, M4S and M4F pulls of further nodes).
+    pub online_clients: u32,
+    /// How the stream's input is kept: `static` (always) or `on_demand`.
+    pub pull: &'static str,
     /// Milliseconds since the stream started on this node.
     pub lifetime: u64,
     /// kbit/s out of the node's segmenter (same as the input for now).
@@ -190,10 +196,12 @@ pub fn status<C: Clock>(ctx: &NodeCtx<C>, entry: &StreamEntry) -> StreamStatus {
         .last_frame_at
         .map(|t| now.saturating_sub(t).as_millis() as u64);
     let alive = since_last.is_some_and(|ms| ms < ALIVE_TIMEOUT_MS);
-    let status = match since_last {
-        None => "starting",
-        Some(_) if alive => "running",
-        Some(_) => "stalled",
+    let (mode, pull, viewers) = entry.hub.pull_state();
+    let status = match (pull, since_last) {
+        (PullState::Idle, _) => "idle",
+        (PullState::Starting, _) | (_, None) => "starting",
+        (_, Some(_)) if alive => "running",
+        (_, Some(_)) => "stalled",
     };
     let mi = entry.hub.media_info();
     let tracks = mi.tracks.iter().map(track_json).collect();
@@ -206,6 +214,11 @@ pub fn status<C: Clock>(ctx: &NodeCtx<C>, entry: &StreamEntry) -> StreamStatus {
         stats: Stats {
             alive,
             status,
+            online_clients: viewers,
+            pull: match mode {
+                PullMode::Static => "static",
+                PullMode::OnDemand { .. } => "on_demand",
+            },
             lifetime: now.saturating_sub(fig.started_at).as_millis() as u64,
             bitrate: fig.input_bitrate / 1000,
             input_bitrate: fig.input_bitrate / 1000,

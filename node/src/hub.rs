@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tern_core::cluster::sender::resume_segments;
+use tern_core::demand::{Demand, PullMode, PullState};
 use tern_core::gop::Gop;
 use tern_core::mux::live_ts::{LiveTs, TsChunk};
 use tern_core::rebase::Rebaser;
 use tern_core::segmenter::Segmenter;
 use tern_core::{Frame, MediaInfo, Position, Segment, StreamName, UtcMs};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, Notify};
 
 /// Closed segments kept in memory for live HLS (more than the playlist lists, so a
 /// player that fetched the playlist just before it slid can still get the segment).
@@ -124,6 +125,11 @@ struct State {
     /// See [`LiveWindow::target_duration_s`].
     target_duration_s: u64,
     timestamps: Timestamps,
+    /// Whether the input should be connected, from who watches (core's `Demand`).
+    demand: Demand,
+    /// The live window was dropped when the pull went idle: the next segment is
+    /// marked as a discontinuity.
+    discontinuity_next: bool,
 }
 
 /// What the hub does with the timestamps of published frames.
@@ -145,6 +151,25 @@ pub struct StreamHub {
     seg_tx: broadcast::Sender<Arc<LiveSegment>>,
     /// `true` once the stream is removed from the node: subscribers end.
     closed: watch::Sender<bool>,
+    /// Whether the stream's input should be connected (`Demand::wants_pull`).
+    pull_gate: watch::Sender<bool>,
+    /// Told whenever a viewer comes or goes, so the demand driver looks at the
+    /// next deadline again.
+    demand_changed: Notify,
+}
+
+/// A viewer whose response is open (MPEG-TS, an M4S or M4F pull): it holds the
+/// stream's pull open until dropped.
+pub struct ViewerGuard<C: tern_net::Clock> {
+    hub: Arc<StreamHub>,
+    clock: C,
+}
+
+impl<C: tern_net::Clock> Drop for ViewerGuard<C> {
+    fn drop(&mut self) {
+        self.hub
+            .demand_input(self.clock.now(), |d, now| d.handle_viewer_left(now));
+    }
 }
 
 impl StreamHub {
@@ -168,11 +193,86 @@ impl StreamHub {
                 ts: None,
                 target_duration_s: rounded_secs(u64::from(segment_duration_ms)).max(1),
                 timestamps: Timestamps::AsReceived,
+                demand: Demand::new(PullMode::Static),
+                discontinuity_next: false,
             }),
             tx,
             seg_tx,
             closed: watch::Sender::new(false),
+            pull_gate: watch::Sender::new(true),
+            demand_changed: Notify::new(),
         }
+    }
+
+    /// Makes the stream's pull follow its viewers (`PullMode::OnDemand`) or keep it
+    /// always open (`Static`, the default).
+    pub fn set_pull_mode(&self, mode: PullMode) {
+        let mut st = self.lock();
+        st.demand = Demand::new(mode);
+        let open = st.demand.wants_pull();
+        drop(st);
+        self.pull_gate.send_replace(open);
+        self.demand_changed.notify_one();
+    }
+
+    /// Whether the stream's input should be connected: the gate its input task
+    /// waits on.
+    pub fn pull_gate(&self) -> watch::Receiver<bool> {
+        self.pull_gate.subscribe()
+    }
+
+    /// A viewer with an open response arrived; it counts until the guard drops.
+    pub fn hold_viewer<C: tern_net::Clock>(self: &Arc<Self>, clock: C) -> ViewerGuard<C> {
+        self.demand_input(clock.now(), |d, now| d.handle_viewer_joined(now));
+        ViewerGuard {
+            hub: self.clone(),
+            clock,
+        }
+    }
+
+    /// A passing viewer (one HLS request) was served.
+    pub fn viewer_passed(&self, now: Duration) {
+        self.demand_input(now, |d, now| d.handle_viewer_passed(now));
+    }
+
+    /// The demand driver's deadline passed.
+    pub fn demand_timeout(&self, now: Duration) {
+        self.demand_input(now, |d, now| d.handle_timeout(now));
+    }
+
+    /// When the demand driver must call [`StreamHub::demand_timeout`] next.
+    pub fn demand_deadline(&self) -> Option<Duration> {
+        self.lock().demand.poll_timeout()
+    }
+
+    /// Resolves after a viewer came or went (the deadline may have moved).
+    pub async fn demand_changed(&self) {
+        self.demand_changed.notified().await
+    }
+
+    /// The pull's state and held viewers, for the API.
+    pub fn pull_state(&self) -> (PullMode, PullState, u32) {
+        let st = self.lock();
+        (st.demand.mode(), st.demand.state(), st.demand.viewers())
+    }
+
+    /// Feeds the demand machine one input and applies what it decides: the gate
+    /// follows `wants_pull`, and a pull that went idle drops the live state, so
+    /// the next viewer never gets minutes-old frames as live.
+    fn demand_input(&self, now: Duration, input: impl FnOnce(&mut Demand, Duration)) {
+        let mut st = self.lock();
+        let was = st.demand.wants_pull();
+        input(&mut st.demand, now);
+        let open = st.demand.wants_pull();
+        if was && !open {
+            st.drop_live_state();
+        }
+        drop(st);
+        if was != open {
+            tracing::info!(stream = %self.name, pull = if open { "open" } else { "closed" }, "on-demand pull");
+            self.pull_gate.send_replace(open);
+        }
+        self.demand_changed.notify_one();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -222,6 +322,7 @@ impl StreamHub {
                 .map_or(tern_core::media::VIDEO_TIMESCALE, |t| t.timescale());
             r.rebase(&mut frame, timescale);
         }
+        st.demand.handle_media(now);
         if st.note_frame(&frame, now) {
             // Frames were missed or the source restarted: the running segment ends
             // here, so no segment has a hole inside.
@@ -247,6 +348,7 @@ impl StreamHub {
             st.replace_ts_program(&segment.media_info);
             let _ = st.segmenter.set_media_info(segment.media_info.clone());
         }
+        st.demand.handle_media(now);
         for f in &segment.frames {
             st.note_frame(f, now);
             let _ = self.tx.send(f.clone());
@@ -423,15 +525,31 @@ impl State {
         }
     }
 
+    /// The pull went idle: the GOP, the open segment and the live window are
+    /// dropped (they would be stale when a viewer comes back), and the next segment
+    /// is marked as a discontinuity.
+    fn drop_live_state(&mut self) {
+        self.gop.clear();
+        let _ = self.segmenter.flush();
+        for old in self.window.drain(..) {
+            if old.discontinuity {
+                self.discontinuity_sequence += 1;
+            }
+        }
+        self.discontinuity_next = true;
+        self.ts = None;
+    }
+
     fn add_segment(&mut self, segment: Segment, seg_tx: &broadcast::Sender<Arc<LiveSegment>>) {
-        let discontinuity = match (self.window.back(), segment.frames.first()) {
-            (Some(prev), Some(first)) => prev
-                .segment
-                .frames
-                .last()
-                .is_none_or(|last| !last.pos.is_followed_by(first.pos)),
-            _ => false,
-        };
+        let discontinuity = std::mem::take(&mut self.discontinuity_next)
+            || match (self.window.back(), segment.frames.first()) {
+                (Some(prev), Some(first)) => prev
+                    .segment
+                    .frames
+                    .last()
+                    .is_none_or(|last| !last.pos.is_followed_by(first.pos)),
+                _ => false,
+            };
         self.target_duration_s = self
             .target_duration_s
             .max(rounded_secs(u64::from(segment.duration_ms)));
@@ -534,5 +652,64 @@ mod tests {
         assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:2\n"), "{text}");
         assert_eq!(text.matches("#EXTINF:").count(), 6, "{text}");
         assert!(!text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+    }
+
+    /// A test clock the test moves by hand.
+    #[derive(Clone)]
+    struct HandClock(Arc<Mutex<Duration>>);
+
+    impl tern_net::Clock for HandClock {
+        fn now(&self) -> Duration {
+            *self.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+        fn utc_ms(&self) -> UtcMs {
+            1_767_225_600_000
+        }
+    }
+
+    #[test]
+    fn on_demand_gate_follows_viewers_and_idle_drops_the_live_state() {
+        let name = StreamName::new("cam").unwrap_or_else(|e| panic!("{e}"));
+        let hub = Arc::new(StreamHub::new(name, 1000, Duration::ZERO));
+        hub.set_pull_mode(PullMode::OnDemand {
+            clients_timeout: Duration::from_secs(3),
+        });
+        let gate = hub.pull_gate();
+        assert!(!*gate.borrow(), "closed with no viewer");
+        assert_eq!(hub.pull_state().1, PullState::Idle);
+
+        let clock = HandClock(Arc::new(Mutex::new(Duration::from_secs(1))));
+        let viewer = hub.hold_viewer(clock.clone());
+        assert!(*gate.borrow(), "the first viewer opens the pull");
+        assert_eq!(
+            hub.pull_state(),
+            (hub.pull_state().0, PullState::Starting, 1)
+        );
+        let utc = feed(&hub, 1, 4, 1_767_225_600_000);
+        assert_eq!(hub.pull_state().1, PullState::Running);
+        assert!(!hub.playlist_window().segments.is_empty());
+        assert!(!hub.subscribe_frames().gop.is_empty());
+
+        *clock.0.lock().unwrap_or_else(|e| e.into_inner()) = Duration::from_secs(10);
+        drop(viewer);
+        assert!(*gate.borrow(), "lingers for clients_timeout");
+        assert_eq!(hub.demand_deadline(), Some(Duration::from_secs(13)));
+        hub.demand_timeout(Duration::from_secs(12));
+        assert!(*gate.borrow());
+        hub.demand_timeout(Duration::from_secs(13));
+        assert!(
+            !*gate.borrow(),
+            "closed clients_timeout after the last viewer"
+        );
+        assert_eq!(hub.pull_state().1, PullState::Idle);
+        assert!(hub.playlist_window().segments.is_empty(), "no stale window");
+        assert!(hub.subscribe_frames().gop.is_empty(), "no stale GOP");
+
+        // An HLS request opens it again; the first new segment is a discontinuity.
+        hub.viewer_passed(Duration::from_secs(20));
+        assert!(*gate.borrow());
+        feed(&hub, 1, 3, utc + 16_000);
+        let listed = hub.playlist_window().segments;
+        assert!(listed.first().is_some_and(|s| s.discontinuity), "marked");
     }
 }

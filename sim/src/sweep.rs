@@ -86,9 +86,9 @@ pub const ORIGIN: &str =
     "http 8888;\ncluster_key 123;\nstream main {\n  input fake://fake?width=256&height=16;\n}\n";
 /// [`ORIGIN`] recording `main` to `/dvr` (an in-memory disk in the simulation).
 pub const ORIGIN_DVR: &str = "http 8888;\ncluster_key 123;\nstream main {\n  input fake://fake?width=256&height=16;\n  dvr /dvr;\n}\n";
-pub const EDGE: &str = "http 9999;\ncluster_key 123;\nsource m4s://origin:8888;\n";
-pub const EDGE_M4F: &str = "http 9999;\ncluster_key 123;\nsource m4f://origin:8888;\n";
-pub const EDGE2: &str = "http 9998;\ncluster_key 123;\nsource m4s://edge:9999;\n";
+pub const EDGE: &str = "http 9999;\ncluster_key 123;\nsource m4s://origin:8888 { static; }\n";
+pub const EDGE_M4F: &str = "http 9999;\ncluster_key 123;\nsource m4f://origin:8888 { static; }\n";
+pub const EDGE2: &str = "http 9998;\ncluster_key 123;\nsource m4s://edge:9999 { static; }\n";
 
 /// The DVR path of [`ORIGIN_DVR`].
 pub const DVR_PATH: &str = "/dvr";

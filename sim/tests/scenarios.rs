@@ -369,7 +369,7 @@ fn wrong_cluster_key() {
     let mut c = Cluster::new(8, secs(10.0));
     c.node("origin", ORIGIN).node(
         "edge",
-        "http 9999;\ncluster_key 456;\nsource m4s://origin:8888;\n",
+        "http 9999;\ncluster_key 456;\nsource m4s://origin:8888 { static; }\n",
     );
     let obs = vec![c.observe(ObserverSpec::m4s("origin", 8888, 1))];
     type Answers = Vec<(String, Option<u16>, String)>;
@@ -461,7 +461,7 @@ fn tampered_frame_on_the_link() {
     let mut c = Cluster::new(9, secs(14.0));
     c.node("origin", ORIGIN).node(
         "edge",
-        "http 9999;\ncluster_key 123;\nsource m4s://mitm:8888;\n",
+        "http 9999;\ncluster_key 123;\nsource m4s://mitm:8888 { static; }\n",
     );
     let mitm = c.tamper_proxy("mitm", 8888, "origin", 8888, 600_000);
     let obs = vec![
@@ -841,7 +841,7 @@ fn m4f_segments_reach_the_edge() {
     let mut c = Cluster::new(13, secs(16.0));
     c.node("origin", ORIGIN).node(
         "edge",
-        "http 9999;\ncluster_key 123;\nsource m4f://origin:8888;\n",
+        "http 9999;\ncluster_key 123;\nsource m4f://origin:8888 { static; }\n",
     );
     let obs = vec![
         c.observe(ObserverSpec::m4s("origin", 8888, 1)),

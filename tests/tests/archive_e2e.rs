@@ -63,7 +63,7 @@ fn origin_config(dvr: &Path) -> String {
 /// An edge with nothing but the key and a `source`.
 fn edge_config(origin: &Node) -> String {
     format!(
-        "cluster_key {KEY};\nsource m4s://127.0.0.1:{};\n",
+        "cluster_key {KEY};\nsource m4s://127.0.0.1:{} {{ static; }}\n",
         origin.port()
     )
 }
@@ -643,7 +643,7 @@ fn cached_archive_plays_while_the_origin_is_down() {
     let edge = Node::start(
         TERN,
         &format!(
-            "cluster_key {KEY};\nsource m4s://127.0.0.1:{} {{\n  cache \"{}\" 1h 1G;\n}}\n",
+            "cluster_key {KEY};\nsource m4s://127.0.0.1:{} {{\n  static;\n  cache \"{}\" 1h 1G;\n}}\n",
             origin.port(),
             cache_dir.display()
         ),

@@ -29,10 +29,12 @@ fn origin_config() -> String {
     format!("cluster_key {KEY};\nsegment_duration 1;\nstream main {{\n  input fake://fake;\n}}\n")
 }
 
-/// An edge with nothing but a key and a `source` (`proto` is `m4s` or `m4f`).
+/// An edge with nothing but a key and a `source` (`proto` is `m4s` or `m4f`) whose
+/// streams are always pulled (`static`: these tests measure the pull itself; the
+/// on-demand edge is `ondemand_e2e.rs` and the example configs below).
 fn edge_config(key: &str, proto: &str, origin: &Node) -> String {
     format!(
-        "cluster_key {key};\nsource {proto}://127.0.0.1:{};\n",
+        "cluster_key {key};\nsource {proto}://127.0.0.1:{} {{ static; }}\n",
         origin.port()
     )
 }
@@ -318,7 +320,8 @@ fn latency_probe_through_the_edge() {
 
 /// `examples/origin.conf` and `examples/edge.conf` (docs/design.md §1) as written, but for
 /// the listen ports and the edge's source port, which are free ones here: the edge
-/// discovers `main`, plays it as MPEG-TS and HLS with consecutive barcodes, and
+/// discovers `main` (idle: pulled on demand), plays it as MPEG-TS and HLS with
+/// consecutive barcodes once a player asks, and
 /// answers the origin's recording status through the archive route it added by
 /// itself.
 #[test]
@@ -347,7 +350,11 @@ fn the_example_configs_work_as_written() {
         &format!("m4s://127.0.0.1:{}", origin.port()),
     );
     let edge = Node::start(TERN, &without_http(&edge_conf));
-    wait_alive(&edge, "main", Duration::from_secs(10));
+    let listed = poll_until(Duration::from_secs(10), || {
+        api_streams(&edge).into_iter().find(|s| s["name"] == "main")
+    })
+    .unwrap_or_else(|| panic!("the edge did not list `main`: {:?}", api_streams(&edge)));
+    assert_eq!(listed["stats"]["status"], "idle", "on demand: {listed}");
     edge_decodes(&edge, "m4s (examples)");
     // The origin records `main` (`dvr dvr-data/origin;`); the edge answers its
     // recording status from there.

@@ -40,7 +40,7 @@ fn origin_and_edge(input: &str) -> (Node, Node) {
     let edge = Node::start(
         TERN,
         &format!(
-            "cluster_key {KEY};\nsource m4s://127.0.0.1:{};\n",
+            "cluster_key {KEY};\nsource m4s://127.0.0.1:{} {{ static; }}\n",
             origin.port()
         ),
     );

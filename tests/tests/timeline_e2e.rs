@@ -81,7 +81,7 @@ fn timestamps_continue_across_an_origin_restart() {
     let edge = Node::start(
         TERN,
         &format!(
-            "cluster_key {KEY};\nsource m4s://127.0.0.1:{};\n",
+            "cluster_key {KEY};\nsource m4s://127.0.0.1:{} {{ static; }}\n",
             origin.port()
         ),
     );

@@ -9,8 +9,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use std::time::Duration;
+
 use crate::cluster::message::{DvrFacts, StreamAnnounce};
-use crate::config::NamePattern;
+use crate::config::{NamePattern, StaticStreams};
+use crate::demand::PullMode;
 use crate::StreamName;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +36,9 @@ pub struct Discovery {
     /// The streams added, with the facts last passed on.
     mine: BTreeMap<StreamName, Option<DvrFacts>>,
     changes: VecDeque<Change>,
+    /// `static`: the streams pulled all the time; the rest are pulled on demand.
+    static_streams: StaticStreams,
+    clients_timeout: Duration,
 }
 
 impl Discovery {
@@ -42,6 +48,27 @@ impl Discovery {
             except,
             mine: BTreeMap::new(),
             changes: VecDeque::new(),
+            static_streams: StaticStreams::All,
+            clients_timeout: Duration::ZERO,
+        }
+    }
+
+    /// Which streams are pulled on demand (all but `static_streams`), and how long
+    /// after their last viewer. Without this, every stream is static.
+    pub fn with_pull(mut self, static_streams: StaticStreams, clients_timeout: Duration) -> Self {
+        self.static_streams = static_streams;
+        self.clients_timeout = clients_timeout;
+        self
+    }
+
+    /// How the stream `name` is pulled: always (`static`), or while watched.
+    pub fn mode_for(&self, name: &StreamName) -> PullMode {
+        if self.static_streams.covers(name) {
+            PullMode::Static
+        } else {
+            PullMode::OnDemand {
+                clients_timeout: self.clients_timeout,
+            }
         }
     }
 
@@ -126,6 +153,27 @@ mod tests {
 
     fn drain(d: &mut Discovery) -> Vec<Change> {
         std::iter::from_fn(|| d.poll_change()).collect()
+    }
+
+    #[test]
+    fn static_streams_and_on_demand_ones() {
+        let d = Discovery::new(vec![], vec![]);
+        assert_eq!(d.mode_for(&name("a")), PullMode::Static, "default");
+        let t = Duration::from_secs(30);
+        let d = Discovery::new(vec![], vec![]).with_pull(StaticStreams::None, t);
+        assert_eq!(
+            d.mode_for(&name("a")),
+            PullMode::OnDemand { clients_timeout: t }
+        );
+        let d = Discovery::new(vec![], vec![])
+            .with_pull(StaticStreams::Matching(patterns(&["cams/yard/*"])), t);
+        assert_eq!(d.mode_for(&name("cams/yard/1")), PullMode::Static);
+        assert_eq!(
+            d.mode_for(&name("cams/gate/1")),
+            PullMode::OnDemand { clients_timeout: t }
+        );
+        let d = Discovery::new(vec![], vec![]).with_pull(StaticStreams::All, t);
+        assert_eq!(d.mode_for(&name("cams/gate/1")), PullMode::Static);
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use super::error::{ConfigError, Pos};
 use super::lexer::Token;
 use super::model::{
-    CacheConfig, ClusterKey, Config, DvrConfig, InputConfig, Listen, SourceConfig, StreamConfig,
-    SEGMENT_DURATION_MS_RANGE, SOURCE_TIMEOUT_MS_RANGE,
+    CacheConfig, ClusterKey, Config, DvrConfig, InputConfig, Listen, SourceConfig, StaticStreams,
+    StreamConfig, CLIENTS_TIMEOUT_MS_RANGE, DEFAULT_CLIENTS_TIMEOUT_MS, SEGMENT_DURATION_MS_RANGE,
+    SOURCE_TIMEOUT_MS_RANGE,
 };
 use super::parser::Directive;
 use super::pattern::NamePattern;
@@ -43,7 +44,14 @@ impl Ctx {
                 "stall_timeout",
             ],
             Ctx::Stream => &["input", "dvr", "segment_duration"],
-            Ctx::Source => &["only", "except", "cluster_key", "cache"],
+            Ctx::Source => &[
+                "only",
+                "except",
+                "cluster_key",
+                "cache",
+                "static",
+                "clients_timeout",
+            ],
         }
     }
 
@@ -82,6 +90,8 @@ fn usage(name: &str) -> &'static str {
         "only" => "`only NAME_OR_PATTERN ...;`",
         "except" => "`except NAME_OR_PATTERN ...;`",
         "cache" => "`cache PATH DEPTH LIMIT;`",
+        "static" => "`static;` or `static NAME_OR_PATTERN ...;`",
+        "clients_timeout" => "`clients_timeout SECONDS;`",
         "max_connections" => "`max_connections N;`",
         "max_connections_per_ip" => "`max_connections_per_ip N;`",
         "header_timeout" => "`header_timeout SECONDS;`",
@@ -694,6 +704,8 @@ fn source(d: &Directive) -> Result<SourceConfig, ConfigError> {
         except: Vec::new(),
         cluster_key: None,
         cache: None,
+        static_streams: StaticStreams::None,
+        clients_timeout_ms: DEFAULT_CLIENTS_TIMEOUT_MS,
     };
     let Some(block) = &d.block else {
         return Ok(s);
@@ -716,6 +728,37 @@ fn source(d: &Directive) -> Result<SourceConfig, ConfigError> {
             "cluster_key" => {
                 once.check("cluster_key", item, "this source's cluster key")?;
                 s.cluster_key = Some(cluster_key(item)?);
+            }
+            "static" => {
+                no_block(item)?;
+                let mut patterns = Vec::new();
+                for a in &item.args {
+                    patterns.push(NamePattern::parse(&a.text).map_err(|m| at(a.pos, m))?);
+                }
+                s.static_streams =
+                    match (std::mem::take(&mut s.static_streams), patterns.is_empty()) {
+                        (StaticStreams::All, _) | (_, true) => StaticStreams::All,
+                        (StaticStreams::Matching(mut old), false) => {
+                            old.extend(patterns);
+                            StaticStreams::Matching(old)
+                        }
+                        (StaticStreams::None, false) => StaticStreams::Matching(patterns),
+                    };
+            }
+            "clients_timeout" => {
+                once.check("clients_timeout", item, "this source's clients timeout")?;
+                let [arg] = args_exact::<1>(item)?;
+                no_block(item)?;
+                let v = &arg.text;
+                s.clients_timeout_ms = match units::seconds_ms(v) {
+                    Ok(ms) if CLIENTS_TIMEOUT_MS_RANGE.contains(&ms) => ms,
+                    _ => {
+                        return Err(at(
+                            arg.pos,
+                            format!("bad `clients_timeout {v}`: expected seconds from 0 to 86400, such as `30`"),
+                        ))
+                    }
+                };
             }
             _ => {
                 once.check("cache", item, "this source's cache")?;

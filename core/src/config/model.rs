@@ -189,6 +189,41 @@ pub struct SourceConfig {
     pub except: Vec<NamePattern>,
     pub cluster_key: Option<ClusterKey>,
     pub cache: Option<CacheConfig>,
+    /// `static [NAMES];`: the streams pulled all the time; the others are pulled
+    /// only while watched.
+    pub static_streams: StaticStreams,
+    /// `clients_timeout SECONDS;`: how long an on-demand pull stays open after its
+    /// last viewer left, in ms (default 30 s).
+    pub clients_timeout_ms: u64,
+}
+
+/// Default `clients_timeout`: an on-demand pull stays open this long after its last
+/// viewer left (Flussonic's default too).
+pub const DEFAULT_CLIENTS_TIMEOUT_MS: u64 = 30_000;
+
+/// Accepted `clients_timeout`: 0 (close with the last viewer) to a day.
+pub const CLIENTS_TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 0..=86_400_000;
+
+/// Which streams of a `source` are pulled all the time (`static`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum StaticStreams {
+    /// No `static`: every stream is pulled on demand.
+    #[default]
+    None,
+    /// `static;`: every stream is pulled all the time.
+    All,
+    /// `static NAMES;`: the streams matching one of these patterns.
+    Matching(Vec<NamePattern>),
+}
+
+impl StaticStreams {
+    pub fn covers(&self, name: &crate::StreamName) -> bool {
+        match self {
+            StaticStreams::None => false,
+            StaticStreams::All => true,
+            StaticStreams::Matching(p) => p.iter().any(|p| p.matches(name)),
+        }
+    }
 }
 
 /// The live protocol a `source` uses.

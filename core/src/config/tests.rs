@@ -80,6 +80,8 @@ fn config_edge_example() {
             except: vec![],
             cluster_key: None,
             cache: None,
+            static_streams: StaticStreams::None,
+            clients_timeout_ms: DEFAULT_CLIENTS_TIMEOUT_MS,
         }],
         limits: Default::default(),
     };
@@ -271,6 +273,53 @@ fn config_source_forms() {
     assert_eq!(cfg.sources[1].url(), "m4f://[::1]:8888");
     assert_eq!(cfg.sources[1].protocol.to_string(), "m4f");
     assert!(cfg.warnings().is_empty(), "{:?}", cfg.warnings());
+}
+
+#[test]
+fn config_on_demand_forms() {
+    let cfg = ok("http 1; cluster_key 0123456789abcdef;
+        source m4s://a:1 { static; clients_timeout 3; }
+        source m4s://b:1 { static cams/yard/*; static main; }
+        source m4s://c:1 { clients_timeout 0.5; }
+        source m4s://d:1 { static cams/*; static; }");
+    let pat = |p: &str| NamePattern::parse(p).unwrap_or_else(|e| panic!("{e}"));
+    let s = &cfg.sources;
+    assert_eq!(s[0].static_streams, StaticStreams::All);
+    assert_eq!(s[0].clients_timeout_ms, 3000);
+    assert_eq!(
+        s[1].static_streams,
+        StaticStreams::Matching(vec![pat("cams/yard/*"), pat("main")])
+    );
+    assert_eq!(s[1].clients_timeout_ms, DEFAULT_CLIENTS_TIMEOUT_MS);
+    assert!(s[1].static_streams.covers(&name("cams/yard/2")));
+    assert!(!s[1].static_streams.covers(&name("cams/gate/2")));
+    assert_eq!(s[2].static_streams, StaticStreams::None);
+    assert_eq!(s[2].clients_timeout_ms, 500);
+    assert_eq!(s[3].static_streams, StaticStreams::All);
+    for (bad, says) in [
+        (
+            "source m4s://a:1 { clients_timeout -1; }",
+            "bad `clients_timeout -1`",
+        ),
+        (
+            "source m4s://a:1 { clients_timeout 2d; }",
+            "bad `clients_timeout 2d`",
+        ),
+        (
+            "source m4s://a:1 { clients_timeout 1; clients_timeout 2; }",
+            "duplicate `clients_timeout`",
+        ),
+        ("source m4s://a:1 { static ../x; }", ""),
+        ("source m4s://a:1 { statik; }", "static"),
+        ("stream a { input fake://fake; static; }", "static"),
+    ] {
+        let text = format!("http 1; cluster_key 0123456789abcdef; {bad}");
+        let e = match parse(&text) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted {bad:?}"),
+        };
+        assert!(e.contains(says), "{bad:?}: {e}");
+    }
 }
 
 #[test]

@@ -280,7 +280,7 @@ async fn latency_phase(n: usize, seconds: u64) -> Result<(), String> {
     let edge = spawn_node(
         "edge",
         &format!(
-            "cluster_key {KEY};\nsource m4s://127.0.0.1:{};\n",
+            "cluster_key {KEY};\nsource m4s://127.0.0.1:{} {{ static; }}\n",
             origin.port
         ),
     )?;
@@ -434,7 +434,7 @@ async fn fanout_phase(
     let edge = spawn_node(
         "edge",
         &format!(
-            "cluster_key {KEY};\nsource m4s://127.0.0.1:{};\n",
+            "cluster_key {KEY};\nsource m4s://127.0.0.1:{} {{ static; }}\n",
             origin.port
         ),
     )?;

@@ -391,6 +391,7 @@ async fn m4s<C: Clock>(
     node: String,
     clock: C,
 ) {
+    let _viewer = hub.hold_viewer(clock.clone());
     let sub = hub.subscribe_frames();
     info!(resume = ?from, gop = sub.gop.len(), "M4S subscriber");
     let mut s = FrameSender::new(
@@ -430,6 +431,7 @@ async fn m4f<C: Clock>(
     node: String,
     clock: C,
 ) {
+    let _viewer = hub.hold_viewer(clock.clone());
     let (mi, backlog, mut rx) = hub.subscribe_segments(from);
     info!(resume = ?from, backlog = backlog.len(), "M4F subscriber");
     let backlog = backlog.iter().map(|s| s.segment.clone());

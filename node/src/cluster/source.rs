@@ -15,6 +15,7 @@ use tern_core::cluster::discovery::{Change, Discovery};
 use tern_core::cluster::pull::{Action, PullSession};
 use tern_core::cluster::receiver::{Event, Receiver};
 use tern_core::config::{CacheConfig, DvrConfig, SourceConfig, SourceProtocol};
+use tern_core::demand::PullMode;
 use tern_core::StreamName;
 use tern_net::{Clock, Net};
 use tracing::{info, warn, Instrument};
@@ -24,7 +25,7 @@ use crate::cluster::client::{ClusterClient, MessageStream};
 use crate::dvr::{Dvr, DvrRoot};
 use crate::hub::StreamHub;
 use crate::input::remote::{self, next_message};
-use crate::input::{Direct, Gate};
+use crate::input::{on_demand, Direct, Gate};
 use crate::runtime::{NodeCtx, RemoteOrigin, StreamEntry, TaskGuard};
 use crate::timer::until;
 
@@ -43,7 +44,10 @@ pub async fn run<N: Net, C: Clock>(
         root: cache_root,
         open: BTreeMap::new(),
     };
-    let mut discovery = Discovery::new(src.only.clone(), src.except.clone());
+    let mut discovery = Discovery::new(src.only.clone(), src.except.clone()).with_pull(
+        src.static_streams.clone(),
+        std::time::Duration::from_millis(src.clients_timeout_ms),
+    );
     let clock = ctx.clock.clone();
     let mut session = PullSession::new(
         clock.now(),
@@ -180,6 +184,8 @@ async fn apply<N: Net, C: Clock>(
         if let Some(mi) = s.media_info {
             hub.set_media_info(mi);
         }
+        let mode = discovery.mode_for(&s.name);
+        hub.set_pull_mode(mode);
         let protocol = match src.protocol {
             SourceProtocol::M4s => remote::Protocol::M4s,
             SourceProtocol::M4f => remote::Protocol::M4f,
@@ -197,7 +203,19 @@ async fn apply<N: Net, C: Clock>(
         let client_for_archive = client.clone();
         let client = client.clone();
         let span = tracing::info_span!("stream", name = %s.name);
-        let task = tokio::spawn(remote::run(sink, client, target, Gate::Always).instrument(span));
+        let gate = match mode {
+            PullMode::Static => Gate::Always,
+            PullMode::OnDemand { .. } => Gate::Switched(hub.pull_gate()),
+        };
+        let mut tasks =
+            vec![
+                tokio::spawn(remote::run(sink, client, target, gate).instrument(span.clone()))
+                    .abort_handle(),
+            ];
+        if let PullMode::OnDemand { .. } = mode {
+            let driver = on_demand::drive(hub.clone(), ctx.clock.clone());
+            tasks.push(tokio::spawn(driver.instrument(span)).abort_handle());
+        }
         let archive = RemoteArchive::new(
             s.name.clone(),
             vec![(src.host.clone(), src.port, s.name.clone())],
@@ -222,7 +240,7 @@ async fn apply<N: Net, C: Clock>(
                 peer: peer.to_owned(),
                 protocol: protocol.as_str(),
             }),
-            tasks: Arc::new(TaskGuard::new(vec![task.abort_handle()])),
+            tasks: Arc::new(TaskGuard::new(tasks)),
             dvr: None,
             archive: Some(route),
         };

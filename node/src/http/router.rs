@@ -100,10 +100,21 @@ async fn player<C: Clock>(ctx: &Arc<NodeCtx<C>>, path: &str, query: Option<&str>
     let tracks = req.tracks.as_ref();
     let hub = entry.hub;
     match req.output {
-        Output::LiveMaster => hls::master(&hub),
-        Output::LiveMedia => hls::playlist(&hub, tracks),
-        Output::LiveSegment { utc_start_ms } => hls::segment(&hub, utc_start_ms, tracks),
-        Output::LiveTs => mpegts::live(&hub),
+        Output::LiveMaster => {
+            hub.viewer_passed(ctx.clock.now());
+            hls::first_segment(&hub, &ctx.clock).await;
+            hls::master(&hub)
+        }
+        Output::LiveMedia => {
+            hub.viewer_passed(ctx.clock.now());
+            hls::first_segment(&hub, &ctx.clock).await;
+            hls::playlist(&hub, tracks)
+        }
+        Output::LiveSegment { utc_start_ms } => {
+            hub.viewer_passed(ctx.clock.now());
+            hls::segment(&hub, utc_start_ms, tracks)
+        }
+        Output::LiveTs => mpegts::live(&hub, ctx.clock.clone()),
         archive_output => match entry.archive {
             Some(a) => archive::handle(a, &name, tracks, archive_output, ctx.clock.clone()).await,
             None => text(

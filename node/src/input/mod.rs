@@ -7,6 +7,7 @@
 
 pub mod fake;
 pub mod http_ts;
+pub mod on_demand;
 pub mod remote;
 pub mod rtsp;
 pub mod ts_pump;
@@ -32,10 +33,11 @@ use crate::runtime::{NodeCtx, NodeError};
 pub type ClientFor<'a, N, C> = dyn Fn(Option<&ClusterKey>) -> Option<ClusterClient<N, C>> + 'a;
 
 /// Whether an input task should be connected: always (a stream's only input, a
-/// `source` stream), or as the stream's failover decides.
+/// static `source` stream), or as a switch says: the stream's failover, or its
+/// on-demand pull (`StreamHub::pull_gate`).
 pub enum Gate {
     Always,
-    Failover(watch::Receiver<bool>),
+    Switched(watch::Receiver<bool>),
 }
 
 impl Gate {
@@ -43,14 +45,14 @@ impl Gate {
     pub async fn opened(&mut self) -> bool {
         match self {
             Gate::Always => true,
-            Gate::Failover(rx) => rx.wait_for(|on| *on).await.is_ok(),
+            Gate::Switched(rx) => rx.wait_for(|on| *on).await.is_ok(),
         }
     }
 
     /// Resolves when the input is switched off (never for `Always`, nor once the
     /// failover is gone).
     pub async fn closed(&mut self) {
-        if let Gate::Failover(rx) = self {
+        if let Gate::Switched(rx) = self {
             if rx.wait_for(|on| !*on).await.is_ok() {
                 return;
             }
@@ -62,7 +64,7 @@ impl Gate {
     pub fn is_open(&self) -> bool {
         match self {
             Gate::Always => true,
-            Gate::Failover(rx) => *rx.borrow(),
+            Gate::Switched(rx) => *rx.borrow(),
         }
     }
 
@@ -72,7 +74,7 @@ impl Gate {
     pub async fn changed(&mut self) -> Option<bool> {
         match self {
             Gate::Always => std::future::pending().await,
-            Gate::Failover(rx) => {
+            Gate::Switched(rx) => {
                 rx.changed().await.ok()?;
                 let open = *rx.borrow_and_update();
                 Some(open)
@@ -265,7 +267,7 @@ pub fn start_inputs<N: Net, C: Clock>(
             ctx,
             input,
             sink,
-            Gate::Failover(rx),
+            Gate::Switched(rx),
             net,
             client_for,
             span,

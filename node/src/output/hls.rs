@@ -3,18 +3,22 @@
 //! variant `tracks-v1a1/mono.m3u8`), and the segments `seg-<UTC ms>.ts` (all tracks
 //! muxed once and cached; a track selection is muxed per request).
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::StatusCode;
 use tern_core::mux::hls::{live_playlist, PlaylistEntry};
 use tern_core::mux::hls_master::{master_playlist, Variant};
 use tern_core::play_url::{media_playlist_file, TrackSelection, Window};
 use tern_core::{track_select, MediaInfo, Segment};
+use tern_net::Clock;
 
 use tern_core::http_manners::Manners;
 
 use crate::http::body::{respond, text, Body, Response};
 use crate::http::manners::tagged;
 use crate::hub::{LiveSegment, StreamHub};
+use crate::timer::until;
 
 pub const M3U8: &str = "application/vnd.apple.mpegurl";
 
@@ -132,6 +136,28 @@ pub fn master(hub: &StreamHub) -> Response {
 }
 
 /// `mono.m3u8` (optionally under `tracks-…/`): the live media playlist.
+/// The longest a live playlist request waits for a stream's first segment (a pull
+/// that just opened, a source that just started), whatever the segment duration.
+pub const FIRST_SEGMENT_WAIT_CAP: Duration = Duration::from_secs(10);
+
+/// Waits until the stream has a closed segment, for at most the segment duration
+/// plus one GOP (taken as another segment duration: the GOP is unknown before the
+/// first frames), capped at [`FIRST_SEGMENT_WAIT_CAP`]. A playlist asked for just
+/// as an on-demand pull opens is then answered with a segment instead of a 404.
+pub async fn first_segment<C: Clock>(hub: &StreamHub, clock: &C) {
+    let (_, backlog, mut rx) = hub.subscribe_segments(None);
+    if !backlog.is_empty() {
+        return;
+    }
+    let wait =
+        (Duration::from_millis(u64::from(hub.segment_duration_ms)) * 2).min(FIRST_SEGMENT_WAIT_CAP);
+    let now = clock.now();
+    tokio::select! {
+        _ = rx.recv() => {}
+        () = until(Some(now + wait), now) => {}
+    }
+}
+
 pub fn playlist(hub: &StreamHub, tracks: Option<&TrackSelection>) -> Response {
     let window = hub.playlist_window();
     let segs = &window.segments;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
+use tern_net::Clock;
 use tokio::sync::{broadcast, mpsc};
 use tracing::debug;
 
@@ -20,12 +21,15 @@ use crate::hub::{StreamHub, TsSubscription, VIEWER_STALL_TIMEOUT};
 /// Chunks (one per frame) queued towards one viewer's socket.
 const VIEWER_QUEUE: usize = 64;
 
-pub fn live(hub: &Arc<StreamHub>) -> Response {
+pub fn live<C: Clock>(hub: &Arc<StreamHub>, clock: C) -> Response {
+    // Held first: a pull that went idle in between would drop the fan-out.
+    let viewer = hub.hold_viewer(clock);
     let sub = hub.subscribe_ts();
     let (tx, rx) = mpsc::channel(VIEWER_QUEUE);
     let name = hub.name.clone();
     let h = hub.clone();
     tokio::spawn(async move {
+        let _viewer = viewer;
         tokio::select! {
             biased;
             _ = h.closed() => {}
