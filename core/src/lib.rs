@@ -27,6 +27,7 @@ pub mod demand;
 pub mod dvr;
 pub mod failover;
 pub mod fake;
+pub mod frame_sanity;
 pub mod gop;
 pub mod http_manners;
 pub mod ingest;

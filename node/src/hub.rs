@@ -15,7 +15,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tern_core::cluster::sender::resume_segments;
 use tern_core::demand::{Demand, PullMode, PullState};
+use tern_core::frame_sanity::{FrameSanity, Verdict};
 use tern_core::gop::Gop;
+use tern_core::log_limit::{LogLimiter, DEFAULT_LOG_INTERVAL_MS};
 use tern_core::mux::live_ts::{LiveTs, TsChunk};
 use tern_core::rebase::Rebaser;
 use tern_core::segmenter::Segmenter;
@@ -130,6 +132,10 @@ struct State {
     /// The live window was dropped when the pull went idle: the next segment is
     /// marked as a discontinuity.
     discontinuity_next: bool,
+    /// Timestamp sanity of frames and segments from a cluster peer.
+    sanity: FrameSanity,
+    /// Refused or jumping peer timestamps, logged once per reason per 10 s.
+    sanity_log: LogLimiter<&'static str>,
 }
 
 /// What the hub does with the timestamps of published frames.
@@ -195,6 +201,8 @@ impl StreamHub {
                 timestamps: Timestamps::AsReceived,
                 demand: Demand::new(PullMode::Static),
                 discontinuity_next: false,
+                sanity: FrameSanity::default(),
+                sanity_log: LogLimiter::new(DEFAULT_LOG_INTERVAL_MS),
             }),
             tx,
             seg_tx,
@@ -308,27 +316,53 @@ impl StreamHub {
     }
 
     /// Publishes one frame to the segmenter, the GOP cache and every live viewer.
-    pub fn publish(&self, mut frame: Frame, now: Duration) {
+    /// `now_utc_ms` is this node's clock (for the sanity of a peer's timestamps).
+    pub fn publish(&self, mut frame: Frame, now: Duration, now_utc_ms: u64) {
         let mut st = self.lock();
         let State {
             timestamps,
             segmenter,
+            sanity,
             ..
         } = &mut *st;
-        if let Timestamps::Rebased(r) = timestamps {
-            let timescale = segmenter
-                .media_info()
-                .track(frame.track)
-                .map_or(tern_core::media::VIDEO_TIMESCALE, |t| t.timescale());
-            r.rebase(&mut frame, timescale);
-        }
+        let timescale = segmenter
+            .media_info()
+            .track(frame.track)
+            .map_or(tern_core::media::VIDEO_TIMESCALE, |t| t.timescale());
+        let jumped = match timestamps {
+            Timestamps::Rebased(r) => {
+                r.rebase(&mut frame, timescale);
+                false
+            }
+            Timestamps::AsReceived => match sanity.frame(&frame, timescale, now_utc_ms) {
+                Verdict::Follows => false,
+                Verdict::Jump(why) => {
+                    st.note_sanity(
+                        &self.name,
+                        why,
+                        "a peer's timestamps jumped: discontinuity",
+                        now,
+                    );
+                    true
+                }
+                Verdict::Refused(why) => {
+                    st.note_sanity(&self.name, why, "a peer's frame refused", now);
+                    return;
+                }
+            },
+        };
         st.demand.handle_media(now);
-        if st.note_frame(&frame, now) {
-            // Frames were missed or the source restarted: the running segment ends
-            // here, so no segment has a hole inside.
+        if st.note_frame(&frame, now) | jumped {
+            // Frames were missed, the source restarted or its timestamps jumped: the
+            // running segment ends here, so no segment has a hole inside (or lasts
+            // 49 days).
             if let Some(seg) = st.segmenter.flush() {
                 st.add_segment(seg, &self.seg_tx);
             }
+        }
+        if jumped {
+            st.figures.discontinuities += 1;
+            st.discontinuity_next = true;
         }
         if let Some(seg) = st.segmenter.push(frame.clone()) {
             st.add_segment(seg, &self.seg_tx);
@@ -340,8 +374,25 @@ impl StreamHub {
 
     /// Publishes a whole segment cut elsewhere (M4F): its frames go to live viewers
     /// and the GOP cache, the segment itself to the window unchanged.
-    pub fn publish_segment(&self, segment: Segment, now: Duration) {
+    pub fn publish_segment(&self, segment: Segment, now: Duration, now_utc_ms: u64) {
         let mut st = self.lock();
+        match st.sanity.segment(&segment, now_utc_ms) {
+            Verdict::Follows => {}
+            Verdict::Jump(why) => {
+                st.note_sanity(
+                    &self.name,
+                    why,
+                    "a peer's timestamps jumped: discontinuity",
+                    now,
+                );
+                st.figures.discontinuities += 1;
+                st.discontinuity_next = true;
+            }
+            Verdict::Refused(why) => {
+                st.note_sanity(&self.name, why, "a peer's segment refused", now);
+                return;
+            }
+        }
         if **st.segmenter.media_info() != *segment.media_info {
             // Keep the segmenter's idea of the media info current for subscribers.
             warn_left_out(&self.name, &segment.media_info);
@@ -484,6 +535,14 @@ fn warn_left_out(name: &StreamName, mi: &MediaInfo) {
 }
 
 impl State {
+    /// Logs what the timestamp sanity found, once per reason per 10 s with a count.
+    fn note_sanity(&mut self, name: &StreamName, why: &'static str, what: &str, now: Duration) {
+        let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+        if let Some(count) = self.sanity_log.hit(why, now_ms) {
+            tracing::warn!(stream = %name, reason = why, count, "{what} (one line per reason per 10 s)");
+        }
+    }
+
     /// Updates figures and the GOP cache for a frame about to be published; returns
     /// whether it is a discontinuity (it does not follow the previous frame).
     fn note_frame(&mut self, frame: &Frame, now: Duration) -> bool {
@@ -593,7 +652,8 @@ mod tests {
         hub.set_media_info(src.media_info());
         while src.next_due() < Duration::from_secs(secs) {
             let at = src.next_due();
-            hub.publish(src.next_frame(utc + at.as_millis() as u64), at);
+            let capture = utc + at.as_millis() as u64;
+            hub.publish(src.next_frame(capture), at, capture);
         }
         utc + secs * 1000
     }
@@ -711,5 +771,57 @@ mod tests {
         feed(&hub, 1, 3, utc + 16_000);
         let listed = hub.playlist_window().segments;
         assert!(listed.first().is_some_and(|s| s.discontinuity), "marked");
+    }
+
+    fn playlist_text(hub: &StreamHub) -> String {
+        match crate::output::hls::playlist(hub, None).into_body() {
+            crate::http::body::Body::Full(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+            _ => String::new(),
+        }
+    }
+
+    /// Finding 4: M4S frames from a peer with absurd timestamps (dts 2^64-1,
+    /// capture 0) left `#EXT-X-TARGETDURATION:4294967` and a year-584556019
+    /// `PROGRAM-DATE-TIME` in the live playlist. A jump is a discontinuity, an
+    /// absurd capture time is refused, and the playlist keeps sane values.
+    #[test]
+    fn a_peers_absurd_timestamps_leave_the_playlist_sane() {
+        let name = StreamName::new("main").unwrap_or_else(|e| panic!("{e}"));
+        let hub = StreamHub::new(name, 1000, Duration::ZERO);
+        let utc0 = 1_767_225_600_000;
+        let mut src = FakeSource::new(&FakeOptions::default(), 1);
+        hub.set_media_info(src.media_info());
+        let mut keyframes = 0;
+        while src.next_due() < Duration::from_secs(12) {
+            let at = src.next_due();
+            let now = utc0 + at.as_millis() as u64;
+            let mut f = src.next_frame(now);
+            let video = f.track == 1;
+            if video && f.keyframe {
+                keyframes += 1;
+                match keyframes {
+                    // A keyframe at dts 2^64-1 ...
+                    4 => f.dts = u64::MAX,
+                    // ... and one captured at 0.
+                    7 => f.capture_ms = 0,
+                    _ => {}
+                }
+            }
+            hub.publish(f, at, now);
+        }
+        // And a whole segment (M4F) of 49 days.
+        let mut long = hub.playlist_window().segments[0].segment.clone();
+        long.duration_ms = u32::MAX;
+        hub.publish_segment(long, Duration::from_secs(12), utc0 + 12_000);
+        let text = playlist_text(&hub);
+        assert!(text.contains("#EXT-X-TARGETDURATION:1\n"), "{text}");
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-PROGRAM-DATE-TIME:"))
+        {
+            assert!(line.contains(":2026-01-01T00:00:"), "{line}\n{text}");
+        }
+        assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+        assert!(hub.figures().discontinuities >= 2);
     }
 }

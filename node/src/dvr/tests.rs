@@ -248,7 +248,7 @@ async fn recorder_pauses_and_retries_by_itself() {
     let hub = Arc::new(crate::hub::StreamHub::new(name("a"), 2000, Duration::ZERO));
     let task = tokio::spawn(recorder::run(dvr.clone(), hub.clone(), RETRY));
     tokio::task::yield_now().await;
-    hub.publish_segment(seg(0, 1, 1000), Duration::ZERO);
+    hub.publish_segment(seg(0, 1, 1000), Duration::ZERO, BASE);
     eventually("the pause", || {
         matches!(dvr.status().state, RecordingState::Paused { .. })
     })
@@ -256,13 +256,13 @@ async fn recorder_pauses_and_retries_by_itself() {
     let paused_at = tokio::time::Instant::now();
     // More room; a segment inside the retry interval is not tried.
     store.set_capacity(Some(20 * b));
-    hub.publish_segment(seg(1, 1, 1000), Duration::ZERO);
+    hub.publish_segment(seg(1, 1, 1000), Duration::ZERO, BASE);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(starts(&dvr).is_empty());
     assert!(matches!(dvr.status().state, RecordingState::Paused { .. }));
     tokio::time::sleep_until(paused_at + RETRY + Duration::from_millis(50)).await;
-    hub.publish_segment(seg(2, 1, 1000), Duration::ZERO);
-    hub.publish_segment(seg(3, 1, 1000), Duration::ZERO);
+    hub.publish_segment(seg(2, 1, 1000), Duration::ZERO, BASE);
+    hub.publish_segment(seg(3, 1, 1000), Duration::ZERO, BASE);
     eventually("two segments", || dvr.status().segments == 2).await;
     assert_eq!(dvr.status().state, RecordingState::Recording);
     assert_eq!(starts(&dvr), vec![2, 3]);

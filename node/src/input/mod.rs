@@ -102,10 +102,12 @@ impl<C: Clock> Sink for Direct<C> {
         self.hub.set_media_info(mi);
     }
     fn frame(&self, frame: Frame) {
-        self.hub.publish(frame, self.clock.now());
+        self.hub
+            .publish(frame, self.clock.now(), self.clock.utc_ms());
     }
     fn segment(&self, segment: Segment) {
-        self.hub.publish_segment(segment, self.clock.now());
+        self.hub
+            .publish_segment(segment, self.clock.now(), self.clock.utc_ms());
     }
     fn hub(&self) -> &Arc<StreamHub> {
         &self.hub
@@ -176,7 +178,9 @@ impl<C: Clock> Sink for FailoverPort<C> {
     fn frame(&self, frame: Frame) {
         let mut st = self.shared.lock();
         if self.shared.accept(&mut st, self.index, &frame) {
-            self.shared.hub.publish(frame, self.shared.clock.now());
+            self.shared
+                .hub
+                .publish(frame, self.shared.clock.now(), self.shared.clock.utc_ms());
         }
     }
     fn segment(&self, segment: Segment) {
@@ -185,9 +189,11 @@ impl<C: Clock> Sink for FailoverPort<C> {
             return;
         };
         if self.shared.accept(&mut st, self.index, first) {
-            self.shared
-                .hub
-                .publish_segment(segment, self.shared.clock.now());
+            self.shared.hub.publish_segment(
+                segment,
+                self.shared.clock.now(),
+                self.shared.clock.utc_ms(),
+            );
         }
     }
     fn hub(&self) -> &Arc<StreamHub> {
