@@ -1,10 +1,12 @@
 //! What an archive window covers at a given moment: the UTC span to list or play,
 //! whether it is closed (a VOD playlist with `ENDLIST`) or still growing (an `EVENT`
 //! playlist), and where a player should start. Also Flussonic's start rule: an
-//! archive answer starts at the first stored segment at or after FROM.
+//! archive answer starts at the first stored segment at or after FROM, and what a
+//! peer's index answer may list for the window it was asked.
 //!
 //! Owns: these decisions, given `now`. Must not: read the clock or the archive.
 
+use crate::cluster::message::ArchiveEntry;
 use crate::play_url::Window;
 
 /// Longest span one archive URL covers (a playlist of 2 s segments stays under
@@ -112,9 +114,51 @@ pub fn at_or_after<T>(entries: Vec<T>, from_ms: u64, start_of: impl Fn(&T) -> u6
         .collect()
 }
 
+/// What a peer's index answer may list for `window` (`[from, to)` UTC ms, or
+/// `None` when no entries were asked for): the entries overlapping the window,
+/// oldest first, each start once. A peer that lists more (200 000 entries outside
+/// the window) cannot inflate this node's playlists.
+pub fn clip_entries(
+    mut entries: Vec<ArchiveEntry>,
+    window: Option<(u64, u64)>,
+) -> Vec<ArchiveEntry> {
+    let Some((from, to)) = window else {
+        return Vec::new();
+    };
+    entries.retain(|e| {
+        e.utc_start_ms < to && e.utc_start_ms.saturating_add(u64::from(e.duration_ms)) > from
+    });
+    entries.sort_by_key(|e| e.utc_start_ms);
+    entries.dedup_by_key(|e| e.utc_start_ms);
+    entries
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peers_index_is_clipped_to_the_window() {
+        let e = |utc_start_ms: u64, duration_ms: u32| ArchiveEntry {
+            utc_start_ms,
+            duration_ms,
+            discontinuity: false,
+        };
+        let got = clip_entries(
+            vec![
+                e(5000, 2000),
+                e(0, 1000),
+                e(999, 2),
+                e(3000, 2000),
+                e(3000, 2000),
+                e(7000, 1),
+                e(u64::MAX, u32::MAX),
+            ],
+            Some((1000, 7000)),
+        );
+        assert_eq!(got, vec![e(999, 2), e(3000, 2000), e(5000, 2000)]);
+        assert!(clip_entries(vec![e(1, 1)], None).is_empty());
+    }
     use crate::play_url::TimeRef;
 
     const NOW: u64 = 1_767_225_600_000;

@@ -343,7 +343,9 @@ impl<N: Net, C: Clock> Archive for RemoteArchive<N, C> {
             loop {
                 match self.next_message(&mut stream, &peer).await? {
                     Message::DvrIndex { facts, entries } => {
-                        return Ok(ArchiveIndex { facts, entries })
+                        // Only what was asked for, whatever the peer listed.
+                        let entries = tern_core::archive_window::clip_entries(entries, window);
+                        return Ok(ArchiveIndex { facts, entries });
                     }
                     Message::Hello { .. } => {}
                     Message::End { reason } => return Err(self.broke_off(&peer, reason)),
