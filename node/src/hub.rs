@@ -597,6 +597,8 @@ impl State {
         }
         self.discontinuity_next = true;
         self.ts = None;
+        // The pull starts again later: its first timestamps are not a jump.
+        self.sanity = FrameSanity::default();
     }
 
     fn add_segment(&mut self, segment: Segment, seg_tx: &broadcast::Sender<Arc<LiveSegment>>) {
