@@ -265,6 +265,11 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
         if !from_peer {
             hub.rebase_timestamps();
         }
+        if let Some(ms) = sc.on_demand_ms {
+            hub.set_pull_mode(tern_core::demand::PullMode::OnDemand {
+                clients_timeout: std::time::Duration::from_millis(ms),
+            });
+        }
         // The DVR opens first: a path it cannot use stops the start before any
         // task runs.
         let dvr = match &sc.dvr {

@@ -157,3 +157,77 @@ fn edge_pulls_only_while_watched() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("#EXTINF:"), "{body}");
 }
+
+/// `stats` of stream `name` in a node's API (`Null` if it is not there).
+fn stats_of(node: &Node, name: &str) -> Value {
+    let (status, body) = node.get(&format!("/streamer/api/v3/streams/{name}"));
+    if status != 200 {
+        return Value::Null;
+    }
+    serde_json::from_str::<Value>(&body).map_or(Value::Null, |v| v["stats"].clone())
+}
+
+/// An `ondemand` camera on the origin, reached through an on-demand edge: nothing
+/// runs until a viewer at the edge asks; then both hops open, the camera starts,
+/// and after the viewer leaves the edge closes its pull and the origin its camera,
+/// each after its own `clients_timeout`.
+#[test]
+fn ondemand_camera_opens_through_the_edge_and_closes_after_it() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let origin = Node::start(
+        TERN,
+        &format!(
+            "cluster_key {KEY};\nsegment_duration 1;\n\
+             ondemand cam {{\n  input fake://fake;\n  clients_timeout 2;\n}}\n"
+        ),
+    );
+    let edge = Node::start(
+        TERN,
+        &format!(
+            "cluster_key {KEY};\nsource m4s://127.0.0.1:{} {{ clients_timeout 2; }}\n",
+            origin.port()
+        ),
+    );
+    let listed = poll_until(Duration::from_secs(20), || {
+        let s = stats_of(&edge, "cam");
+        (s["status"] == "idle").then_some(s)
+    });
+    assert!(
+        listed.is_some(),
+        "edge never listed `cam`: {}",
+        stats_of(&edge, "cam")
+    );
+    let o = stats_of(&origin, "cam");
+    assert_eq!(o["status"], "idle", "the camera runs with no viewer: {o}");
+    assert_eq!(o["pull"], "on_demand", "{o}");
+
+    let frames = decode_frames(&edge.url("/cam/mpegts"), 50);
+    assert_consecutive("ondemand camera through an on-demand edge", &frames);
+    println!(
+        "ondemand camera: {} frames decoded through the edge",
+        frames.len()
+    );
+
+    // ffmpeg is gone: the edge closes after 2 s, then the origin 2 s after that.
+    let left = now();
+    let closed = poll_until(Duration::from_secs(10), || {
+        (stats_of(&origin, "cam")["status"] == "idle").then_some(now() - left)
+    });
+    let Some(closed) = closed else {
+        panic!(
+            "camera still open 10 s after the last viewer: {}",
+            stats_of(&origin, "cam")
+        );
+    };
+    println!(
+        "ondemand camera closed {} ms after the last viewer at the edge left",
+        closed.as_millis()
+    );
+    assert!(
+        closed >= Duration::from_millis(3500),
+        "closed after {closed:?}"
+    );
+    assert_eq!(stats_of(&edge, "cam")["status"], "idle");
+}

@@ -25,6 +25,7 @@ use crate::stream_name::StreamName;
 enum Ctx {
     Top,
     Stream,
+    Ondemand,
     Source,
 }
 
@@ -36,6 +37,7 @@ impl Ctx {
                 "cluster_key",
                 "segment_duration",
                 "stream",
+                "ondemand",
                 "source",
                 "max_connections",
                 "max_connections_per_ip",
@@ -44,6 +46,7 @@ impl Ctx {
                 "stall_timeout",
             ],
             Ctx::Stream => &["input", "dvr", "segment_duration"],
+            Ctx::Ondemand => &["input", "segment_duration", "clients_timeout"],
             Ctx::Source => &[
                 "only",
                 "except",
@@ -59,6 +62,7 @@ impl Ctx {
         match self {
             Ctx::Top => "at the top level",
             Ctx::Stream => "in a `stream` block",
+            Ctx::Ondemand => "in an `ondemand` block",
             Ctx::Source => "in a `source` block",
         }
     }
@@ -67,12 +71,13 @@ impl Ctx {
         match self {
             Ctx::Top => "at the top level",
             Ctx::Stream => "inside `stream NAME { ... }`",
+            Ctx::Ondemand => "inside `ondemand NAME { ... }`",
             Ctx::Source => "inside `source URL { ... }`",
         }
     }
 }
 
-const ALL: [Ctx; 3] = [Ctx::Top, Ctx::Stream, Ctx::Source];
+const ALL: [Ctx; 4] = [Ctx::Top, Ctx::Stream, Ctx::Ondemand, Ctx::Source];
 
 fn is_directive_name(s: &str) -> bool {
     s == "dvr" || ALL.iter().any(|c| c.names().contains(&s))
@@ -84,6 +89,7 @@ fn usage(name: &str) -> &'static str {
         "cluster_key" => "`cluster_key KEY;`",
         "segment_duration" => "`segment_duration SECONDS;`",
         "stream" => "`stream NAME { input URL; ... }`",
+        "ondemand" => "`ondemand NAME { input URL; ... }`",
         "source" => "`source m4s://HOST:PORT;` or `source m4s://HOST:PORT { ... }`",
         "input" => "`input URL [priority=N] [source_timeout=SECONDS] [cluster_key=KEY];`",
         "dvr" => "`dvr PATH [DEPTH] [LIMIT];`",
@@ -195,7 +201,7 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
                 once.check("stall_timeout", d, "the stall timeout")?;
                 cfg.limits.stall_timeout_ms = timeout(d)?;
             }
-            "stream" => {
+            "stream" | "ondemand" => {
                 let s = stream(d)?;
                 if let Some(first) = streams.get(&s.name) {
                     return Err(at(
@@ -242,6 +248,13 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
 /// returns its name as the static string of the grammar.
 fn known(d: &Directive, ctx: Ctx) -> Result<&'static str, ConfigError> {
     let name = d.name.text.as_str();
+    if ctx == Ctx::Ondemand && name == "dvr" {
+        return Err(at(
+            d.name.pos,
+            "`dvr` in an `ondemand` block: a recorded stream is always on; use \
+             `stream NAME { ... }` to record it, or drop `dvr` to open it only while watched",
+        ));
+    }
     if ctx == Ctx::Source && name == "dvr" {
         return Err(at(
             d.name.pos,
@@ -444,6 +457,20 @@ fn timeout(d: &Directive) -> Result<u64, ConfigError> {
     }
 }
 
+/// `clients_timeout SECONDS;` (in `source` and `ondemand`), in ms.
+fn clients_timeout(d: &Directive) -> Result<u64, ConfigError> {
+    let [arg] = args_exact::<1>(d)?;
+    no_block(d)?;
+    let v = &arg.text;
+    match units::seconds_ms(v) {
+        Ok(ms) if CLIENTS_TIMEOUT_MS_RANGE.contains(&ms) => Ok(ms),
+        _ => Err(at(
+            arg.pos,
+            format!("bad `clients_timeout {v}`: expected seconds from 0 to 86400, such as `30`"),
+        )),
+    }
+}
+
 fn segment_duration(d: &Directive) -> Result<u32, ConfigError> {
     let [arg] = args_exact::<1>(d)?;
     no_block(d)?;
@@ -488,22 +515,36 @@ fn stream(d: &Directive) -> Result<StreamConfig, ConfigError> {
     let Some(block) = &d.block else {
         return Err(at(
             name_tok.end,
-            format!("`stream {name}` needs a block: expected `stream {name} {{ input URL; }}`"),
+            format!(
+                "`{kind} {name}` needs a block: expected `{kind} {name} {{ input URL; }}`",
+                kind = d.name.text
+            ),
         ));
     };
+    let on_demand = d.name.text == "ondemand";
     let mut s = StreamConfig {
         name,
         inputs: Vec::new(),
         dvr: None,
         segment_duration_ms: None,
+        on_demand_ms: on_demand.then_some(DEFAULT_CLIENTS_TIMEOUT_MS),
+    };
+    let ctx = if on_demand {
+        Ctx::Ondemand
+    } else {
+        Ctx::Stream
     };
     let mut once = Once::default();
     for item in &block.items {
-        match known(item, Ctx::Stream)? {
+        match known(item, ctx)? {
             "input" => s.inputs.push(input(item)?),
             "dvr" => {
                 once.check("dvr", item, "this stream's DVR")?;
                 s.dvr = Some(dvr(item)?);
+            }
+            "clients_timeout" => {
+                once.check("clients_timeout", item, "this stream's clients timeout")?;
+                s.on_demand_ms = Some(clients_timeout(item)?);
             }
             _ => {
                 once.check("segment_duration", item, "this stream's segment duration")?;
@@ -515,9 +556,9 @@ fn stream(d: &Directive) -> Result<StreamConfig, ConfigError> {
         return Err(at(
             d.name.pos,
             format!(
-                "stream `{}` has no `input`: add one in its block, such as \
+                "{} `{}` has no `input`: add one in its block, such as \
                  `input fake://fake;`",
-                s.name
+                d.name.text, s.name
             ),
         ));
     }
@@ -747,18 +788,7 @@ fn source(d: &Directive) -> Result<SourceConfig, ConfigError> {
             }
             "clients_timeout" => {
                 once.check("clients_timeout", item, "this source's clients timeout")?;
-                let [arg] = args_exact::<1>(item)?;
-                no_block(item)?;
-                let v = &arg.text;
-                s.clients_timeout_ms = match units::seconds_ms(v) {
-                    Ok(ms) if CLIENTS_TIMEOUT_MS_RANGE.contains(&ms) => ms,
-                    _ => {
-                        return Err(at(
-                            arg.pos,
-                            format!("bad `clients_timeout {v}`: expected seconds from 0 to 86400, such as `30`"),
-                        ))
-                    }
-                };
+                s.clients_timeout_ms = clients_timeout(item)?;
             }
             _ => {
                 once.check("cache", item, "this source's cache")?;

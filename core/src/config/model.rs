@@ -59,6 +59,10 @@ pub struct StreamConfig {
     pub dvr: Option<DvrConfig>,
     /// The stream's own `segment_duration`, in milliseconds.
     pub segment_duration_ms: Option<u32>,
+    /// `ondemand NAME { ... }`: the inputs are opened only while the stream has
+    /// viewers, and closed this many ms after the last left (`clients_timeout`).
+    /// `None` for `stream NAME { ... }`, which always runs.
+    pub on_demand_ms: Option<u64>,
 }
 
 /// `input URL [priority=N] [source_timeout=SECONDS] [cluster_key=KEY];`.

@@ -36,6 +36,7 @@ fn config_origin_example() {
         cluster_key: Some(key("123")),
         segment_duration_ms: None,
         streams: vec![StreamConfig {
+            on_demand_ms: None,
             name: name("main"),
             inputs: vec![InputConfig {
                 url: InputUrl::Fake(FakeOptions::default()),
@@ -315,6 +316,43 @@ fn config_on_demand_forms() {
     ] {
         let text = format!("http 1; cluster_key 0123456789abcdef; {bad}");
         let e = match parse(&text) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted {bad:?}"),
+        };
+        assert!(e.contains(says), "{bad:?}: {e}");
+    }
+}
+
+#[test]
+fn config_ondemand_streams() {
+    let cfg = ok("http 1;
+        ondemand cam1 { input fake://fake; }
+        ondemand cam2 { input fake://fake; segment_duration 1; clients_timeout 5; }
+        stream rec { input fake://fake; }");
+    assert_eq!(
+        cfg.streams[0].on_demand_ms,
+        Some(DEFAULT_CLIENTS_TIMEOUT_MS)
+    );
+    assert_eq!(cfg.streams[1].on_demand_ms, Some(5000));
+    assert_eq!(cfg.streams[1].segment_duration_ms, Some(1000));
+    assert_eq!(cfg.streams[2].on_demand_ms, None);
+    for (bad, says) in [
+        (
+            "ondemand c { input fake://fake; dvr /tmp/x; }",
+            "a recorded stream is always on",
+        ),
+        ("ondemand c { }", "ondemand `c` has no `input`"),
+        ("ondemand c;", "`ondemand c` needs a block"),
+        (
+            "stream c { input fake://fake; clients_timeout 3; }",
+            "belongs inside `ondemand NAME",
+        ),
+        (
+            "ondemand c { input fake://fake; } stream c { input fake://fake; }",
+            "duplicate stream `c`",
+        ),
+    ] {
+        let e = match parse(&format!("http 1; {bad}")) {
             Err(e) => e.to_string(),
             Ok(_) => panic!("accepted {bad:?}"),
         };

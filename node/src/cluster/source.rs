@@ -204,8 +204,8 @@ async fn apply<N: Net, C: Clock>(
         let client = client.clone();
         let span = tracing::info_span!("stream", name = %s.name);
         let gate = match mode {
-            PullMode::Static => Gate::Always,
-            PullMode::OnDemand { .. } => Gate::Switched(hub.pull_gate()),
+            PullMode::Static => Gate::always(),
+            PullMode::OnDemand { .. } => Gate::always().on_demand(hub.pull_gate()),
         };
         let mut tasks =
             vec![

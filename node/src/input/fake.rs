@@ -10,26 +10,36 @@ use tern_core::fake::{FakeOptions, FakeSource};
 use tern_net::Clock;
 use tracing::info;
 
-use crate::input::Sink;
+use crate::input::{Gate, Sink};
 
 /// Runs until the task is aborted. The epoch is the wall-clock start time in ms, so a
 /// restarted source always gets a new one.
-pub async fn run<C: Clock>(sink: Arc<dyn Sink>, opts: FakeOptions, clock: C) {
-    let epoch = clock.utc_ms();
-    let mut source = FakeSource::new(&opts, epoch);
-    sink.media_info(Arc::new(source.media_info()));
-    info!(stream = %sink.hub().name, epoch, width = opts.width, height = opts.height, fps = opts.fps, "fake source started");
-    // Real cameras are not in phase with each other: each fake stream starts at its
-    // own offset within one frame interval (from its name, so runs repeat), instead of
-    // every stream of a node producing its frames in the same millisecond.
-    let start = tokio::time::Instant::now() + phase(sink.hub().name.as_str(), opts.fps);
-    loop {
-        tokio::time::sleep_until(start + source.next_due()).await;
-        // Make every frame that is due now (after a stall, catch up without sleeping).
-        while start + source.next_due() <= tokio::time::Instant::now() {
-            let frame = source.next_frame(clock.utc_ms());
-            sink.frame(frame);
+pub async fn run<C: Clock>(sink: Arc<dyn Sink>, opts: FakeOptions, clock: C, mut gate: Gate) {
+    // Each time the gate opens (an `ondemand` stream got a viewer) the camera starts
+    // again, with a new epoch, as a real camera reconnected to would.
+    while gate.opened().await {
+        let epoch = clock.utc_ms();
+        let mut source = FakeSource::new(&opts, epoch);
+        sink.media_info(Arc::new(source.media_info()));
+        info!(stream = %sink.hub().name, epoch, width = opts.width, height = opts.height, fps = opts.fps, "fake source started");
+        // Real cameras are not in phase with each other: each fake stream starts at
+        // its own offset within one frame interval (from its name, so runs repeat),
+        // instead of every stream of a node producing its frames in the same
+        // millisecond.
+        let start = tokio::time::Instant::now() + phase(sink.hub().name.as_str(), opts.fps);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(start + source.next_due()) => {}
+                () = gate.closed() => break,
+            }
+            // Make every frame that is due now (after a stall, catch up without
+            // sleeping).
+            while start + source.next_due() <= tokio::time::Instant::now() {
+                let frame = source.next_frame(clock.utc_ms());
+                sink.frame(frame);
+            }
         }
+        info!(stream = %sink.hub().name, "fake source stopped: input not needed (failover, or no viewers)");
     }
 }
 

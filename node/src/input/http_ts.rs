@@ -69,7 +69,7 @@ pub async fn run<N: Net, C: Clock>(
         let reason = loop {
             tokio::select! {
                 biased;
-                () = gate.closed() => break "input not needed (failover)".to_owned(),
+                () = gate.closed() => break "input not needed (failover, or no viewers)".to_owned(),
                 r = tokio::time::timeout(source_timeout, body.frame()) => match r {
                     Ok(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {

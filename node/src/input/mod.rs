@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tern_core::config::{ClusterKey, InputConfig, InputUrl, StreamConfig};
+use tern_core::demand::PullMode;
 use tern_core::failover::{Failover, FailoverEvent, DEFAULT_SOURCE_TIMEOUT};
 use tern_core::keyframe::{starts_decoding, video_track};
 use tern_core::{Frame, MediaInfo, Segment};
@@ -33,53 +34,95 @@ use crate::runtime::{NodeCtx, NodeError};
 pub type ClientFor<'a, N, C> = dyn Fn(Option<&ClusterKey>) -> Option<ClusterClient<N, C>> + 'a;
 
 /// Whether an input task should be connected: always (a stream's only input, a
-/// static `source` stream), or as a switch says: the stream's failover, or its
-/// on-demand pull (`StreamHub::pull_gate`).
-pub enum Gate {
-    Always,
-    Switched(watch::Receiver<bool>),
+/// static `source` stream), or while both of its switches, where it has them, are
+/// on: the stream's failover (this input is the one in use) and its on-demand pull
+/// (`StreamHub::pull_gate`: somebody watches).
+pub struct Gate {
+    failover: Option<watch::Receiver<bool>>,
+    demand: Option<watch::Receiver<bool>>,
 }
 
 impl Gate {
-    /// Waits until the input may connect; `false` if it never will again.
-    pub async fn opened(&mut self) -> bool {
-        match self {
-            Gate::Always => true,
-            Gate::Switched(rx) => rx.wait_for(|on| *on).await.is_ok(),
+    /// Always open.
+    pub fn always() -> Gate {
+        Gate {
+            failover: None,
+            demand: None,
         }
     }
 
-    /// Resolves when the input is switched off (never for `Always`, nor once the
-    /// failover is gone).
-    pub async fn closed(&mut self) {
-        if let Gate::Switched(rx) = self {
-            if rx.wait_for(|on| !*on).await.is_ok() {
-                return;
+    /// Open while the failover uses this input.
+    pub fn failover(rx: watch::Receiver<bool>) -> Gate {
+        Gate {
+            failover: Some(rx),
+            demand: None,
+        }
+    }
+
+    /// Also closed while the stream's on-demand pull is closed.
+    pub fn on_demand(mut self, rx: watch::Receiver<bool>) -> Gate {
+        self.demand = Some(rx);
+        self
+    }
+
+    /// The same gate without its failover switch.
+    pub fn without_failover(self) -> Gate {
+        Gate {
+            failover: None,
+            demand: self.demand,
+        }
+    }
+
+    /// Waits until the input may connect; `false` if it never will again (a switch
+    /// is gone: the stream was removed).
+    pub async fn opened(&mut self) -> bool {
+        loop {
+            if self.is_open() {
+                return true;
+            }
+            if self.changed().await.is_none() {
+                return false;
             }
         }
-        std::future::pending().await
+    }
+
+    /// Resolves when the input is switched off (never for an `always` gate, nor
+    /// once a switch is gone).
+    pub async fn closed(&mut self) {
+        loop {
+            if !self.is_open() {
+                return;
+            }
+            if self.changed().await.is_none() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// Whether the input may connect now.
     pub fn is_open(&self) -> bool {
-        match self {
-            Gate::Always => true,
-            Gate::Switched(rx) => *rx.borrow(),
-        }
+        [&self.failover, &self.demand]
+            .into_iter()
+            .flatten()
+            .all(|rx| *rx.borrow())
     }
 
-    /// Waits until the gate changes and returns whether it is open; `None` when it
-    /// never will change again because the failover is gone (the input ends).
-    /// Never resolves for `Always`.
+    /// Waits until a switch changes and returns whether the gate is open; `None`
+    /// when a switch is gone (the input ends). Never resolves for `always`.
     pub async fn changed(&mut self) -> Option<bool> {
-        match self {
-            Gate::Always => std::future::pending().await,
-            Gate::Switched(rx) => {
-                rx.changed().await.ok()?;
-                let open = *rx.borrow_and_update();
-                Some(open)
-            }
+        let r = match (&mut self.failover, &mut self.demand) {
+            (None, None) => std::future::pending().await,
+            (Some(a), None) | (None, Some(a)) => a.changed().await,
+            (Some(a), Some(b)) => tokio::select! {
+                r = a.changed() => r,
+                r = b.changed() => r,
+            },
+        };
+        r.ok()?;
+        for rx in [&mut self.failover, &mut self.demand].into_iter().flatten() {
+            rx.borrow_and_update();
         }
+        Some(self.is_open())
     }
 }
 
@@ -234,6 +277,20 @@ pub fn start_inputs<N: Net, C: Clock>(
 ) -> Result<Vec<AbortHandle>, NodeError> {
     let order = sc.failover_order();
     let mut handles = Vec::new();
+    // An `ondemand` stream: every input also waits for viewers, and the demand
+    // driver closes the pull `clients_timeout` after the last one.
+    let demand = match hub.pull_state().0 {
+        PullMode::OnDemand { .. } => {
+            let driver = on_demand::drive(hub.clone(), ctx.clock.clone());
+            handles.push(tokio::spawn(driver.instrument(span.clone())).abort_handle());
+            Some(hub.pull_gate())
+        }
+        PullMode::Static => None,
+    };
+    let gate = |g: Gate| match &demand {
+        Some(rx) => g.on_demand(rx.clone()),
+        None => g,
+    };
     if order.len() == 1 {
         let sink = Arc::new(Direct {
             hub: hub.clone(),
@@ -243,7 +300,7 @@ pub fn start_inputs<N: Net, C: Clock>(
             ctx,
             order[0],
             sink,
-            Gate::Always,
+            gate(Gate::always()),
             net,
             client_for,
             span,
@@ -273,7 +330,7 @@ pub fn start_inputs<N: Net, C: Clock>(
             ctx,
             input,
             sink,
-            Gate::Switched(rx),
+            gate(Gate::failover(rx)),
             net,
             client_for,
             span,
@@ -303,7 +360,11 @@ fn spawn_input<N: Net, C: Clock>(
             tokio::spawn(rtsp::run(sink, opts, ctx.clock.clone(), gate).instrument(span))
         }
         InputUrl::Fake(opts) => {
-            tokio::spawn(fake::run(sink, opts.clone(), ctx.clock.clone()).instrument(span))
+            // The fake camera keeps running while the failover uses another input
+            // (so switching back is tested as with a camera that never went away);
+            // it follows only the on-demand pull.
+            let gate = gate.without_failover();
+            tokio::spawn(fake::run(sink, opts.clone(), ctx.clock.clone(), gate).instrument(span))
         }
         InputUrl::M4s { host, port, name } | InputUrl::M4f { host, port, name } => {
             let protocol = if matches!(url, InputUrl::M4s { .. }) {

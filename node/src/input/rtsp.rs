@@ -58,7 +58,7 @@ pub async fn run<C: Clock>(sink: Arc<dyn Sink>, opts: Options, clock: C, mut gat
         let mut delivered = false;
         let reason = tokio::select! {
             biased;
-            () = gate.closed() => "input not needed (failover)".to_owned(),
+            () = gate.closed() => "input not needed (failover, or no viewers)".to_owned(),
             r = session(&sink, &opts, &clock, &mut delivered) => r,
         };
         if delivered {

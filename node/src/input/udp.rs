@@ -61,7 +61,7 @@ pub async fn run<C: Clock>(
         let reason = loop {
             tokio::select! {
                 biased;
-                () = gate.closed() => break "input not needed (failover)".to_owned(),
+                () = gate.closed() => break "input not needed (failover, or no viewers)".to_owned(),
                 r = tokio::time::timeout(source_timeout, socket.recv(&mut buf)) => match r {
                     Ok(Ok(n)) => {
                         got_data = true;
