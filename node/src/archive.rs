@@ -306,6 +306,7 @@ impl<N: Net, C: Clock> RemoteArchive<N, C> {
     /// peer that sends nothing for [`ARCHIVE_IDLE_TIMEOUT`] is taken as gone (a cut
     /// link can hang a connection silently, and archive responses have no
     /// heartbeats: the server sends as fast as this node reads).
+    #[allow(clippy::disallowed_methods)] // driver: the archive route's idle deadline on a peer's stream
     async fn next_message(
         &self,
         stream: &mut MessageStream,

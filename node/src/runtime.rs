@@ -211,6 +211,7 @@ pub async fn start_seeded<N: Net, C: Clock>(
 
 /// [`start_seeded`] with the DVR storage to use: the filesystem (the binary) or
 /// in-memory disks (the simulation, which keeps them across node restarts).
+#[allow(clippy::disallowed_methods)] // driver: the runtime spawns the node's tasks
 pub async fn start_seeded_with<N: Net, C: Clock>(
     config: &Config,
     net: N,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 /// Waits until `deadline` (on the node's clock, whose time is now `now`); never
 /// resolves without one.
+#[allow(clippy::disallowed_methods)] // driver: the one wait on a machine's deadline
 pub async fn until(deadline: Option<Duration>, now: Duration) {
     match deadline {
         Some(d) => tokio::time::sleep(d.saturating_sub(now)).await,

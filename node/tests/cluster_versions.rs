@@ -37,6 +37,7 @@ fn client() -> ClusterClient<TokioNet, TokioClock> {
 }
 
 /// Serves like a v1 build; counts the requests it gets.
+#[allow(clippy::disallowed_methods)] // test: real sockets in real time
 async fn v1_node() -> (u16, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -38,6 +38,7 @@ fn client() -> ClusterClient<TokioNet, TokioClock> {
 }
 
 /// Serves `answer(path_and_query)` as a signed v1 response; returns the port.
+#[allow(clippy::disallowed_methods)] // test: real sockets in real time
 async fn hostile_peer(answer: Arc<Answer>) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -23,6 +23,7 @@ async fn node(extra: &str) -> (tern_node::RunningNode<TokioClock>, SocketAddr) {
 
 /// Reads until the server closes the connection; `Err` if it is still open after
 /// `within` (the bound only detects a failure; it is not a speed target).
+#[allow(clippy::disallowed_methods)] // test: real sockets in real time
 async fn closed_within(s: &mut TcpStream, within: Duration) -> Result<Vec<u8>, String> {
     let mut got = Vec::new();
     let r = tokio::time::timeout(within, async {
@@ -76,6 +77,7 @@ async fn idle_connection_is_closed_and_a_served_one_too() {
 }
 
 #[tokio::test]
+#[allow(clippy::disallowed_methods)] // test: real sockets in real time
 async fn connections_past_the_limit_get_503_and_the_api_still_answers() {
     let (_node, addr) = node("max_connections 3;").await;
     let mut held = Vec::new();
@@ -108,6 +110,7 @@ async fn connections_past_the_limit_get_503_and_the_api_still_answers() {
 }
 
 #[tokio::test]
+#[allow(clippy::disallowed_methods)] // test: real sockets in real time
 async fn per_ip_limit_when_set() {
     let (_node, addr) = node("max_connections_per_ip 1;").await;
     let _held = TcpStream::connect(addr).await.unwrap();
@@ -126,6 +129,7 @@ async fn per_ip_limit_when_set() {
 /// Finding 1: an archive reader that stops reading was never cut and held its
 /// buffers forever. Now it is cut once its writes have waited `stall_timeout`.
 #[tokio::test]
+#[allow(clippy::disallowed_methods)] // test: real sockets in real time
 async fn stalled_archive_reader_is_cut() {
     let dir = std::env::temp_dir().join(format!("tern-stall-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

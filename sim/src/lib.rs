@@ -150,6 +150,7 @@ pub fn add_node(sim: &mut turmoil::Sim<'_>, name: &str, config: &str) {
 
 /// Adds a host named `name` running a Tern node as `spec` says, recording to
 /// `spec.disks` (in memory).
+#[allow(clippy::disallowed_methods)] // sim harness on turmoil time: a node starts after its delay
 pub fn add_node_with(sim: &mut turmoil::Sim<'_>, name: &str, spec: NodeSpec) {
     let starts = Arc::new(AtomicU64::new(0));
     let host = name.to_owned();
@@ -188,6 +189,7 @@ pub fn sim_ms() -> u64 {
 
 /// One HTTP/1.1 GET from inside the simulation (a client host). Logs the status,
 /// length and FNV-1a of the body, so the trace fingerprints what clients received.
+#[allow(clippy::disallowed_methods)] // sim harness: hyper's connection task
 pub async fn http_get(
     host: &str,
     port: u16,

@@ -56,6 +56,7 @@ impl Mitm {
 }
 
 /// Adds host `name` listening on `port` and forwarding to `upstream:upstream_port`.
+#[allow(clippy::disallowed_methods)] // sim harness: one task per proxied connection
 pub fn add_tamper_proxy(
     sim: &mut turmoil::Sim<'_>,
     name: &str,
@@ -99,6 +100,7 @@ pub fn add_tamper_proxy(
     mitm
 }
 
+#[allow(clippy::disallowed_methods)] // sim harness: one task per proxied direction
 async fn proxy(
     client: turmoil::net::TcpStream,
     up: turmoil::net::TcpStream,

@@ -198,6 +198,7 @@ fn crash_origin(c: &mut Cluster, s: &mut Schedule, at: Duration, down: Duration)
 /// segments, 572 MB, all identical: 138 s of wall time here; the simulated disk
 /// holds it all in memory).
 #[test]
+#[allow(clippy::disallowed_methods)] // sim scenario on turmoil time
 fn ten_minutes_of_archive_identical_on_edge_and_origin() {
     let minutes: u64 = std::env::var("TERN_SIM_ARCHIVE_MINUTES")
         .ok()
@@ -300,6 +301,7 @@ fn ten_minutes_of_archive_identical_on_edge_and_origin() {
 /// edge) show a gap around each crash, and the index flags the segment after each gap
 /// as a discontinuity.
 #[test]
+#[allow(clippy::disallowed_methods)] // sim scenario on turmoil time
 fn origin_crash_loses_at_most_the_segment_being_written() {
     let name = "origin_crash_loses_at_most_the_segment_being_written";
     let end = secs(40.0);
@@ -442,6 +444,7 @@ struct Asked {
 /// a peer; every request made once the link is back succeeds. Live delivery follows
 /// the partition oracles.
 #[test]
+#[allow(clippy::disallowed_methods)] // sim scenario on turmoil time
 fn archive_through_the_edge_during_a_partition() {
     let name = "archive_through_the_edge_during_a_partition";
     let (cut, heal, end) = (10_000u64, 16_000u64, secs(24.0));
@@ -565,6 +568,7 @@ fn archive_through_the_edge_during_a_partition() {
 /// then pauses (and says so); at 56 s the room comes back and recording resumes by
 /// itself within the pause's retry interval. Live delivery never notices.
 #[test]
+#[allow(clippy::disallowed_methods)] // sim scenario on turmoil time
 fn disk_full_deletes_the_oldest_then_pauses_and_resumes() {
     let name = "disk_full_deletes_the_oldest_then_pauses_and_resumes";
     let end = secs(70.0);
@@ -952,6 +956,7 @@ fn m4f_archive_reader(
 }
 
 /// [`m4f_archive_reader`] asking `node` (host, port).
+#[allow(clippy::disallowed_methods)] // sim scenario on turmoil time
 fn m4f_archive_reader_of(
     c: &mut Cluster,
     node: (&'static str, u16),

@@ -25,6 +25,7 @@ struct Run {
 
 /// One origin and one player fetching the playlist and the first two segments, for
 /// 6 simulated seconds.
+#[allow(clippy::disallowed_methods)] // sim scenario on turmoil time
 fn single_origin(seed: u64) -> Run {
     let mut cluster = Cluster::with_trace(
         seed,
@@ -197,6 +198,7 @@ fn two_node_cluster(seed: u64) -> Run {
 /// Spawns `n` tokio tasks on a throwaway runtime: tokio numbers tasks from one
 /// process-wide counter, and a crashed host's tasks are dropped in an order that
 /// depends on those numbers, so a replay must not depend on what ran before it.
+#[allow(clippy::disallowed_methods)] // sim scenario on turmoil time
 fn shift_tokio_task_ids(n: usize) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -9,6 +9,7 @@ use tern_sim::{add_node, builder, http_get};
 const ORIGIN: &str = "http 8888;\ncluster_key 123;\nstream main {\n  input fake://fake;\n}\n";
 
 #[test]
+#[allow(clippy::disallowed_methods)] // sim scenario on turmoil time
 fn origin_serves_playlist_and_segment_on_simulated_time() {
     let mut sim = builder(1, Duration::from_secs(30)).build();
     add_node(&mut sim, "origin", ORIGIN);

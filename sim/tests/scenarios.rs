@@ -95,6 +95,7 @@ async fn api_streams(host: &str, port: u16) -> Vec<String> {
 /// the segments the edge cuts from them (its M4F endpoint) are the origin's, each
 /// within 2 hops of closing on the origin.
 #[test]
+#[allow(clippy::disallowed_methods)] // sim scenario on turmoil time
 fn seed_cluster() {
     let mut c = Cluster::new(1, secs(14.0));
     c.node("origin", ORIGIN).node("edge", EDGE);
@@ -365,6 +366,7 @@ fn edge_crash_and_restart() {
 /// key) with the same 403 whatever the path, so they tell nothing (not even whether a
 /// stream exists).
 #[test]
+#[allow(clippy::disallowed_methods)] // sim scenario on turmoil time
 fn wrong_cluster_key() {
     let mut c = Cluster::new(8, secs(10.0));
     c.node("origin", ORIGIN).node(
@@ -514,6 +516,7 @@ const ORIGIN_TWO: &str = "http 8888;\ncluster_key 123;\nstream main {\n  input f
 /// crash sends nothing: the dead-peer timeout), then learn of the change within a
 /// second (docs/design.md §5): dead-peer timeout + 1 s after each restart.
 #[test]
+#[allow(clippy::disallowed_methods)] // sim scenario on turmoil time
 fn stream_added_and_removed() {
     let mut c = Cluster::new(10, secs(20.0));
     let slot = c.switchable_node("origin", ORIGIN);
@@ -699,6 +702,7 @@ enum Pace {
 }
 
 /// GET `/main/mpegts` on `edge:9999` at `start`, then read at `pace`.
+#[allow(clippy::disallowed_methods)] // sim scenario on turmoil time
 async fn ts_viewer(v: Arc<Mutex<Viewer>>, start: Duration, pace: Pace) -> turmoil::Result {
     tokio::time::sleep(start).await;
     let mut s = TurmoilNet.connect("edge", 9999).await?;

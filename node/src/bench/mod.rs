@@ -175,6 +175,7 @@ async fn http_get_text(port: u16, path: &str) -> Option<String> {
 }
 
 /// Waits until the edge's API lists `n` alive streams.
+#[allow(clippy::disallowed_methods)] // bench driver: polls a node until it answers
 async fn wait_alive(port: u16, n: usize, limit: Duration) -> Result<(), String> {
     let deadline = Instant::now() + limit;
     loop {
@@ -211,6 +212,7 @@ fn client() -> ClusterClient<TokioNet, TokioClock> {
 type Arrivals = Arc<Mutex<BTreeMap<(usize, Position), Duration>>>;
 
 /// Subscribes to stream `s{i}` over M4S and records when each frame arrives.
+#[allow(clippy::disallowed_methods)] // bench driver: reads until the phase ends
 async fn record(
     port: u16,
     i: usize,
@@ -269,6 +271,7 @@ fn percentile<T: Copy + Ord>(sorted: &[T], p: f64) -> Option<T> {
     sorted.get(idx).copied()
 }
 
+#[allow(clippy::disallowed_methods)] // bench driver: one task per recorder
 async fn latency_phase(n: usize, seconds: u64) -> Result<(), String> {
     let streams: String = (0..n)
         .map(|i| format!("stream s{i} {{ input fake://fake?width=256&height=16; }}\n"))
@@ -357,6 +360,7 @@ async fn latency_phase(n: usize, seconds: u64) -> Result<(), String> {
 
 /// One MPEG-TS viewer: counts the bytes it reads until `until`; returns the time to
 /// its first byte of video.
+#[allow(clippy::disallowed_methods)] // bench driver: reads until the phase ends
 async fn viewer(
     port: u16,
     bytes: Arc<std::sync::atomic::AtomicU64>,
@@ -421,6 +425,7 @@ impl FanoutFigures {
     }
 }
 
+#[allow(clippy::disallowed_methods)] // bench driver: one task per viewer, warm-up and measuring windows
 async fn fanout_phase(
     viewers: usize,
     seconds: u64,
@@ -526,6 +531,7 @@ async fn fanout_phase(
 
 /// DVR index figures, then the M4F archive transfer rate beside a plain read of the
 /// same segment files.
+#[allow(clippy::disallowed_methods)] // bench driver: disk reads on the blocking pool, settle time
 async fn archive_phase(mib: u64) -> Result<(), String> {
     for n in [1_300_000usize, 100_000] {
         let ib = tokio::task::spawn_blocking(move || crate::dvr::bench_index(n))

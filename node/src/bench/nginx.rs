@@ -81,6 +81,7 @@ fn spawn(cmd: &mut Command, what: &str) -> Result<Child, String> {
 }
 
 /// Reads one reader's output until `until`, counting bytes.
+#[allow(clippy::disallowed_methods)] // bench driver: reads until the phase ends
 async fn count(mut child: Child, bytes: Arc<AtomicU64>, until: Instant) {
     let Some(mut out) = child.stdout.take() else {
         return;
@@ -99,6 +100,7 @@ async fn count(mut child: Child, bytes: Arc<AtomicU64>, until: Instant) {
 
 /// nginx-rtmp relaying the origin's stream `main` to `viewers` rtmpdump readers for
 /// `seconds` (after a 2 s warm-up).
+#[allow(clippy::disallowed_methods)] // bench driver: nginx start-up, one task per reader, measuring windows
 pub async fn fanout(
     tools: &Tools,
     origin_port: u16,

@@ -289,6 +289,7 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
 
     /// `GET path_and_query` under protocol `version`, with no negotiation: the path
     /// must carry that version's prefix (a benchmark compares versions with it).
+    #[allow(clippy::disallowed_methods)] // driver: bounds connect + handshake on a socket
     pub async fn open_version(
         &self,
         version: ProtocolVersion,
@@ -308,6 +309,7 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
         }
     }
 
+    #[allow(clippy::disallowed_methods)] // driver: hyper's connection task for this socket
     async fn open_inner(
         &self,
         version: ProtocolVersion,

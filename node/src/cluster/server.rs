@@ -40,6 +40,7 @@ const ARCHIVE_QUEUE: usize = 6;
 
 use tern_core::limits::Refusal;
 
+#[allow(clippy::disallowed_methods)] // driver: one task per cluster response, each driving its sender machine
 pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
     let path = req.uri().path();
     let Some((version, rest)) = ProtocolVersion::split_path(path) else {

@@ -147,6 +147,7 @@ impl Caches {
 
 /// Carries out one change Discovery asked for.
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::disallowed_methods)] // driver: one task per discovered stream's pull (and its on-demand deadline)
 async fn apply<N: Net, C: Clock>(
     change: Change,
     caches: &mut Caches,

@@ -240,6 +240,7 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Sto
 }
 
 /// Runs `f` on the blocking pool.
+#[allow(clippy::disallowed_methods)] // driver: file I/O runs on the blocking pool
 async fn blocking<T: Send + 'static>(
     what: &'static str,
     path: &Path,
@@ -852,6 +853,7 @@ impl MemStore {
         *self.latency.lock().unwrap_or_else(|e| e.into_inner()) = d;
     }
 
+    #[allow(clippy::disallowed_methods)] // driver: MemStore's simulated slow disk
     async fn delay(&self) {
         let d = *self.latency.lock().unwrap_or_else(|e| e.into_inner());
         if !d.is_zero() {

@@ -229,6 +229,7 @@ async fn nothing_left_pauses_then_resumes() {
 }
 
 /// Polls `cond` every 10 ms for up to 5 s.
+#[allow(clippy::disallowed_methods)] // test: polls a condition
 async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..500 {
         if cond() {
@@ -240,6 +241,7 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 #[tokio::test]
+#[allow(clippy::disallowed_methods)] // test: runs the recorder driver and waits past its retry
 async fn recorder_pauses_and_retries_by_itself() {
     const RETRY: Duration = Duration::from_millis(1000);
     let b = seg_bytes(1000);
@@ -334,6 +336,7 @@ async fn failed_journal_writes_are_recovered_from_the_files() {
 }
 
 #[tokio::test]
+#[allow(clippy::disallowed_methods)] // test: cuts a write short with a zero timeout
 async fn crash_loses_at_most_the_segment_being_written() {
     // 1. The process dies while segment 5 is being written (its write never
     //    completes), then the power goes: segment 5 is lost, nothing else.
@@ -599,6 +602,7 @@ fn bench_index_runs() {
 
 /// The runtime opens a DVR per stream with `dvr` and records the hub's segments.
 #[tokio::test]
+#[allow(clippy::disallowed_methods)] // test: lets the runtime record
 async fn runtime_records_streams_with_dvr() {
     let cfg = tern_core::config::parse(
         "http 127.0.0.1:0;\nsegment_duration 0.5;\n\

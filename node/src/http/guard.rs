@@ -319,6 +319,7 @@ impl hyper::body::Body for GuardedBody {
 
 /// Resolves when the connection is due to be cut, with the reason. Checks a few
 /// times per shortest timeout (at most once a second, at least every 50 ms).
+#[allow(clippy::disallowed_methods)] // driver: ticks the pure cut_due decision of a connection
 pub async fn watch(state: Arc<ConnState>) -> Refusal {
     let limits = *state.guard.limits();
     let shortest = limits

@@ -21,6 +21,7 @@ use crate::runtime::NodeCtx;
 /// Time a refused connection gets to take its 503 before it is closed.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
+#[allow(clippy::disallowed_methods)] // driver: the accept loop: one task per connection, refusal writes bounded
 pub async fn serve<L: Listener, C: Clock>(listener: L, ctx: Arc<NodeCtx<C>>, guard: Arc<Guard>) {
     let mut conns = JoinSet::new();
     loop {

@@ -14,6 +14,7 @@ use crate::input::{Gate, Sink};
 
 /// Runs until the task is aborted. The epoch is the wall-clock start time in ms, so a
 /// restarted source always gets a new one.
+#[allow(clippy::disallowed_methods)] // driver: paces the fake source at its next_due
 pub async fn run<C: Clock>(sink: Arc<dyn Sink>, opts: FakeOptions, clock: C, mut gate: Gate) {
     // Each time the gate opens (an `ondemand` stream got a viewer) the camera starts
     // again, with a new epoch, as a real camera reconnected to would.

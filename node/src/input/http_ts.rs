@@ -34,6 +34,7 @@ pub struct HttpTarget {
 }
 
 /// Runs until aborted.
+#[allow(clippy::disallowed_methods)] // driver: socket timeouts and reconnect delays of an http:// input
 pub async fn run<N: Net, C: Clock>(
     sink: Arc<dyn Sink>,
     net: N,
@@ -95,6 +96,7 @@ pub async fn run<N: Net, C: Clock>(
 
 /// Connects and sends the GET; the response body and the connection task when the
 /// answer is 200.
+#[allow(clippy::disallowed_methods)] // driver: hyper's connection task for this socket
 async fn open<N: Net>(
     net: &N,
     t: &HttpTarget,

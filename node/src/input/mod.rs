@@ -249,8 +249,8 @@ async fn failover_watchdog<C: Clock>(shared: Arc<FailoverShared<C>>) {
     loop {
         let due = shared.lock().failover.poll_timeout();
         let Some(due) = due else { return };
-        let wait = due.saturating_sub(shared.clock.now());
-        tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+        let now = shared.clock.now();
+        crate::timer::until(Some(due.max(now + Duration::from_millis(1))), now).await;
         let mut st = shared.lock();
         st.failover.handle_timeout(shared.clock.now());
         shared.after(&mut st);
@@ -267,6 +267,7 @@ fn source_timeout(input: &InputConfig) -> Duration {
 }
 
 /// Starts the input tasks of stream `sc` feeding `hub`; returns their handles.
+#[allow(clippy::disallowed_methods)] // driver: one task per stream's failover deadline
 pub fn start_inputs<N: Net, C: Clock>(
     ctx: &Arc<NodeCtx<C>>,
     hub: &Arc<StreamHub>,
@@ -340,6 +341,7 @@ pub fn start_inputs<N: Net, C: Clock>(
     Ok(handles)
 }
 
+#[allow(clippy::disallowed_methods)] // driver: one task per input
 fn spawn_input<N: Net, C: Clock>(
     ctx: &Arc<NodeCtx<C>>,
     input: &InputConfig,

@@ -47,6 +47,7 @@ pub struct Options {
 
 /// Runs until aborted. While the gate is shut (a failover backup not needed), it
 /// stays disconnected.
+#[allow(clippy::disallowed_methods)] // driver: reconnect delays of an rtsp:// input
 pub async fn run<C: Clock>(sink: Arc<dyn Sink>, opts: Options, clock: C, mut gate: Gate) {
     let mut backoff = Backoff::with_limits(opts.seed, RTSP_BACKOFF_BASE, RTSP_BACKOFF_CAP);
     // The URL as shown everywhere: credentials replaced by `***`.
@@ -71,6 +72,7 @@ pub async fn run<C: Clock>(sink: Arc<dyn Sink>, opts: Options, clock: C, mut gat
 }
 
 /// One RTSP session, from DESCRIBE to its end; returns why it ended.
+#[allow(clippy::disallowed_methods)] // driver: request and source timeouts on retina's session
 async fn session<C: Clock>(
     sink: &Arc<dyn Sink>,
     opts: &Options,

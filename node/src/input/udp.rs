@@ -32,6 +32,7 @@ pub struct UdpTarget {
 }
 
 /// Runs until aborted.
+#[allow(clippy::disallowed_methods)] // driver: socket timeouts and rebind delays of a udp:// input
 pub async fn run<C: Clock>(
     sink: Arc<dyn Sink>,
     target: UdpTarget,

@@ -146,6 +146,7 @@ async fn listed(
 
 /// Answers an archive request (`output` is one of the archive forms of
 /// `tern_core::play_url`) at `now_ms`.
+#[allow(clippy::disallowed_methods)] // driver: one body-producer task per archive MPEG-TS response
 pub async fn handle<C: Clock>(
     archive: Arc<dyn Archive>,
     name: &StreamName,
@@ -359,6 +360,7 @@ async fn abort(body: &BodyTx, why: String) {
 /// stream, a segment at a time, at the pace the viewer reads. A range that cannot
 /// finish (a peer that breaks off or sends `End`, a damaged segment from a peer)
 /// aborts the response: never a clean but short 200.
+#[allow(clippy::disallowed_methods)] // driver: reads the archive beside muxing it
 async fn continuous(archive: Arc<dyn Archive>, from: u64, to: u64, body: BodyTx) {
     let (seg_tx, mut seg_rx) = mpsc::channel::<ArchiveSegment>(1);
     let mut reading = tokio::spawn(async move { archive.range(from, to, seg_tx).await });
@@ -396,6 +398,7 @@ async fn continuous(archive: Arc<dyn Archive>, from: u64, to: u64, body: BodyTx)
 /// viewer stays the same distance behind live; it follows the archive as it grows
 /// and ends when the viewer leaves, or aborts (an error the client sees) when the
 /// archive cannot be read.
+#[allow(clippy::disallowed_methods)] // driver: paces the endless timeshift stream
 async fn timeshift<C: Clock>(archive: Arc<dyn Archive>, from_ms: u64, clock: C, body: BodyTx) {
     let started = clock.utc_ms();
     let lead = TIMESHIFT_LEAD.as_millis() as u64;
@@ -590,6 +593,7 @@ mod tests {
     /// Every muxed chunk holds its share of the process-wide budget until the body
     /// hands it to hyper.
     #[tokio::test]
+    #[allow(clippy::disallowed_methods)] // test: a waiting send must not finish
     async fn chunks_hold_the_memory_budget_until_taken() {
         static BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(20);
         let chunk = budgeted_from(&BUDGET, Bytes::from(vec![0u8; 10 * 1024 + 1])).await;

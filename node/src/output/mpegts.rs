@@ -21,6 +21,7 @@ use crate::hub::{StreamHub, TsSubscription, VIEWER_STALL_TIMEOUT};
 /// Chunks (one per frame) queued towards one viewer's socket.
 const VIEWER_QUEUE: usize = 64;
 
+#[allow(clippy::disallowed_methods)] // driver: one task per live MPEG-TS viewer
 pub fn live<C: Clock>(hub: &Arc<StreamHub>, clock: C) -> Response {
     // Held first: a pull that went idle in between would drop the fan-out.
     let viewer = hub.hold_viewer(clock);

@@ -303,6 +303,7 @@ impl Tracks {
     }
 }
 
+#[allow(clippy::disallowed_methods)] // sim harness on turmoil time: the observer starts, retries and times out like a peer
 async fn run_observer(o: Observation) {
     let spec = o.spec.clone();
     let name = spec.host.as_str();
