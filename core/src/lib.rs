@@ -18,10 +18,12 @@
 //! Determinism: no `HashMap` iteration, no randomness except from a seed the caller
 //! passes, no reading of real time — enforced by `clippy.toml`.
 
+pub mod api_auth;
 pub mod archive_window;
 pub mod bytes_io;
 pub mod capture_clock;
 pub mod cluster;
+pub mod codec_info;
 pub mod config;
 pub mod demand;
 pub mod dvr;
@@ -43,6 +45,7 @@ pub mod segment;
 pub mod segment_codec;
 pub mod segmenter;
 pub mod stream_name;
+pub mod stream_status;
 pub mod timeline;
 pub mod track_select;
 

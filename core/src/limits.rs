@@ -79,6 +79,9 @@ pub enum Refusal {
     ClusterAuth,
     /// `accept` failed (out of descriptors and the like).
     AcceptFailed,
+    /// An API or status-page request without the `view_auth` / `edit_auth`
+    /// credentials it needs.
+    ApiAuth,
 }
 
 impl fmt::Display for Refusal {
@@ -91,6 +94,7 @@ impl fmt::Display for Refusal {
             Refusal::Stalled => "connection cut: the reader took nothing",
             Refusal::ClusterAuth => "cluster request refused: auth failed",
             Refusal::AcceptFailed => "accept failed",
+            Refusal::ApiAuth => "API request refused: credentials",
         })
     }
 }

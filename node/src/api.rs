@@ -5,12 +5,18 @@
 
 use http::StatusCode;
 use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use tern_core::demand::{PullMode, PullState};
-use tern_core::{StreamName, TrackInfo, TrackKind, TrackParams};
+use tern_core::stream_status::{decide, Observed, StreamStatus as Status};
+use tern_core::{Segment, StreamName, TrackInfo, TrackKind, TrackParams};
 use tern_net::Clock;
 
+use crate::api_select;
 use crate::dvr::{DvrSummary, RecordingState};
 use crate::http::body::{respond, text, Body, Response};
+use crate::hub::Figures;
 use crate::runtime::{NodeCtx, StreamEntry};
 
 #[derive(Serialize)]
@@ -69,21 +75,31 @@ impl From<DvrSummary> for DvrJson {
 
 #[derive(Serialize)]
 pub struct Stats {
+    /// Whether frames arrive (`status` is `running`).
     pub alive: bool,
-    /// `running` when frames arrive, `starting` before the first one, `stalled` after
-    /// the source timeout; an on-demand stream is `idle` while nobody watches and
-    /// `starting` from its first viewer to its first frame.
+    /// `running`, `starting`, `waiting`, `error` or `idle`
+    /// (`tern_core::stream_status`).
     pub status: &'static str,
-    /// Viewers with an open response (MPEG-TS, M4S and M4F pulls of further nodes).
-    pub online_clients: u32,
     /// How the stream's input is kept: `static` (always) or `on_demand`.
     pub pull: &'static str,
     /// Milliseconds since the stream started on this node.
     pub lifetime: u64,
+    /// UTC ms when the stream started on this node.
+    pub opened_at: u64,
     /// kbit/s out of the node's segmenter (same as the input for now).
     pub bitrate: u64,
     /// kbit/s measured over the last closed segment.
     pub input_bitrate: u64,
+    /// Bytes received from the source since the stream started on this node.
+    pub bytes_in: u64,
+    /// Bytes sent to this node's players of the stream (HLS, MPEG-TS, archive).
+    pub bytes_out: u64,
+    /// Clients now: viewers with an open response (live and archive MPEG-TS, M4S
+    /// and M4F pulls of further nodes) and HLS addresses seen in the last 30 s.
+    pub online_clients: u64,
+    /// Milliseconds since the last frame arrived (absent before the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ts_delay: Option<u64>,
     /// Milliseconds between a frame's capture (on the origin) and its arrival here:
     /// how far this node is behind the origin. Absent before the first frame.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,7 +110,28 @@ pub struct Stats {
     /// camera: `rtcp_sender_report` (the camera's clock) or `arrival`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture_time: Option<&'static str>,
+    /// Whether this node records the stream (`dvr`).
+    pub dvr_enabled: bool,
+    /// The recording, when this node records the stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dvr_info: Option<DvrInfoJson>,
     pub media_info: MediaInfoJson,
+}
+
+/// Flussonic's `stats.dvr_info`: what is stored, in seconds and bytes.
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct DvrInfoJson {
+    /// UTC seconds of the oldest stored moment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
+    /// Configured depth in seconds (0: unlimited).
+    pub depth: u64,
+    /// Seconds stored (the ranges added up).
+    pub duration: u64,
+    /// Stretches of archive (gaps between them are not stored).
+    pub ranges: usize,
+    pub segments: usize,
+    pub bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -124,6 +161,14 @@ pub struct TrackJson {
     pub sample_rate: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channels: Option<u8>,
+    /// kbit/s of this track over the last closed segment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bitrate: Option<u64>,
+    /// Codec profile (`High`, `Main`, `LC`) and level (`3.1`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -138,12 +183,13 @@ pub struct InputStats {
 }
 
 /// A stream with no frame for this long is reported not alive.
-pub const ALIVE_TIMEOUT_MS: u64 = 3000;
+pub use tern_core::stream_status::ALIVE_TIMEOUT_MS;
 
 /// What the API shows of one track: codec, and size and rate for video, sample rate
 /// and channels for audio (what is known of a pass-through codec).
-fn track_json(t: &TrackInfo) -> TrackJson {
+fn track_json(t: &TrackInfo, bitrate: Option<u64>) -> TrackJson {
     let kind = t.kind();
+    let (profile, level) = tern_core::codec_info::profile_level(t);
     let mut j = TrackJson {
         track_id: match kind {
             TrackKind::Video => format!("v{}", t.id),
@@ -159,6 +205,9 @@ fn track_json(t: &TrackInfo) -> TrackJson {
         fps: None,
         sample_rate: None,
         channels: None,
+        bitrate,
+        profile,
+        level,
     };
     match &t.params {
         TrackParams::H264 {
@@ -189,22 +238,70 @@ fn track_json(t: &TrackInfo) -> TrackJson {
     j
 }
 
+/// kbit/s of each track over `seg`.
+fn track_bitrates(seg: &Segment) -> BTreeMap<u8, u64> {
+    let mut bytes: BTreeMap<u8, u64> = BTreeMap::new();
+    for f in &seg.frames {
+        *bytes.entry(f.track).or_default() += f.payload.len() as u64;
+    }
+    let ms = u64::from(seg.duration_ms).max(1);
+    bytes
+        .into_iter()
+        .map(|(t, b)| (t, b * 8 / ms)) // bits per ms = kbit/s
+        .collect()
+}
+
+/// The status of a stream from its hub's figures at the clock's `now`.
+/// The status of a stream from its hub's figures and its pull at `now` (a static
+/// pull's `Starting` is judged by the frames alone: `waiting` after 3 s).
+pub fn stream_status(fig: &Figures, mode: PullMode, pull: PullState, now: Duration) -> Status {
+    let on_demand = matches!(mode, PullMode::OnDemand { .. });
+    decide(&Observed {
+        since_last_frame_ms: fig
+            .last_frame_at
+            .map(|t| now.saturating_sub(t).as_millis() as u64),
+        since_start_ms: now.saturating_sub(fig.started_at).as_millis() as u64,
+        failed: false,
+        idle: pull == PullState::Idle,
+        starting: on_demand && pull == PullState::Starting,
+    })
+}
+
 pub fn status<C: Clock>(ctx: &NodeCtx<C>, entry: &StreamEntry) -> StreamStatus {
     let fig = entry.hub.figures();
     let now = ctx.clock.now();
     let since_last = fig
         .last_frame_at
         .map(|t| now.saturating_sub(t).as_millis() as u64);
-    let alive = since_last.is_some_and(|ms| ms < ALIVE_TIMEOUT_MS);
     let (mode, pull, viewers) = entry.hub.pull_state();
-    let status = match (pull, since_last) {
-        (PullState::Idle, _) => "idle",
-        (PullState::Starting, _) | (_, None) => "starting",
-        (_, Some(_)) if alive => "running",
-        (_, Some(_)) => "stalled",
-    };
+    let state = stream_status(&fig, mode, pull, now);
+    let alive = state.alive();
     let mi = entry.hub.media_info();
-    let tracks = mi.tracks.iter().map(track_json).collect();
+    let rates = entry
+        .hub
+        .playlist_window()
+        .segments
+        .last()
+        .map(|s| track_bitrates(&s.segment))
+        .unwrap_or_default();
+    let tracks = mi
+        .tracks
+        .iter()
+        .map(|t| track_json(t, rates.get(&t.id).copied()))
+        .collect();
+    let lifetime = now.saturating_sub(fig.started_at).as_millis() as u64;
+    let dvr_info = entry.dvr.as_ref().map(|d| {
+        let summary = d.summary();
+        let ranges = d.ranges();
+        DvrInfoJson {
+            from: summary.from_ms.map(|ms| ms / 1000),
+            depth: d.config().depth_secs.unwrap_or(0),
+            duration: ranges.iter().map(|r| r.1).sum::<u64>() / 1000,
+            ranges: ranges.len(),
+            segments: summary.segments,
+            bytes: summary.bytes,
+        }
+    });
     StreamStatus {
         name: entry.hub.name.to_string(),
         remote: entry.remote.as_ref().map(|r| RemoteJson {
@@ -213,18 +310,24 @@ pub fn status<C: Clock>(ctx: &NodeCtx<C>, entry: &StreamEntry) -> StreamStatus {
         }),
         stats: Stats {
             alive,
-            status,
-            online_clients: viewers,
+            status: state.as_str(),
             pull: match mode {
                 PullMode::Static => "static",
                 PullMode::OnDemand { .. } => "on_demand",
             },
-            lifetime: now.saturating_sub(fig.started_at).as_millis() as u64,
+            lifetime,
+            opened_at: ctx.clock.utc_ms().saturating_sub(lifetime),
             bitrate: fig.input_bitrate / 1000,
             input_bitrate: fig.input_bitrate / 1000,
+            bytes_in: fig.bytes_in,
+            bytes_out: entry.hub.clients.bytes_out(),
+            online_clients: u64::from(viewers) + entry.hub.clients.online(now),
+            ts_delay: since_last,
             delay: fig.delay_ms,
             discontinuities: fig.discontinuities,
             capture_time: fig.capture_source,
+            dvr_enabled: entry.dvr.is_some(),
+            dvr_info,
             media_info: MediaInfoJson { tracks },
         },
         inputs: entry
@@ -252,17 +355,43 @@ fn json(v: &impl Serialize) -> Response {
     }
 }
 
-pub fn list<C: Clock>(ctx: &NodeCtx<C>) -> Response {
+/// `/streamer/api/v3/streams[?select=PATHS]`.
+pub fn list<C: Clock>(ctx: &NodeCtx<C>, query: Option<&str>) -> Response {
+    let paths = match api_select::parse(query) {
+        Ok(p) => p,
+        Err(why) => return text(StatusCode::BAD_REQUEST, why),
+    };
     let streams: Vec<StreamStatus> = ctx.streams().iter().map(|e| status(ctx, e)).collect();
-    json(&StreamList {
-        estimated_count: streams.len(),
-        streams,
-    })
+    let Some(paths) = paths else {
+        return json(&StreamList {
+            estimated_count: streams.len(),
+            streams,
+        });
+    };
+    let selected: Vec<serde_json::Value> = streams
+        .iter()
+        .map(|s| api_select::select(&serde_json::to_value(s).unwrap_or_default(), &paths))
+        .collect();
+    json(&serde_json::json!({
+        "streams": selected,
+        "estimated_count": streams.len(),
+    }))
 }
 
-pub fn one<C: Clock>(ctx: &NodeCtx<C>, name: &StreamName) -> Response {
+/// `/streamer/api/v3/streams/NAME[?select=PATHS]`.
+pub fn one<C: Clock>(ctx: &NodeCtx<C>, name: &StreamName, query: Option<&str>) -> Response {
+    let paths = match api_select::parse(query) {
+        Ok(p) => p,
+        Err(why) => return text(StatusCode::BAD_REQUEST, why),
+    };
     match ctx.streams().iter().find(|e| &e.hub.name == name) {
-        Some(e) => json(&status(ctx, e)),
+        Some(e) => match paths {
+            None => json(&status(ctx, e)),
+            Some(p) => json(&api_select::select(
+                &serde_json::to_value(status(ctx, e)).unwrap_or_default(),
+                &p,
+            )),
+        },
         None => text(
             StatusCode::NOT_FOUND,
             format!("stream {:?} is not known on this node", name.as_str()),

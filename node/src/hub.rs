@@ -162,6 +162,8 @@ pub struct StreamHub {
     /// Told whenever a viewer comes or goes, so the demand driver looks at the
     /// next deadline again.
     demand_changed: Notify,
+    /// Its clients on this node and the bytes sent to them (`crate::clients`).
+    pub clients: Arc<crate::clients::Clients>,
 }
 
 /// A viewer whose response is open (MPEG-TS, an M4S or M4F pull): it holds the
@@ -209,6 +211,7 @@ impl StreamHub {
             closed: watch::Sender::new(false),
             pull_gate: watch::Sender::new(true),
             demand_changed: Notify::new(),
+            clients: Arc::default(),
         }
     }
 

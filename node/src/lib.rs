@@ -9,9 +9,11 @@
 //! router; `api` the JSON API; `cli` the binary's commands.
 
 pub mod api;
+pub mod api_select;
 pub mod archive;
 pub mod bench;
 pub mod cli;
+pub mod clients;
 pub mod cluster;
 pub mod dvr;
 pub mod fd_limit;

@@ -99,6 +99,8 @@ pub struct NodeCtx<C: Clock> {
     pub cluster: Option<ClusterState>,
     /// Refusals (connections, cluster auth), logged rate-limited.
     pub refusals: Arc<crate::http::guard::RefusalLog>,
+    /// `view_auth` / `edit_auth`: who may use the API and the status page.
+    pub api_auth: tern_core::api_auth::ApiAuth,
     streams: Mutex<BTreeMap<StreamName, StreamEntry>>,
     rng: SharedRng,
 }
@@ -232,6 +234,7 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
             guard: Mutex::new(ReplayGuard::new()),
         }),
         refusals: crate::http::guard::RefusalLog::new(),
+        api_auth: config.api_auth.clone(),
         streams: Mutex::new(BTreeMap::new()),
         rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
     });

@@ -30,6 +30,7 @@
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod curl;
 mod frames;
 mod http;
 mod node;
@@ -37,6 +38,7 @@ mod process;
 mod tempdir;
 mod tools;
 
+pub use curl::*;
 pub use frames::*;
 pub use http::*;
 pub use node::*;

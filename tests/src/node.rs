@@ -124,8 +124,9 @@ impl Node {
             if let Ok(Some(_)) = child.try_wait() {
                 return Some(Err(true));
             }
+            // 401: the node runs with `view_auth`; it is up all the same.
             match try_http_get(port, "/streamer/api/v3/streams") {
-                Ok((200, _)) => Some(Ok(())),
+                Ok((200 | 401, _)) => Some(Ok(())),
                 _ => None,
             }
         });

@@ -4,56 +4,12 @@
 //! (206, 416, ffmpeg reading a segment through ranges), `ETag` / `Last-Modified` and
 //! `304`, gzip of playlists and JSON, and the HTML page at `/`.
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use tern_tests::{poll_until, require_tool, run_ok, Node, TempDir, FFMPEG_RW_TIMEOUT_US};
+use tern_tests::{curl, poll_until, require_tool, run_ok, Node, TempDir, FFMPEG_RW_TIMEOUT_US};
 
 const TERN: &str = env!("CARGO_BIN_EXE_tern-e2e");
-
-/// One answer as curl saw it: status, headers (lower-case names), body (decoded
-/// when `--compressed` was given).
-struct Answer {
-    status: u16,
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map(String::as_str).unwrap_or("")
-    }
-}
-
-/// `curl -s -i ARGS URL` and its answer (the last one, after any `100 Continue`).
-fn curl(args: &[&str], url: &str) -> Answer {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-i", "--max-time", "10"])
-        .args(args)
-        .arg(url);
-    let (out, _) = run_ok(&mut cmd, Duration::from_secs(15));
-    let head_end = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("curl {args:?} {url}: no headers in {out:?}"));
-    let head = String::from_utf8_lossy(&out[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("curl {args:?} {url}: bad status line in {head}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: out[head_end + 4..].to_vec(),
-    }
-}
 
 fn uris(playlist: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(playlist)

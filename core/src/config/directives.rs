@@ -18,6 +18,7 @@ use super::parser::Directive;
 use super::pattern::NamePattern;
 use super::units::{self, NumError};
 use super::url::{self, UrlError};
+use crate::api_auth::Credentials;
 use crate::stream_name::StreamName;
 
 /// The blocks directives live in.
@@ -44,6 +45,8 @@ impl Ctx {
                 "header_timeout",
                 "idle_timeout",
                 "stall_timeout",
+                "view_auth",
+                "edit_auth",
             ],
             Ctx::Stream => &["input", "dvr", "segment_duration"],
             Ctx::Ondemand => &["input", "segment_duration", "clients_timeout"],
@@ -103,6 +106,8 @@ fn usage(name: &str) -> &'static str {
         "header_timeout" => "`header_timeout SECONDS;`",
         "idle_timeout" => "`idle_timeout SECONDS;`",
         "stall_timeout" => "`stall_timeout SECONDS;`",
+        "view_auth" => "`view_auth USER PASSWORD;`",
+        "edit_auth" => "`edit_auth USER PASSWORD;`",
         _ => "",
     }
 }
@@ -144,6 +149,7 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
         streams: Vec::new(),
         sources: Vec::new(),
         limits: Default::default(),
+        api_auth: Default::default(),
     };
     let mut once = Once::default();
     let mut listens: Vec<(Listen, Pos)> = Vec::new();
@@ -200,6 +206,14 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
             "stall_timeout" => {
                 once.check("stall_timeout", d, "the stall timeout")?;
                 cfg.limits.stall_timeout_ms = timeout(d)?;
+            }
+            "view_auth" => {
+                once.check("view_auth", d, "the API's view credentials")?;
+                cfg.api_auth.view = Some(credentials(d)?);
+            }
+            "edit_auth" => {
+                once.check("edit_auth", d, "the API's edit credentials")?;
+                cfg.api_auth.edit = Some(credentials(d)?);
             }
             "stream" | "ondemand" => {
                 let s = stream(d)?;
@@ -418,6 +432,28 @@ fn cluster_key(d: &Directive) -> Result<ClusterKey, ConfigError> {
     let [arg] = args_exact::<1>(d)?;
     no_block(d)?;
     key_value(arg, "the cluster key")
+}
+
+/// `view_auth USER PASSWORD;` / `edit_auth USER PASSWORD;`.
+fn credentials(d: &Directive) -> Result<Credentials, ConfigError> {
+    let [user, pass] = args_exact::<2>(d)?;
+    no_block(d)?;
+    if user.text.is_empty() || user.text.contains(':') {
+        return Err(at(
+            user.pos,
+            format!(
+                "bad user `{}` for `{}`: it must not be empty or contain `:` (HTTP Basic \
+                 separates user and password with it)",
+                user.text, d.name.text
+            ),
+        ));
+    }
+    Credentials::new(&user.text, &pass.text).ok_or_else(|| {
+        at(
+            pass.pos,
+            format!("the password of `{}` is empty", d.name.text),
+        )
+    })
 }
 
 /// `NAME N;` with `N` in `range`.

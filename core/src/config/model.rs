@@ -40,6 +40,8 @@ pub struct Config {
     /// `max_connections`, `max_connections_per_ip`, `header_timeout`,
     /// `idle_timeout`, `stall_timeout`: the HTTP server's limits.
     pub limits: crate::limits::ConnLimits,
+    /// `view_auth`, `edit_auth`: who may read and change through the API.
+    pub api_auth: crate::api_auth::ApiAuth,
 }
 
 /// `http PORT;` or `http ADDR:PORT;`. Port 0 lets the OS pick a free port.

@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 const ORIGIN: &str = include_str!("../../../examples/origin.conf");
 const EDGE: &str = include_str!("../../../examples/edge.conf");
+const API_AUTH: &str = include_str!("../../../examples/api-auth.conf");
 
 fn ok(text: &str) -> Config {
     parse(text).unwrap_or_else(|e| panic!("{e}\n{}", e.excerpt(text)))
@@ -27,6 +28,22 @@ fn key(s: &str) -> ClusterKey {
 
 fn listen(port: u16) -> Listen {
     Listen { addr: None, port }
+}
+
+#[test]
+fn config_api_auth_example() {
+    use crate::api_auth::{Access, Credentials};
+    let c = ok(API_AUTH);
+    assert_eq!(c.api_auth.view, Credentials::new("viewer", "watch-only"));
+    assert_eq!(
+        c.api_auth.edit,
+        Credentials::new("admin", "change me, please")
+    );
+    assert_eq!(
+        c.api_auth
+            .check(Access::Edit, Some("Bearer change me, please")),
+        Ok(())
+    );
 }
 
 #[test]
@@ -53,6 +70,7 @@ fn config_origin_example() {
         }],
         sources: vec![],
         limits: Default::default(),
+        api_auth: Default::default(),
     };
     let cfg = ok(ORIGIN);
     assert_eq!(cfg, want);
@@ -85,6 +103,7 @@ fn config_edge_example() {
             clients_timeout_ms: DEFAULT_CLIENTS_TIMEOUT_MS,
         }],
         limits: Default::default(),
+        api_auth: Default::default(),
     };
     let cfg = ok(EDGE);
     assert_eq!(cfg, want);

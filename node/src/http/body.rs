@@ -5,11 +5,14 @@
 //! (a chunked body without its last chunk), never a clean but short end.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 use tokio::sync::mpsc;
+
+use crate::clients::{Clients, Counted, Open, Viewer};
 
 pub enum Body {
     Full(Option<Bytes>),
@@ -17,6 +20,9 @@ pub enum Body {
     /// Chunks, each with what it holds of a shared memory budget (released when
     /// hyper takes the chunk), or an error that aborts the response.
     Fallible(mpsc::Receiver<Result<Budgeted, Aborted>>),
+    /// Another body whose bytes count as sent to a stream's clients (and, for a
+    /// streaming response, whose client counts as online until it is dropped).
+    Counted(Box<Body>, Arc<Clients>, Option<Open>),
 }
 
 /// A chunk and its share of a memory budget.
@@ -39,6 +45,12 @@ impl Body {
     pub fn empty() -> Self {
         Body::Full(None)
     }
+
+    /// This body, counted for the stream of `c` (see `crate::clients`).
+    pub fn counted(self, c: Counted) -> Self {
+        let open = matches!(c.viewer, Viewer::Streaming).then(|| c.clients.open());
+        Body::Counted(Box::new(self), c.clients, open)
+    }
 }
 
 impl hyper::body::Body for Body {
@@ -56,11 +68,23 @@ impl hyper::body::Body for Body {
             Body::Fallible(rx) => rx
                 .poll_recv(cx)
                 .map(|o| o.map(|r| r.map(|c| Frame::data(c.bytes)))),
+            Body::Counted(inner, clients, _) => {
+                let r = Pin::new(inner.as_mut()).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(f))) = &r {
+                    if let Some(d) = f.data_ref() {
+                        clients.sent(d.len());
+                    }
+                }
+                r
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, Body::Full(None))
+        match self {
+            Body::Counted(inner, ..) => inner.is_end_stream(),
+            b => matches!(b, Body::Full(None)),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -68,6 +92,7 @@ impl hyper::body::Body for Body {
             Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Body::Full(None) => SizeHint::with_exact(0),
             Body::Live(_) | Body::Fallible(_) => SizeHint::default(),
+            Body::Counted(inner, ..) => inner.size_hint(),
         }
     }
 }

@@ -2,16 +2,20 @@
 //! output; what comes before it is the stream name, validated by `StreamName`.
 
 use http::{Method, Request, StatusCode};
+use tern_core::api_auth::{Access, AuthError, CHALLENGE};
+use tern_core::limits::Refusal;
 use tern_core::play_url::{self, Output, PlayUrlError};
 use tern_core::stream_name::NameError;
 use tern_core::StreamName;
 use tern_net::Clock;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::api;
+use crate::clients::{Counted, Viewer};
 use crate::cluster;
-use crate::http::body::{text, Response};
+use crate::http::body::{text, Body, Response};
 use crate::http::manners::{self, Asked};
 use crate::output::{archive, hls, mpegts};
 use crate::runtime::NodeCtx;
@@ -24,8 +28,23 @@ pub async fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Respo
         return manners::preflight();
     }
     let asked = Asked::of(req.method(), req.headers());
+    if let Some(need) = access_needed(req.method(), req.uri().path()) {
+        let given = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Err(e) = ctx.api_auth.check(need, given) {
+            ctx.refusals.refused(Refusal::ApiAuth, &e);
+            return manners::finish(&asked, refused(e));
+        }
+    }
     let r = dispatch(ctx, req).await;
-    manners::finish(&asked, r)
+    let mut r = manners::finish(&asked, r);
+    // A player answer counts its bytes and its client for the stream's figures.
+    match r.extensions_mut().remove::<Counted>() {
+        Some(c) => r.map(|b| b.counted(c)),
+        None => r,
+    }
 }
 
 async fn dispatch<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Response {
@@ -43,7 +62,7 @@ async fn dispatch<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Respon
         return status_page::page(ctx);
     }
     if path == API_STREAMS || path == "/streamer/api/v3/streams/" {
-        return api::list(ctx);
+        return api::list(ctx, req.uri().query());
     }
     if let Some(name) = path
         .strip_prefix("/streamer/api/v3/streams/")
@@ -62,16 +81,47 @@ async fn dispatch<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Respon
     }
     if let Some(name) = path.strip_prefix("/streamer/api/v3/streams/") {
         return match StreamName::new(name) {
-            Ok(name) => api::one(ctx, &name),
+            Ok(name) => api::one(ctx, &name, req.uri().query()),
             Err(e) => text(StatusCode::BAD_REQUEST, format!("bad stream name: {e}")),
         };
     }
-    player(ctx, path, req.uri().query()).await
+    let peer = req.extensions().get::<SocketAddr>().map(SocketAddr::ip);
+    player(ctx, path, req.uri().query(), peer).await
+}
+
+/// What a request needs of `view_auth` / `edit_auth`: the API, `/metrics` and the
+/// status page are guarded; players and the cluster endpoints (their own auth) are
+/// not.
+fn access_needed(method: &Method, path: &str) -> Option<Access> {
+    let guarded = path == "/" || path == "/metrics" || path.starts_with("/streamer/api/");
+    match method {
+        _ if !guarded => None,
+        &Method::GET | &Method::HEAD => Some(Access::View),
+        _ => Some(Access::Edit),
+    }
+}
+
+/// A refusal: `401` with a Basic challenge, or `403`.
+fn refused(e: AuthError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let mut r = text(status, e.to_string());
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static(CHALLENGE),
+        );
+    }
+    r
 }
 
 /// `/NAME[/tracks-…]/FILE[?QUERY]`: the player URL forms of `tern_core::play_url`
 /// (listed in the README), live and archive, in one table.
-async fn player<C: Clock>(ctx: &Arc<NodeCtx<C>>, path: &str, query: Option<&str>) -> Response {
+async fn player<C: Clock>(
+    ctx: &Arc<NodeCtx<C>>,
+    path: &str,
+    query: Option<&str>,
+    peer: Option<IpAddr>,
+) -> Response {
     let (name, tracks_dir, file) = match split_player_path(path) {
         Ok(x) => x,
         Err(e) => {
@@ -99,7 +149,9 @@ async fn player<C: Clock>(ctx: &Arc<NodeCtx<C>>, path: &str, query: Option<&str>
     };
     let tracks = req.tracks.as_ref();
     let hub = entry.hub;
-    match req.output {
+    // Live MPEG-TS viewers are held (and counted) by the hub's demand machine.
+    let held = matches!(req.output, Output::LiveTs);
+    let mut r = match req.output {
         Output::LiveMaster => {
             hub.viewer_passed(ctx.clock.now());
             hls::first_segment(&hub, &ctx.clock).await;
@@ -122,7 +174,25 @@ async fn player<C: Clock>(ctx: &Arc<NodeCtx<C>>, path: &str, query: Option<&str>
                 format!("stream {name:?} has no archive on this node (no `dvr`, and no source that records it)"),
             ),
         },
+    };
+    if r.status() == StatusCode::OK {
+        let viewer = match (r.body(), peer) {
+            (Body::Full(_), Some(ip)) => {
+                hub.clients.seen(ip, ctx.clock.now());
+                Some(Viewer::Hls(ip))
+            }
+            (Body::Full(_), None) => None,
+            _ if held => Some(Viewer::Held),
+            _ => Some(Viewer::Streaming),
+        };
+        if let Some(viewer) = viewer {
+            r.extensions_mut().insert(Counted {
+                clients: hub.clients.clone(),
+                viewer,
+            });
+        }
     }
+    r
 }
 
 /// `/NAME/FILE` or `/NAME/tracks-…/FILE`: the stream name, the track selection

@@ -56,7 +56,9 @@ pub async fn serve<L: Listener, C: Clock>(listener: L, ctx: Arc<NodeCtx<C>>, gua
                         async move {
                             let _ticket = ticket;
                             let conn_state = state.clone();
-                            let service = service_fn(move |req| {
+                            let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                                // Handlers that count clients by address read it here.
+                                req.extensions_mut().insert(peer);
                                 let ctx = ctx.clone();
                                 let response = conn_state.begin_response();
                                 async move {

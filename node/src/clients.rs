@@ -1,0 +1,134 @@
+//! Who watches a stream on this node, and how many bytes it was sent: the figures
+//! behind the API's `online_clients` and `bytes_out` and the metrics.
+//!
+//! A client is an open streaming response (archive or timeshift MPEG-TS; live
+//! MPEG-TS viewers are held by the hub's demand machine, which counts them), or an
+//! address that fetched one of the stream's HLS playlists or
+//! segments within the last [`HLS_CLIENT_WINDOW`] (HLS has no connection to count;
+//! several players behind one address count once). Bytes are counted as hyper takes
+//! them from the body, so a response cut short counts what was sent.
+//!
+//! Owns: the counters of one stream. Must not: decide anything from them (the
+//! on-demand logic of other issues reads [`Clients::online`]).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// An HLS player counts as online this long after its last request (playlists are
+/// reloaded every target duration, at most 60 s).
+pub const HLS_CLIENT_WINDOW: Duration = Duration::from_secs(30);
+/// At most this many HLS addresses are remembered per stream; past it the oldest is
+/// forgotten (and no longer counted).
+pub const MAX_HLS_CLIENTS: usize = 100_000;
+
+/// The counters of one stream.
+#[derive(Debug, Default)]
+pub struct Clients {
+    streaming: AtomicU64,
+    bytes_out: AtomicU64,
+    hls: Mutex<BTreeMap<IpAddr, Duration>>,
+}
+
+/// How a response counts its client.
+#[derive(Clone, Debug)]
+pub enum Viewer {
+    /// An HLS request from this address (counted for [`HLS_CLIENT_WINDOW`]).
+    Hls(IpAddr),
+    /// A streaming response: counted while it is open.
+    Streaming,
+    /// A response whose client is counted elsewhere (live MPEG-TS: the hub's
+    /// demand machine holds it): only its bytes count here.
+    Held,
+}
+
+/// Tags a response with the stream it serves (in its extensions): the server counts
+/// its bytes and its client.
+#[derive(Clone, Debug)]
+pub struct Counted {
+    pub clients: Arc<Clients>,
+    pub viewer: Viewer,
+}
+
+/// Holds one streaming client; dropped with the response.
+#[derive(Debug)]
+pub struct Open(Arc<Clients>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.streaming.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Clients {
+    /// A streaming response begins.
+    pub fn open(self: &Arc<Self>) -> Open {
+        self.streaming.fetch_add(1, Ordering::Relaxed);
+        Open(self.clone())
+    }
+
+    /// An HLS request from `ip` at `now` (monotonic).
+    pub fn seen(&self, ip: IpAddr, now: Duration) {
+        let mut hls = self.hls.lock().unwrap_or_else(|e| e.into_inner());
+        hls.insert(ip, now);
+        if hls.len() > MAX_HLS_CLIENTS {
+            prune(&mut hls, now);
+            while hls.len() > MAX_HLS_CLIENTS {
+                let Some((&oldest, _)) = hls.iter().min_by_key(|(_, &t)| t) else {
+                    break;
+                };
+                hls.remove(&oldest);
+            }
+        }
+    }
+
+    /// Bytes sent to a client of this stream.
+    pub fn sent(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Clients online at `now`: open streaming responses and HLS addresses seen
+    /// within [`HLS_CLIENT_WINDOW`].
+    pub fn online(&self, now: Duration) -> u64 {
+        let mut hls = self.hls.lock().unwrap_or_else(|e| e.into_inner());
+        prune(&mut hls, now);
+        self.streaming.load(Ordering::Relaxed) + hls.len() as u64
+    }
+
+    /// Bytes sent to this stream's clients since it started.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Ordering::Relaxed)
+    }
+}
+
+fn prune(hls: &mut BTreeMap<IpAddr, Duration>, now: Duration) {
+    hls.retain(|_, &mut t| now.saturating_sub(t) < HLS_CLIENT_WINDOW);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn counts_streams_and_recent_hls_addresses() {
+        let c = Arc::new(Clients::default());
+        let s = Duration::from_secs;
+        let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+        c.seen(a, s(0));
+        c.seen(a, s(1));
+        c.seen(b, s(10));
+        let open = c.open();
+        assert_eq!(c.online(s(11)), 3);
+        assert_eq!(c.online(s(35)), 2, "a left the window");
+        drop(open);
+        assert_eq!(c.online(s(35)), 1);
+        assert_eq!(c.online(s(41)), 0);
+        c.sent(10);
+        c.sent(5);
+        assert_eq!(c.bytes_out(), 15);
+    }
+}
