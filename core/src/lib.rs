@@ -39,6 +39,7 @@ pub mod log_limit;
 pub mod media;
 pub mod mux;
 pub mod play_url;
+pub mod rate;
 pub mod rebase;
 pub mod rtp_ingest;
 pub mod segment;

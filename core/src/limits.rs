@@ -82,6 +82,8 @@ pub enum Refusal {
     /// An API or status-page request without the `view_auth` / `edit_auth`
     /// credentials it needs.
     ApiAuth,
+    /// A live cluster pull refused at `cluster_bandwidth`.
+    Bandwidth,
 }
 
 impl fmt::Display for Refusal {
@@ -95,6 +97,7 @@ impl fmt::Display for Refusal {
             Refusal::ClusterAuth => "cluster request refused: auth failed",
             Refusal::AcceptFailed => "accept failed",
             Refusal::ApiAuth => "API request refused: credentials",
+            Refusal::Bandwidth => "cluster pull refused: cluster_bandwidth reached",
         })
     }
 }

@@ -378,6 +378,18 @@ pub fn list<C: Clock>(ctx: &NodeCtx<C>, query: Option<&str>) -> Response {
     }))
 }
 
+/// The cluster link per peer: bytes in and out and open pulls, for live, archive
+/// and signaling (`cluster::link`).
+pub fn peers<C: Clock>(ctx: &NodeCtx<C>) -> Response {
+    #[derive(Serialize)]
+    struct Peers {
+        peers: Vec<crate::cluster::link::PeerJson>,
+    }
+    json(&Peers {
+        peers: ctx.link.snapshot(),
+    })
+}
+
 /// `/streamer/api/v3/streams/NAME[?select=PATHS]`.
 pub fn one<C: Clock>(ctx: &NodeCtx<C>, name: &StreamName, query: Option<&str>) -> Response {
     let paths = match api_select::parse(query) {

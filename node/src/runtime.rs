@@ -101,6 +101,10 @@ pub struct NodeCtx<C: Clock> {
     pub refusals: Arc<crate::http::guard::RefusalLog>,
     /// `view_auth` / `edit_auth`: who may use the API and the status page.
     pub api_auth: tern_core::api_auth::ApiAuth,
+    /// Bytes and open pulls of the cluster link, per peer.
+    pub link: Arc<crate::cluster::link::LinkStats>,
+    /// `cluster_bandwidth`: the cap on what peers pull from this node.
+    pub budget: Option<Mutex<tern_core::rate::ClusterBudget>>,
     streams: Mutex<BTreeMap<StreamName, StreamEntry>>,
     rng: SharedRng,
 }
@@ -235,6 +239,10 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
         }),
         refusals: crate::http::guard::RefusalLog::new(),
         api_auth: config.api_auth.clone(),
+        link: Arc::default(),
+        budget: config
+            .cluster_bandwidth_bps
+            .map(|bps| Mutex::new(tern_core::rate::ClusterBudget::new(bps, clock.now()))),
         streams: Mutex::new(BTreeMap::new()),
         rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
     });
@@ -246,6 +254,7 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
                 ctx.shared_rng(),
                 ClusterAuth::new(k.as_bytes()),
             )
+            .with_link(ctx.link.clone())
         })
     };
     let mut tasks = JoinSet::new();
@@ -324,6 +333,10 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
             client_for(src.cluster_key.as_ref()).ok_or_else(|| NodeError::NoClusterKey {
                 what: format!("`source {}://{}:{}`", src.protocol, src.host, src.port),
             })?;
+        let client = match src.archive_bandwidth_bps {
+            Some(bps) => client.with_archive_bandwidth(bps),
+            None => client,
+        };
         let span = tracing::info_span!("source", peer = %format!("{}:{}", src.host, src.port));
         let seg_ms = config
             .segment_duration_ms

@@ -11,8 +11,8 @@ use super::error::{ConfigError, Pos};
 use super::lexer::Token;
 use super::model::{
     CacheConfig, ClusterKey, Config, DvrConfig, InputConfig, Listen, SourceConfig, StaticStreams,
-    StreamConfig, CLIENTS_TIMEOUT_MS_RANGE, DEFAULT_CLIENTS_TIMEOUT_MS, SEGMENT_DURATION_MS_RANGE,
-    SOURCE_TIMEOUT_MS_RANGE,
+    StreamConfig, BANDWIDTH_BPS_RANGE, CLIENTS_TIMEOUT_MS_RANGE, DEFAULT_CLIENTS_TIMEOUT_MS,
+    SEGMENT_DURATION_MS_RANGE, SOURCE_TIMEOUT_MS_RANGE,
 };
 use super::parser::Directive;
 use super::pattern::NamePattern;
@@ -47,6 +47,7 @@ impl Ctx {
                 "stall_timeout",
                 "view_auth",
                 "edit_auth",
+                "cluster_bandwidth",
             ],
             Ctx::Stream => &["input", "dvr", "segment_duration"],
             Ctx::Ondemand => &["input", "segment_duration", "clients_timeout"],
@@ -57,6 +58,7 @@ impl Ctx {
                 "cache",
                 "static",
                 "clients_timeout",
+                "archive_bandwidth",
             ],
         }
     }
@@ -101,6 +103,8 @@ fn usage(name: &str) -> &'static str {
         "cache" => "`cache PATH DEPTH LIMIT;`",
         "static" => "`static;` or `static NAME_OR_PATTERN ...;`",
         "clients_timeout" => "`clients_timeout SECONDS;`",
+        "cluster_bandwidth" => "`cluster_bandwidth RATE;` (bits per second: `20M`)",
+        "archive_bandwidth" => "`archive_bandwidth RATE;` (bits per second: `20M`)",
         "max_connections" => "`max_connections N;`",
         "max_connections_per_ip" => "`max_connections_per_ip N;`",
         "header_timeout" => "`header_timeout SECONDS;`",
@@ -150,6 +154,7 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
         sources: Vec::new(),
         limits: Default::default(),
         api_auth: Default::default(),
+        cluster_bandwidth_bps: None,
     };
     let mut once = Once::default();
     let mut listens: Vec<(Listen, Pos)> = Vec::new();
@@ -214,6 +219,10 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
             "edit_auth" => {
                 once.check("edit_auth", d, "the API's edit credentials")?;
                 cfg.api_auth.edit = Some(credentials(d)?);
+            }
+            "cluster_bandwidth" => {
+                once.check("cluster_bandwidth", d, "the cluster bandwidth cap")?;
+                cfg.cluster_bandwidth_bps = Some(bandwidth(d)?);
             }
             "stream" | "ondemand" => {
                 let s = stream(d)?;
@@ -489,6 +498,23 @@ fn timeout(d: &Directive) -> Result<u64, ConfigError> {
         _ => Err(at(
             arg.pos,
             format!("bad `{name} {v}`: expected seconds from 0.1 to 3600, such as `10` or `0.5`"),
+        )),
+    }
+}
+
+/// `cluster_bandwidth RATE;` / `archive_bandwidth RATE;`, in bits per second.
+fn bandwidth(d: &Directive) -> Result<u64, ConfigError> {
+    let [arg] = args_exact::<1>(d)?;
+    no_block(d)?;
+    let v = &arg.text;
+    match units::bitrate_bps(v) {
+        Ok(bps) if BANDWIDTH_BPS_RANGE.contains(&bps) => Ok(bps),
+        _ => Err(at(
+            arg.pos,
+            format!(
+                "bad `{} {v}`: expected bits per second from 100k to 1000G, such as `20M` or `800k`",
+                d.name.text
+            ),
         )),
     }
 }
@@ -783,6 +809,7 @@ fn source(d: &Directive) -> Result<SourceConfig, ConfigError> {
         cache: None,
         static_streams: StaticStreams::None,
         clients_timeout_ms: DEFAULT_CLIENTS_TIMEOUT_MS,
+        archive_bandwidth_bps: None,
     };
     let Some(block) = &d.block else {
         return Ok(s);
@@ -825,6 +852,10 @@ fn source(d: &Directive) -> Result<SourceConfig, ConfigError> {
             "clients_timeout" => {
                 once.check("clients_timeout", item, "this source's clients timeout")?;
                 s.clients_timeout_ms = clients_timeout(item)?;
+            }
+            "archive_bandwidth" => {
+                once.check("archive_bandwidth", item, "this source's archive bandwidth")?;
+                s.archive_bandwidth_bps = Some(bandwidth(item)?);
             }
             _ => {
                 once.check("cache", item, "this source's cache")?;

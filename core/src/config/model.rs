@@ -42,6 +42,9 @@ pub struct Config {
     pub limits: crate::limits::ConnLimits,
     /// `view_auth`, `edit_auth`: who may read and change through the API.
     pub api_auth: crate::api_auth::ApiAuth,
+    /// `cluster_bandwidth RATE;`: the cap on everything peers pull from this node,
+    /// in bits per second (`tern_core::rate::ClusterBudget`).
+    pub cluster_bandwidth_bps: Option<u64>,
 }
 
 /// `http PORT;` or `http ADDR:PORT;`. Port 0 lets the OS pick a free port.
@@ -201,7 +204,13 @@ pub struct SourceConfig {
     /// `clients_timeout SECONDS;`: how long an on-demand pull stays open after its
     /// last viewer left, in ms (default 30 s).
     pub clients_timeout_ms: u64,
+    /// `archive_bandwidth RATE;`: the cap on archive reads (and cache fills) from
+    /// this source, in bits per second.
+    pub archive_bandwidth_bps: Option<u64>,
 }
+
+/// Accepted `cluster_bandwidth` and `archive_bandwidth`: 100 kbit/s to 1 Tbit/s.
+pub const BANDWIDTH_BPS_RANGE: std::ops::RangeInclusive<u64> = 100_000..=1_000_000_000_000;
 
 /// Default `clients_timeout`: an on-demand pull stays open this long after its last
 /// viewer left (Flussonic's default too).

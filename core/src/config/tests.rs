@@ -71,6 +71,7 @@ fn config_origin_example() {
         sources: vec![],
         limits: Default::default(),
         api_auth: Default::default(),
+        cluster_bandwidth_bps: None,
     };
     let cfg = ok(ORIGIN);
     assert_eq!(cfg, want);
@@ -101,9 +102,11 @@ fn config_edge_example() {
             cache: None,
             static_streams: StaticStreams::None,
             clients_timeout_ms: DEFAULT_CLIENTS_TIMEOUT_MS,
+            archive_bandwidth_bps: None,
         }],
         limits: Default::default(),
         api_auth: Default::default(),
+        cluster_bandwidth_bps: None,
     };
     let cfg = ok(EDGE);
     assert_eq!(cfg, want);
@@ -335,6 +338,38 @@ fn config_on_demand_forms() {
     ] {
         let text = format!("http 1; cluster_key 0123456789abcdef; {bad}");
         let e = match parse(&text) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted {bad:?}"),
+        };
+        assert!(e.contains(says), "{bad:?}: {e}");
+    }
+}
+
+#[test]
+fn config_bandwidth_caps() {
+    let cfg = ok(
+        "http 1; cluster_key 0123456789abcdef; cluster_bandwidth 20M;
+        source m4s://a:1 { archive_bandwidth 800k; }",
+    );
+    assert_eq!(cfg.cluster_bandwidth_bps, Some(20_000_000));
+    assert_eq!(cfg.sources[0].archive_bandwidth_bps, Some(800_000));
+    for (bad, says) in [
+        ("cluster_bandwidth 10;", "bad `cluster_bandwidth 10`"),
+        ("cluster_bandwidth 2T;", "bad `cluster_bandwidth 2T`"),
+        (
+            "cluster_bandwidth 1M; cluster_bandwidth 2M;",
+            "duplicate `cluster_bandwidth`",
+        ),
+        (
+            "source m4s://a:1 { archive_bandwidth fast; }",
+            "bad `archive_bandwidth fast`",
+        ),
+        (
+            "stream a { input fake://fake; archive_bandwidth 1M; }",
+            "archive_bandwidth",
+        ),
+    ] {
+        let e = match parse(&format!("http 1; cluster_key 0123456789abcdef; {bad}")) {
             Err(e) => e.to_string(),
             Ok(_) => panic!("accepted {bad:?}"),
         };

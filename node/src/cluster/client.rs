@@ -26,8 +26,11 @@ use tern_core::cluster::auth::{
 use tern_core::cluster::message::Message;
 use tern_core::cluster::wire::{Decoder, WireError};
 use tern_core::cluster::{ProtocolVersion, PATH_PREFIX};
+use tern_core::rate::TokenBucket;
 use tern_net::{Clock, Net};
 use tokio::task::JoinHandle;
+
+use crate::cluster::link::{LinkClass, LinkGuard, LinkStats};
 
 /// How long connecting and getting the response headers may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -134,6 +137,10 @@ pub struct ClusterClient<N: Net, C: Clock> {
     auth: ClusterAuth,
     /// Peers (`host:port`) known to speak an older version than the newest.
     versions: Arc<Mutex<BTreeMap<String, ProtocolVersion>>>,
+    /// Where the bytes and open pulls of this client's responses are counted.
+    link: Option<Arc<LinkStats>>,
+    /// `archive_bandwidth`: archive responses are read no faster than this.
+    archive_pace: Option<Arc<Mutex<TokenBucket>>>,
 }
 
 /// The node's seeded RNG, shared by everything that needs nonces or jitter.
@@ -147,6 +154,8 @@ impl<N: Net, C: Clock> Clone for ClusterClient<N, C> {
             rng: self.rng.clone(),
             auth: self.auth.clone(),
             versions: self.versions.clone(),
+            link: self.link.clone(),
+            archive_pace: self.archive_pace.clone(),
         }
     }
 }
@@ -158,6 +167,17 @@ pub struct MessageStream {
     body: Incoming,
     dec: Decoder,
     conn: JoinHandle<()>,
+    /// Counts this response's bytes while it is open.
+    link: Option<LinkGuard>,
+    pace: Option<Pace>,
+}
+
+/// Paces the reading of an archive response (`archive_bandwidth`): after each chunk
+/// the stream waits until the bucket allows more, so the peer's sending is held back
+/// by TCP itself.
+struct Pace {
+    bucket: Arc<Mutex<TokenBucket>>,
+    now: Arc<dyn Fn() -> Duration + Send + Sync>,
 }
 
 impl Drop for MessageStream {
@@ -184,6 +204,19 @@ impl MessageStream {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         self.dec.handle_bytes(&data);
+                        if let Some(l) = &self.link {
+                            l.received(data.len());
+                        }
+                        if let Some(p) = &self.pace {
+                            let wait = p
+                                .bucket
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .take((p.now)(), data.len() as u64);
+                            if !wait.is_zero() {
+                                tokio::time::sleep(wait).await;
+                            }
+                        }
                     }
                 }
                 Some(Err(e)) => {
@@ -208,7 +241,23 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
             rng,
             auth,
             versions: Arc::default(),
+            link: None,
+            archive_pace: None,
         }
+    }
+
+    /// Counts this client's responses in `link`.
+    pub fn with_link(mut self, link: Arc<LinkStats>) -> Self {
+        self.link = Some(link);
+        self
+    }
+
+    /// Reads archive responses no faster than `bits_per_s`, all of them together
+    /// (`archive_bandwidth` of a source).
+    pub fn with_archive_bandwidth(mut self, bits_per_s: u64) -> Self {
+        let bucket = TokenBucket::new(bits_per_s, self.clock.now());
+        self.archive_pace = Some(Arc::new(Mutex::new(bucket)));
+        self
     }
 
     pub fn clock(&self) -> &C {
@@ -384,12 +433,28 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
             .map_err(proof_err)?;
         self.auth.check_proof(&sig, &proof).map_err(proof_err)?;
         let keys = self.auth.session_keys(version, &sig.nonce, &proof.nonce);
+        let class = ProtocolVersion::split_path(path_and_query)
+            .map_or(LinkClass::Signaling, |(_, rest)| {
+                LinkClass::of_endpoint(rest)
+            });
+        let pace = match (&self.archive_pace, class) {
+            (Some(bucket), LinkClass::Archive) => {
+                let clock = self.clock.clone();
+                Some(Pace {
+                    bucket: bucket.clone(),
+                    now: Arc::new(move || clock.now()),
+                })
+            }
+            _ => None,
+        };
         Ok(MessageStream {
             peer: peer.to_owned(),
             version,
             body: resp.into_body(),
             dec: Decoder::new(version, keys.server_to_client),
             conn,
+            link: self.link.as_ref().map(|l| l.open(peer, class)),
+            pace,
         })
     }
 }

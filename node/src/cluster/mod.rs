@@ -6,6 +6,7 @@
 //! not: make protocol decisions core already makes (auth checks, framing, resume).
 
 pub mod client;
+pub mod link;
 pub mod server;
 pub mod source;
 

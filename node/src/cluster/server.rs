@@ -40,6 +40,8 @@ const ARCHIVE_QUEUE: usize = 6;
 
 use tern_core::limits::Refusal;
 
+use crate::cluster::link::{LinkClass, LinkGuard};
+
 #[allow(clippy::disallowed_methods)] // driver: one task per cluster response, each driving its sender machine
 pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
     let path = req.uri().path();
@@ -113,12 +115,48 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
     } else {
         PEER_QUEUE
     };
+    let class = LinkClass::of_endpoint(rest);
+    if class == LinkClass::Live {
+        if let Some(budget) = &ctx.budget {
+            let admitted = budget
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .admit_live(ctx.clock.now());
+            if let Err(e) = admitted {
+                ctx.refusals.refused(Refusal::Bandwidth, &e);
+                return text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            }
+        }
+    }
+    let remote = req
+        .extensions()
+        .get::<std::net::SocketAddr>()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
     let (tx, rx) = mpsc::channel(queue);
+    let budget: Option<BudgetHook> = ctx.budget.as_ref().map(|_| {
+        let ctx = ctx.clone();
+        Arc::new(move |class: LinkClass, bytes: u64| {
+            let Some(b) = &ctx.budget else {
+                return Duration::ZERO;
+            };
+            let mut b = b.lock().unwrap_or_else(|e| e.into_inner());
+            let now = ctx.clock.now();
+            match class {
+                LinkClass::Archive => b.archive_delay(now, bytes),
+                LinkClass::Live | LinkClass::Signaling => {
+                    b.handle_live_sent(now, bytes);
+                    Duration::ZERO
+                }
+            }
+        }) as BudgetHook
+    });
     let mut peer = Peer {
         version,
         enc,
         tx,
         stall: Some(VIEWER_STALL_TIMEOUT),
+        link: ctx.link.open(&remote, class),
+        budget,
     };
     let node = ctx.node_name.clone();
     if rest == "streams" {
@@ -299,7 +337,15 @@ struct Peer {
     /// Live responses drop a receiver that reads nothing for this long; archive
     /// responses (`None`) wait for their reader as long as it keeps the connection.
     stall: Option<std::time::Duration>,
+    /// Counts the bytes and the open pull on the link to this peer.
+    link: LinkGuard,
+    /// `cluster_bandwidth`: how long to wait before sending bytes of a class.
+    budget: Option<BudgetHook>,
 }
+
+/// Tells the node's `ClusterBudget` what goes out; answers how long to wait first
+/// (archive only: live is never paced).
+type BudgetHook = Arc<dyn Fn(LinkClass, u64) -> Duration + Send + Sync>;
 
 impl Peer {
     /// Sends one message; `false` when the receiver is gone or stalled.
@@ -327,6 +373,13 @@ impl Peer {
 
     /// Sends framed bytes; `false` when the receiver is gone or stalled.
     async fn send_bytes(&mut self, bytes: Bytes) -> bool {
+        self.link.sent(bytes.len());
+        if let Some(budget) = &self.budget {
+            let wait = budget(self.link.class(), bytes.len() as u64);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
         let Some(stall) = self.stall else {
             return self.tx.send(bytes).await.is_ok();
         };

@@ -61,6 +61,9 @@ async fn dispatch<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Respon
     if path == "/" {
         return status_page::page(ctx);
     }
+    if path == "/streamer/api/v3/peers" {
+        return api::peers(ctx);
+    }
     if path == API_STREAMS || path == "/streamer/api/v3/streams/" {
         return api::list(ctx, req.uri().query());
     }
