@@ -14,3 +14,9 @@ pub async fn until(deadline: Option<Duration>, now: Duration) {
         None => std::future::pending().await,
     }
 }
+
+/// Waits `wait`, a pace a machine asked for (`tern_core::rate`: how long before the
+/// next bytes may go).
+pub async fn pace(wait: Duration) {
+    until(Some(wait), Duration::ZERO).await
+}

@@ -214,7 +214,7 @@ impl MessageStream {
                                 .unwrap_or_else(|e| e.into_inner())
                                 .take((p.now)(), data.len() as u64);
                             if !wait.is_zero() {
-                                tokio::time::sleep(wait).await;
+                                crate::timer::pace(wait).await;
                             }
                         }
                     }

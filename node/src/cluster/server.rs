@@ -377,7 +377,7 @@ impl Peer {
         if let Some(budget) = &self.budget {
             let wait = budget(self.link.class(), bytes.len() as u64);
             if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
+                crate::timer::pace(wait).await;
             }
         }
         let Some(stall) = self.stall else {
