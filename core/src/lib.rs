@@ -19,6 +19,7 @@
 //! passes, no reading of real time — enforced by `clippy.toml`.
 
 pub mod api_auth;
+pub mod archive_route;
 pub mod archive_window;
 pub mod bytes_io;
 pub mod capture_clock;
