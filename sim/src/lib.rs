@@ -35,6 +35,7 @@ pub mod faults;
 pub mod mitm;
 pub mod oracle;
 pub mod sweep;
+pub mod throttle;
 pub mod trace;
 pub mod vopr;
 

@@ -15,6 +15,13 @@
 //!   cameras that had viewers, over the time they were pulled (plus one GOP per
 //!   opening), and are not far below it either.
 //!
+//!
+//! The slow-link variant runs the site over a 10 Mbit/s link (`tern_sim::throttle`,
+//! a proxy every pull crosses) with one camera watched live and an archive read at
+//! full speed: with the edge's `archive_bandwidth 4M` the live delay at the edge grows
+//! by at most 50 ms; without it, the same read must push it further (so the check can
+//! fail).
+//!
 //! Owns: this scenario and its oracles. Must not: read real time.
 
 use std::collections::BTreeMap;
@@ -313,4 +320,137 @@ fn remote_site_cameras_are_pulled_only_while_watched() {
         firsts
     );
     assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
+/// What the slow-link run saw: the camera's delay at the edge (ms) before and
+/// during the archive read, and the archive read itself.
+#[derive(Debug, Default, Clone)]
+struct SlowLink {
+    /// (sim ms, `stats.delay` of the live camera at the edge).
+    delays: Vec<(u64, u64)>,
+    archive_ms: (u64, u64),
+    archive_bytes: usize,
+    live_bytes: u64,
+}
+
+/// The site over a thin link (a 10 Mbit/s proxy every pull crosses), one camera
+/// watched live at the edge, and at 20 s an archive read of 15 s of another camera
+/// at full speed, with the edge's `archive_bandwidth` as given.
+#[allow(clippy::disallowed_methods)] // sim harness on turmoil time
+fn slow_link(archive_bandwidth: &str) -> SlowLink {
+    let origin = "http 8888;\ncluster_key 123;\nsegment_duration 1;\n\
+                  stream cam0 {\n  input fake://fake?bitrate=1M;\n  dvr /dvr;\n}\n\
+                  stream cam1 {\n  input fake://fake?bitrate=1M;\n}\n";
+    let edge = format!(
+        "http 9999;\ncluster_key 123;\nsource m4s://link:8888 {{ clients_timeout 3; {archive_bandwidth} }}\n"
+    );
+    let mut sim = builder(11, Duration::from_secs(40)).build();
+    add_node(&mut sim, "origin", origin);
+    tern_sim::throttle::add_throttled_link(&mut sim, "link", 8888, "origin", 8888, 10_000_000);
+    add_node(&mut sim, "edge", &edge);
+    let seen = Arc::new(Mutex::new(SlowLink::default()));
+    let live = Arc::new(Mutex::new(Seen::default()));
+    sim.client(
+        "viewer",
+        watch(
+            Viewer {
+                camera: 1,
+                host: "edge",
+                port: 9999,
+                start_ms: 5_000,
+                duration_ms: 30_000,
+            },
+            live.clone(),
+        ),
+    );
+    let s = seen.clone();
+    sim.client("archive", async move {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let from = tern_sim::SIM_EPOCH_UNIX_SECS + 2;
+        let t0 = sim_ms();
+        let (status, body) = http_get("edge", 9999, &format!("/cam0/archive-{from}-15.ts")).await?;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+        s.archive_ms = (t0, sim_ms());
+        s.archive_bytes = body.len();
+        Ok(())
+    });
+    let s = seen.clone();
+    sim.client("monitor", async move {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        loop {
+            let t = sim_ms();
+            let (_, body) = http_get("edge", 9999, "/streamer/api/v3/streams/cam1").await?;
+            let v: serde_json::Value = serde_json::from_slice(&body)?;
+            if let Some(d) = v["stats"]["delay"].as_u64() {
+                s.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .delays
+                    .push((t, d));
+            }
+            tokio::time::sleep(Duration::from_millis((t + 100).saturating_sub(sim_ms()))).await;
+        }
+    });
+    let r = sim.run();
+    if let Err(e) = &r {
+        let msg = e.to_string();
+        assert!(msg.contains("Ran for duration"), "simulation failed: {msg}");
+    }
+    let mut out = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    out.live_bytes = live.lock().unwrap_or_else(|e| e.into_inner()).bytes;
+    out
+}
+
+/// The live camera's delay at the edge may grow by at most this while an archive
+/// read crosses the thin link.
+const LIVE_DELAY_BOUND_MS: u64 = 50;
+
+#[test]
+fn archive_over_a_thin_link_leaves_live_alone_with_archive_bandwidth() {
+    let worst = |s: &SlowLink| {
+        let (a, b) = s.archive_ms;
+        s.delays
+            .iter()
+            .filter(|(t, _)| *t >= a && *t <= b + 1_000)
+            .map(|(_, d)| *d)
+            .max()
+            .unwrap_or(0)
+    };
+    let before = |s: &SlowLink| {
+        s.delays
+            .iter()
+            .filter(|(t, _)| *t < s.archive_ms.0)
+            .map(|(_, d)| *d)
+            .max()
+            .unwrap_or(0)
+    };
+    let capped = slow_link("archive_bandwidth 4M;");
+    let uncapped = slow_link("");
+    for (what, s) in [("archive_bandwidth 4M", &capped), ("no cap", &uncapped)] {
+        let (a, b) = s.archive_ms;
+        println!(
+            "slow link (10 Mbit/s), {what}: archive read of {} bytes in {} ms; live delay at \
+             the edge: before it at most {} ms, during it at most {} ms; live bytes {}",
+            s.archive_bytes,
+            b.saturating_sub(a),
+            before(s),
+            worst(s),
+            s.live_bytes
+        );
+        assert!(s.archive_bytes > 1_000_000, "{what}: archive read {s:?}");
+        assert!(b > a, "{what}: the archive read never ended");
+    }
+    assert!(
+        worst(&capped) <= before(&capped) + LIVE_DELAY_BOUND_MS,
+        "with archive_bandwidth the live delay went from {} to {} ms",
+        before(&capped),
+        worst(&capped)
+    );
+    // Without the cap the same read does push live back: the check above can fail.
+    assert!(
+        worst(&uncapped) > before(&uncapped) + LIVE_DELAY_BOUND_MS,
+        "without archive_bandwidth the live delay stayed at {} ms: the link is not thin \
+         enough for this scenario to test anything",
+        worst(&uncapped)
+    );
 }
