@@ -19,11 +19,7 @@ const KEY: &str = "e2e-cluster-key-5f1c9a7d3b";
 
 /// `stats` of stream `main` in a node's API (`Null` if it is not there).
 fn stats(node: &Node) -> Value {
-    let (status, body) = node.get("/streamer/api/v3/streams/main");
-    if status != 200 {
-        return Value::Null;
-    }
-    serde_json::from_str::<Value>(&body).map_or(Value::Null, |v| v["stats"].clone())
+    stats_of(node, "main")
 }
 
 /// Viewers of `main` held open on the origin: the edge's M4S pulls.
