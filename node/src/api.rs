@@ -14,10 +14,10 @@ use tern_core::{Segment, StreamName, TrackInfo, TrackKind, TrackParams};
 use tern_net::Clock;
 
 use crate::api_select;
+use crate::ctx::{NodeCtx, StreamEntry};
 use crate::dvr::{DvrSummary, RecordingState};
 use crate::http::body::{respond, text, Body, Response};
 use crate::hub::Figures;
-use crate::runtime::{NodeCtx, StreamEntry};
 
 #[derive(Serialize)]
 pub struct StreamList {

@@ -15,6 +15,7 @@ pub mod bench;
 pub mod cli;
 pub mod clients;
 pub mod cluster;
+pub mod ctx;
 pub mod dvr;
 pub mod fd_limit;
 pub mod http;
@@ -25,4 +26,5 @@ pub mod runtime;
 pub mod status_page;
 pub mod timer;
 
-pub use runtime::{start, start_seeded, NodeCtx, NodeError, RunningNode};
+pub use ctx::{NodeCtx, NodeError};
+pub use runtime::{start, start_seeded, RunningNode};

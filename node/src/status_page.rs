@@ -8,8 +8,8 @@ use http::StatusCode;
 use tern_net::Clock;
 
 use crate::api;
+use crate::ctx::NodeCtx;
 use crate::http::body::{respond, Body, Response};
-use crate::runtime::NodeCtx;
 
 /// `s` with the HTML special characters escaped.
 fn esc(s: &str) -> String {

@@ -26,9 +26,9 @@ use tracing::{debug, info, warn, Instrument};
 use crate::api::ALIVE_TIMEOUT_MS;
 use crate::archive::{Archive, ArchiveSegment};
 use crate::cluster::CONTENT_TYPE;
+use crate::ctx::NodeCtx;
 use crate::http::body::{respond, text, Body, Response};
 use crate::hub::{StreamHub, VIEWER_STALL_TIMEOUT};
-use crate::runtime::NodeCtx;
 use crate::timer::until;
 
 /// Messages queued towards one receiver's socket.

@@ -22,11 +22,11 @@ use tracing::{info, warn, Instrument};
 
 use crate::archive::{Archive, CachedArchive, RemoteArchive};
 use crate::cluster::client::{ClusterClient, MessageStream};
+use crate::ctx::{NodeCtx, RemoteOrigin, StreamEntry, TaskGuard};
 use crate::dvr::{Dvr, DvrRoot};
 use crate::hub::StreamHub;
 use crate::input::remote::{self, next_message};
 use crate::input::{on_demand, Direct, Gate};
-use crate::runtime::{NodeCtx, RemoteOrigin, StreamEntry, TaskGuard};
 use crate::timer::until;
 
 /// Runs until aborted: drives a signaling [`PullSession`] and the source's

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use crate::api;
 use crate::clients::{Counted, Viewer};
 use crate::cluster;
+use crate::ctx::NodeCtx;
 use crate::http::body::{text, Body, Response};
 use crate::http::manners::{self, Asked};
 use crate::output::{archive, hls, mpegts};
-use crate::runtime::NodeCtx;
 use crate::status_page;
 
 const API_STREAMS: &str = "/streamer/api/v3/streams";

@@ -14,9 +14,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 use tracing::{debug, Instrument};
 
+use crate::ctx::NodeCtx;
 use crate::http::guard::{self, ConnState, Guard, GuardedBody, GuardedIo};
 use crate::http::router;
-use crate::runtime::NodeCtx;
 
 /// Time a refused connection gets to take its 503 before it is closed.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);

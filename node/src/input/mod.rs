@@ -27,8 +27,8 @@ use tokio::task::AbortHandle;
 use tracing::{info, Instrument, Span};
 
 use crate::cluster::client::ClusterClient;
+use crate::ctx::{NodeCtx, NodeError};
 use crate::hub::StreamHub;
-use crate::runtime::{NodeCtx, NodeError};
 
 /// Makes the cluster client for an input's own `cluster_key=` (or the node's).
 pub type ClientFor<'a, N, C> = dyn Fn(Option<&ClusterKey>) -> Option<ClusterClient<N, C>> + 'a;
