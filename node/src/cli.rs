@@ -101,6 +101,11 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Threads for blocking file I/O (DVR reads and writes), at most: 100 archive
+/// readers must not mean 100 threads, each with its own allocator arena (tokio's
+/// default is 512). Past it, file operations wait their turn.
+pub const MAX_BLOCKING_THREADS: usize = 32;
+
 /// Largest config file read (a config of thousands of streams is a few hundred KiB).
 pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -201,6 +206,7 @@ fn run(path: Option<&Path>) -> ExitCode {
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
     {
         Ok(rt) => rt,
