@@ -11,8 +11,9 @@
 
 use tern_sim::sweep::{self, SeedRun};
 
-/// Seeds in CI (the issue asks for at least 200).
-const SEEDS: u64 = 240;
+/// Seeds in CI (issue 8 asks for at least 1,000). Measured on 2 shared cores: 1,000
+/// seeds in 321 s wall, 264 user-s (0.26 CPU-s a seed); 240 seeds took 71 s wall.
+const SEEDS: u64 = 1000;
 /// Tests the range is split into.
 const PARTS: u64 = 8;
 
