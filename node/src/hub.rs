@@ -136,6 +136,8 @@ struct State {
     sanity: FrameSanity,
     /// Refused or jumping peer timestamps, logged once per reason per 10 s.
     sanity_log: LogLimiter<&'static str>,
+    /// Whether the peer says the stream is alive (signaling); shown while idle.
+    upstream_alive: bool,
 }
 
 /// What the hub does with the timestamps of published frames.
@@ -203,6 +205,7 @@ impl StreamHub {
                 timestamps: Timestamps::AsReceived,
                 demand: Demand::new(PullMode::Static),
                 discontinuity_next: false,
+                upstream_alive: false,
                 sanity: FrameSanity::default(),
                 sanity_log: LogLimiter::new(DEFAULT_LOG_INTERVAL_MS),
             }),
@@ -259,6 +262,27 @@ impl StreamHub {
     /// Resolves after a viewer came or went (the deadline may have moved).
     pub async fn demand_changed(&self) {
         self.demand_changed.notified().await
+    }
+
+    /// What the peer said of this stream over signaling: whether it is alive there,
+    /// and its media info, which the stream takes while it is not pulled (a pulled
+    /// stream has its own from the frames).
+    pub fn set_upstream(&self, alive: bool, mi: Option<MediaInfo>) {
+        let idle = {
+            let mut st = self.lock();
+            st.upstream_alive = alive;
+            st.demand.state() == PullState::Idle
+        };
+        if let (true, Some(mi)) = (idle || self.lock().figures.last_frame_at.is_none(), mi) {
+            self.set_media_info(mi);
+        }
+    }
+
+    /// Whether the stream is alive at its source, as signaling last said, while it
+    /// is not pulled here (`None` once pulled: then this node's own frames tell).
+    pub fn upstream_alive(&self) -> Option<bool> {
+        let st = self.lock();
+        (st.demand.state() == PullState::Idle).then_some(st.upstream_alive)
     }
 
     /// The pull's state and held viewers, for the API.
@@ -828,5 +852,23 @@ mod tests {
         }
         assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
         assert!(hub.figures().discontinuities >= 2);
+    }
+
+    #[test]
+    fn an_idle_stream_shows_what_its_source_says() {
+        let name = StreamName::new("cam").unwrap_or_else(|e| panic!("{e}"));
+        let hub = Arc::new(StreamHub::new(name, 1000, Duration::ZERO));
+        hub.set_pull_mode(PullMode::OnDemand {
+            clients_timeout: Duration::from_secs(3),
+        });
+        let src = FakeSource::new(&FakeOptions::default(), 1);
+        hub.set_upstream(true, Some(src.media_info()));
+        assert_eq!(hub.upstream_alive(), Some(true));
+        assert_eq!(*hub.media_info(), src.media_info());
+        hub.set_upstream(false, None);
+        assert_eq!(hub.upstream_alive(), Some(false));
+        let clock = HandClock(Arc::new(Mutex::new(Duration::from_secs(1))));
+        let _viewer = hub.hold_viewer(clock);
+        assert_eq!(hub.upstream_alive(), None, "pulled: its own frames tell");
     }
 }

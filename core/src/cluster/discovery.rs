@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use std::time::Duration;
 
-use crate::cluster::message::{DvrFacts, StreamAnnounce};
+use crate::cluster::message::StreamAnnounce;
 use crate::config::{NamePattern, StaticStreams};
 use crate::demand::PullMode;
 use crate::StreamName;
@@ -22,19 +22,18 @@ pub enum Change {
     Add(StreamAnnounce),
     /// The peer no longer has it (or it no longer passes the filters).
     Remove(StreamName),
-    /// The peer's archive facts of a stream already added changed.
-    Update {
-        name: StreamName,
-        dvr: Option<DvrFacts>,
-    },
+    /// What the peer says of a stream already added changed: its archive facts,
+    /// whether it is alive, or its media info (shown while the stream is not
+    /// pulled here).
+    Update(StreamAnnounce),
 }
 
 #[derive(Clone, Debug)]
 pub struct Discovery {
     only: Vec<NamePattern>,
     except: Vec<NamePattern>,
-    /// The streams added, with the facts last passed on.
-    mine: BTreeMap<StreamName, Option<DvrFacts>>,
+    /// The streams added, with what was last passed on of each.
+    mine: BTreeMap<StreamName, StreamAnnounce>,
     changes: VecDeque<Change>,
     /// `static`: the streams pulled all the time; the rest are pulled on demand.
     static_streams: StaticStreams,
@@ -98,13 +97,13 @@ impl Discovery {
         }
         for (name, s) in wanted {
             match self.mine.get_mut(&name) {
-                Some(facts) if *facts != s.dvr => {
-                    facts.clone_from(&s.dvr);
-                    self.changes.push_back(Change::Update { name, dvr: s.dvr });
+                Some(last) if *last != s => {
+                    last.clone_from(&s);
+                    self.changes.push_back(Change::Update(s));
                 }
                 Some(_) => {}
                 None => {
-                    self.mine.insert(name, s.dvr.clone());
+                    self.mine.insert(name, s.clone());
                     self.changes.push_back(Change::Add(s));
                 }
             }
@@ -204,13 +203,20 @@ mod tests {
         assert_eq!(
             drain(&mut d),
             vec![
-                Change::Update {
-                    name: name("a"),
-                    dvr: Some(facts.clone())
-                },
+                Change::Update(announce("a", Some(facts.clone()))),
                 Change::Add(announce("b", None)),
             ]
         );
+        // a dies on the peer: passed on too.
+        let mut dead = announce("a", Some(facts.clone()));
+        dead.alive = false;
+        d.handle_streams(vec![dead.clone(), announce("b", None)]);
+        assert_eq!(drain(&mut d), vec![Change::Update(dead)]);
+        d.handle_streams(vec![
+            announce("a", Some(facts.clone())),
+            announce("b", None),
+        ]);
+        drain(&mut d);
         // a is gone.
         d.handle_streams(vec![announce("b", None)]);
         assert_eq!(drain(&mut d), vec![Change::Remove(name("a"))]);

@@ -403,8 +403,11 @@ fn announce<C: Clock>(ctx: &NodeCtx<C>) -> Vec<StreamAnnounce> {
             let mi = e.hub.media_info();
             StreamAnnounce {
                 name: e.hub.name.clone(),
-                alive: fig.last_frame_at.is_some_and(|t| {
-                    now.saturating_sub(t) < Duration::from_millis(ALIVE_TIMEOUT_MS)
+                // A stream not pulled here is as alive as its source says.
+                alive: e.hub.upstream_alive().unwrap_or_else(|| {
+                    fig.last_frame_at.is_some_and(|t| {
+                        now.saturating_sub(t) < Duration::from_millis(ALIVE_TIMEOUT_MS)
+                    })
                 }),
                 segment_duration_ms: e.hub.segment_duration_ms,
                 media_info: (!mi.tracks.is_empty()).then(|| (*mi).clone()),

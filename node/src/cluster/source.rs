@@ -166,10 +166,14 @@ async fn apply<N: Net, C: Clock>(
             mine.remove(&gone);
             return;
         }
-        Change::Update { name, dvr } => {
-            // The archive route follows what signaling says about the peer's DVR.
-            if let Some(archive) = mine.get(&name) {
-                archive.set_facts(dvr);
+        Change::Update(s) => {
+            // The archive route follows what signaling says about the peer's DVR;
+            // a stream not pulled here shows the peer's alive state and media info.
+            if let Some(archive) = mine.get(&s.name) {
+                archive.set_facts(s.dvr);
+            }
+            if let Some(entry) = ctx.entry(&s.name) {
+                entry.hub.set_upstream(s.alive, s.media_info);
             }
             return;
         }
@@ -182,9 +186,7 @@ async fn apply<N: Net, C: Clock>(
             default_segment_ms
         };
         let hub = Arc::new(StreamHub::new(s.name.clone(), seg_ms, ctx.clock.now()));
-        if let Some(mi) = s.media_info {
-            hub.set_media_info(mi);
-        }
+        hub.set_upstream(s.alive, s.media_info);
         let mode = discovery.mode_for(&s.name);
         hub.set_pull_mode(mode);
         let protocol = match src.protocol {
