@@ -43,19 +43,7 @@ fn ten_million_steps_with_faults() {
     let mut simulated = 0.0;
     for r in &reports {
         simulated += r.simulated.as_secs_f64();
-        let c = &r.counts;
-        total.steps += c.steps;
-        total.frames += c.frames;
-        total.cuts += c.cuts;
-        total.partitions += c.partitions;
-        total.stalls += c.stalls;
-        total.source_stalls += c.source_stalls;
-        total.restarts += c.restarts;
-        total.lags += c.lags;
-        total.dead_peers += c.dead_peers;
-        total.duplicated_requests += c.duplicated_requests;
-        total.late_deliveries += c.late_deliveries;
-        total.segments += c.segments;
+        total.add(&r.counts);
     }
     println!(
         "vopr: {} steps, {} seeds, {:.0} simulated s in {:.1} wall s: {:.0} steps/s",

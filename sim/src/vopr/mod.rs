@@ -37,12 +37,7 @@ pub const FAULT_EVERY: Duration = Duration::from_secs(3);
 pub fn run(seed: u64, steps: u64, calm: bool) -> Report {
     let mut w = World::new(seed, (!calm).then_some(FAULT_EVERY));
     while w.counts.steps < steps && w.step() {}
-    Report {
-        seed,
-        simulated: w.now(),
-        counts: w.counts.clone(),
-        violations: w.violations.clone(),
-    }
+    report(seed, &w)
 }
 
 /// Runs `seed` like [`run`], printing what happens between `from` and `to`.
@@ -50,10 +45,16 @@ pub fn trace(seed: u64, steps: u64, from: Duration, to: Duration) -> Report {
     let mut w = World::new(seed, Some(FAULT_EVERY));
     w.trace = Some((from, to));
     while w.counts.steps < steps && w.step() {}
+    report(seed, &w)
+}
+
+fn report(seed: u64, w: &World) -> Report {
+    let mut counts = w.counts.clone();
+    counts.gaps = w.gaps();
     Report {
         seed,
         simulated: w.now(),
-        counts: w.counts.clone(),
+        counts,
         violations: w.violations.clone(),
     }
 }

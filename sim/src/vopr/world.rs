@@ -209,6 +209,51 @@ pub struct Counts {
     pub late_deliveries: u64,
 }
 
+impl Counts {
+    /// Adds another run's totals (every field: a new one must be added here too, or
+    /// this does not compile).
+    pub fn add(&mut self, o: &Counts) {
+        let Counts {
+            steps,
+            frames,
+            delivered,
+            gaps,
+            segments,
+            connects,
+            failed_connects,
+            dead_peers,
+            lags,
+            cuts,
+            partitions,
+            stalls,
+            source_stalls,
+            restarts,
+            duplicated_requests,
+            late_deliveries,
+        } = o;
+        self.steps += steps;
+        self.frames += frames;
+        for (a, b) in self.delivered.iter_mut().zip(delivered) {
+            *a += b;
+        }
+        for (a, b) in self.gaps.iter_mut().zip(gaps) {
+            *a += b;
+        }
+        self.segments += segments;
+        self.connects += connects;
+        self.failed_connects += failed_connects;
+        self.dead_peers += dead_peers;
+        self.lags += lags;
+        self.cuts += cuts;
+        self.partitions += partitions;
+        self.stalls += stalls;
+        self.source_stalls += source_stalls;
+        self.restarts += restarts;
+        self.duplicated_requests += duplicated_requests;
+        self.late_deliveries += late_deliveries;
+    }
+}
+
 pub struct World {
     now: Duration,
     rng: ChaCha8Rng,
