@@ -31,12 +31,8 @@ use crate::http::manners::tagged;
 use crate::output::hls;
 
 fn error_response(e: ArchiveError) -> Response {
-    let status = match e {
-        ArchiveError::NotFound(_) => StatusCode::NOT_FOUND,
-        ArchiveError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        ArchiveError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        ArchiveError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-    };
+    // The status class is core's (`ArchiveError::status`, one mapping for all).
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     // The detail (paths, the OS's and peers' words) is logged, never shown.
     if matches!(
         e,
