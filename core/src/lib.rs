@@ -38,6 +38,7 @@ pub mod keyframe;
 pub mod limits;
 pub mod log_limit;
 pub mod media;
+pub mod metrics;
 pub mod mux;
 pub mod play_url;
 pub mod rate;

@@ -24,12 +24,18 @@ pub const HLS_CLIENT_WINDOW: Duration = Duration::from_secs(30);
 /// forgotten (and no longer counted).
 pub const MAX_HLS_CLIENTS: usize = 100_000;
 
+/// The out bit rate is measured between reads at least this far apart (see
+/// [`Clients::out_bitrate`]).
+pub const OUT_RATE_WINDOW: Duration = Duration::from_secs(5);
+
 /// The counters of one stream.
 #[derive(Debug, Default)]
 pub struct Clients {
     streaming: AtomicU64,
     bytes_out: AtomicU64,
     hls: Mutex<BTreeMap<IpAddr, Duration>>,
+    /// Two (time, bytes out) snapshots: the rate runs from the older to now.
+    rate: Mutex<[Option<(Duration, u64)>; 2]>,
 }
 
 /// How a response counts its client.
@@ -101,6 +107,32 @@ impl Clients {
     pub fn bytes_out(&self) -> u64 {
         self.bytes_out.load(Ordering::Relaxed)
     }
+
+    /// Bits per second sent to this stream's clients, measured from a snapshot
+    /// taken [`OUT_RATE_WINDOW`] to twice that before `now` by an earlier read (0
+    /// on the first read, or when the last read is older than that).
+    pub fn out_bitrate(&self, now: Duration) -> u64 {
+        let bytes = self.bytes_out();
+        let mut r = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+        // Snapshots too old to measure the present are forgotten.
+        for slot in r.iter_mut() {
+            if slot.is_some_and(|(t, _)| now.saturating_sub(t) > 2 * OUT_RATE_WINDOW) {
+                *slot = None;
+            }
+        }
+        if r[1].is_none_or(|(t, _)| now.saturating_sub(t) >= OUT_RATE_WINDOW) {
+            r[0] = r[1].or(r[0]);
+            r[1] = Some((now, bytes));
+        }
+        let from = r[0].or(r[1]);
+        match from {
+            Some((t, b)) if now > t => {
+                let ms = now.saturating_sub(t).as_millis().max(1) as u64;
+                bytes.saturating_sub(b).saturating_mul(8000) / ms
+            }
+            _ => 0,
+        }
+    }
 }
 
 fn prune(hls: &mut BTreeMap<IpAddr, Duration>, now: Duration) {
@@ -130,5 +162,21 @@ mod tests {
         c.sent(10);
         c.sent(5);
         assert_eq!(c.bytes_out(), 15);
+    }
+
+    #[test]
+    fn out_bitrate_between_reads() {
+        let c = Clients::default();
+        let s = Duration::from_secs;
+        assert_eq!(c.out_bitrate(s(100)), 0, "first read");
+        c.sent(10_000);
+        assert_eq!(c.out_bitrate(s(102)), 40_000, "10 kB in 2 s");
+        c.sent(10_000);
+        assert_eq!(c.out_bitrate(s(105)), 32_000, "20 kB in 5 s");
+        c.sent(5_000);
+        // At 110 the snapshot of 105 becomes the older one.
+        assert_eq!(c.out_bitrate(s(110)), 8_000, "5 kB since 105");
+        assert_eq!(c.out_bitrate(s(112)), 5_000 * 8 / 7, "5 kB since 105");
+        assert_eq!(c.out_bitrate(s(200)), 0, "stale snapshots forgotten");
     }
 }

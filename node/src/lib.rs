@@ -21,6 +21,7 @@ pub mod fd_limit;
 pub mod http;
 pub mod hub;
 pub mod input;
+pub mod metrics;
 pub mod output;
 pub mod runtime;
 pub mod status_page;

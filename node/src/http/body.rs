@@ -20,9 +20,21 @@ pub enum Body {
     /// Chunks, each with what it holds of a shared memory budget (released when
     /// hyper takes the chunk), or an error that aborts the response.
     Fallible(mpsc::Receiver<Result<Budgeted, Aborted>>),
-    /// Another body whose bytes count as sent to a stream's clients (and, for a
-    /// streaming response, whose client counts as online until it is dropped).
-    Counted(Box<Body>, Arc<Clients>, Option<Open>),
+    /// Another body whose bytes are counted as they leave (a stream's clients);
+    /// for a streaming response to a player, its client counts as online until it
+    /// is dropped.
+    Counted(Box<Body>, Arc<dyn SentBytes>, Option<Open>),
+}
+
+/// Where the bytes of a [`Body::Counted`] are added up.
+pub trait SentBytes: Send + Sync {
+    fn sent(&self, n: usize);
+}
+
+impl SentBytes for Clients {
+    fn sent(&self, n: usize) {
+        Clients::sent(self, n);
+    }
 }
 
 /// A chunk and its share of a memory budget.

@@ -18,6 +18,7 @@ use crate::cluster;
 use crate::ctx::NodeCtx;
 use crate::http::body::{text, Body, Response};
 use crate::http::manners::{self, Asked};
+use crate::metrics;
 use crate::output::{archive, hls, mpegts};
 use crate::status_page;
 
@@ -63,6 +64,9 @@ async fn dispatch<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Respon
     }
     if path == "/streamer/api/v3/peers" {
         return api::peers(ctx);
+    }
+    if path == "/metrics" {
+        return metrics::handle(ctx, req.uri().query());
     }
     if path == API_STREAMS || path == "/streamer/api/v3/streams/" {
         return api::list(ctx, req.uri().query());
