@@ -574,4 +574,36 @@ mod tests {
             "mono-timeshift_abs-940.m3u8"
         );
     }
+
+    // Property tests (bounded: proptest's default 256 cases; a longer run:
+    // `PROPTEST_CASES=100000 cargo test -p tern-core --lib play_url`).
+    proptest::proptest! {
+        #[test]
+        fn any_file_and_query_parse_without_panic(
+            dir in proptest::option::of("tracks-[va0-9]{0,6}"),
+            file in "[a-z_0-9.+-]{0,40}",
+            query in proptest::option::of("[a-z=&0-9]{0,30}"),
+        ) {
+            let _ = parse(dir.as_deref(), &file, query.as_deref());
+        }
+
+        #[test]
+        fn canonical_windows_parse_and_other_spellings_do_not(from in 0u64..u64::MAX, dur in 0u64..u64::MAX) {
+            let fixed = Window::Fixed { from_s: from, duration_s: dur };
+            proptest::prop_assert_eq!(
+                p(&format!("archive-{from}-{dur}.m3u8")),
+                Ok(Output::ArchiveMedia(fixed))
+            );
+            proptest::prop_assert_eq!(p(&format!("archive-{from}-{dur}.ts")), Ok(Output::ArchiveTs(fixed)));
+            // Each request has one spelling: a leading zero or a sign is a 400.
+            for other in [
+                format!("archive-0{from}-{dur}.ts"),
+                format!("archive-{from}-0{dur}.ts"),
+                format!("archive-+{from}-{dur}.ts"),
+                format!("dvr-0{from}.ts"),
+            ] {
+                proptest::prop_assert!(matches!(p(&other), Err(PlayUrlError::Bad { .. })), "{}", other);
+            }
+        }
+    }
 }

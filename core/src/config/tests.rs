@@ -562,3 +562,35 @@ fn http_limits() {
         assert!(e.contains(want), "{bad:?}: {e}");
     }
 }
+
+// Property tests of the lexer and parser (bounded: proptest's default 256 cases; a
+// longer run: `PROPTEST_CASES=100000 cargo test -p tern-core --lib config`).
+proptest::proptest! {
+    #[test]
+    fn any_text_parses_or_fails_without_panic(text in "[ -~\n\t]{0,300}") {
+        let _ = parse(&text);
+    }
+
+    #[test]
+    fn directive_soup_parses_or_fails_without_panic(
+        words in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just("http".to_string()),
+                proptest::strategy::Just("stream".to_string()),
+                proptest::strategy::Just("source".to_string()),
+                proptest::strategy::Just("input".to_string()),
+                proptest::strategy::Just("dvr".to_string()),
+                proptest::strategy::Just("max_streams".to_string()),
+                proptest::strategy::Just("{".to_string()),
+                proptest::strategy::Just("}".to_string()),
+                proptest::strategy::Just(";".to_string()),
+                proptest::strategy::Just("\"".to_string()),
+                proptest::strategy::Just("#".to_string()),
+                "[a-z0-9:/.?=_-]{1,12}",
+            ],
+            0..40,
+        )
+    ) {
+        let _ = parse(&words.join(" "));
+    }
+}
