@@ -440,6 +440,32 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_is_refused_for_as_long_as_the_clock_window_accepts_it() {
+        let a = ClusterAuth::new(b"key one");
+        let mut guard = ReplayGuard::new();
+        let sig = a.sign(&REQ, T, [3; 16]);
+        a.verify(&REQ, &sig, T, &mut guard).expect("first");
+        // Other requests come and go meanwhile; the replay comes back at every
+        // second up to the edge of the window, and is refused each time.
+        for s in 1..=MAX_CLOCK_SKEW_MS / 1000 {
+            let now = T + s * 1000;
+            let other = a.sign(&REQ, now, [(s % 200) as u8 + 10; 16]);
+            a.verify(&REQ, &other, now, &mut guard).expect("a fresh request");
+            assert_eq!(
+                a.verify(&REQ, &sig, now, &mut guard),
+                Err(AuthError::Replay),
+                "replayed {s} s later"
+            );
+        }
+        // Past the window the clock check refuses it (and the guard may forget it).
+        let late = T + MAX_CLOCK_SKEW_MS + 1000;
+        assert!(matches!(
+            a.verify(&REQ, &sig, late, &mut guard),
+            Err(AuthError::ClockSkew { .. })
+        ));
+    }
+
+    #[test]
     fn every_signed_field_matters() {
         let a = ClusterAuth::new(b"k");
         let sig = a.sign(&REQ, T, [1; 16]);
