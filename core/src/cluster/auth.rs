@@ -450,7 +450,8 @@ mod tests {
         for s in 1..=MAX_CLOCK_SKEW_MS / 1000 {
             let now = T + s * 1000;
             let other = a.sign(&REQ, now, [(s % 200) as u8 + 10; 16]);
-            a.verify(&REQ, &other, now, &mut guard).expect("a fresh request");
+            a.verify(&REQ, &other, now, &mut guard)
+                .expect("a fresh request");
             assert_eq!(
                 a.verify(&REQ, &sig, now, &mut guard),
                 Err(AuthError::Replay),
