@@ -449,10 +449,19 @@ mod tests {
         idx.insert(e(10_500, 100, 1, 40)); // overlaps the previous one
         idx.insert(e(13_000, 2000, 1, 50));
         let mut seen = vec![idx.ranges()];
-        while idx.pop_oldest().is_some() {
+        let mut popped = Vec::new();
+        while let Some(old) = idx.pop_oldest() {
+            // The oldest goes first: what is left all starts at or after it.
+            assert!(
+                idx.iter().all(|x| x.utc_start_ms >= old.utc_start_ms),
+                "popped {} while older entries remain",
+                old.utc_start_ms
+            );
+            popped.push(old.utc_start_ms);
             assert_eq!(idx.ranges(), naive_ranges(&idx));
             seen.push(idx.ranges());
         }
+        assert_eq!(popped, vec![0, 2000, 4000, 10_000, 10_500, 13_000]);
         assert_eq!(seen[0], vec![(0, 6000), (10_000, 2000), (13_000, 2000)]);
         assert!(idx.ranges().is_empty());
         assert_eq!(idx.total_bytes(), 0);
