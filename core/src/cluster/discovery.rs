@@ -1,6 +1,7 @@
 //! Discovery: what a `source` makes of the peer's stream lists. Every list that
 //! comes over signaling goes in; out come the streams to add, to remove and to
-//! update (the peer's archive facts), for the streams that pass `only` / `except`.
+//! update (the peer's archive facts), for the streams that pass `only` / `except`,
+//! at most `max_streams` of them.
 //!
 //! Contract (core's, see lib.rs): `handle_streams`, then drain `poll_change`; the
 //! driver reports a stream it could not add (`handle_refused`: a name the node
@@ -26,6 +27,10 @@ pub enum Change {
     /// whether it is alive, or its media info (shown while the stream is not
     /// pulled here).
     Update(StreamAnnounce),
+    /// The source is at its `max_streams`: `left_out` streams the peer announced
+    /// (that pass the filters) are not taken. Emitted when that number changes, so
+    /// the driver warns once, not once per list.
+    LeftOut { left_out: usize, max: usize },
 }
 
 #[derive(Clone, Debug)]
@@ -38,6 +43,10 @@ pub struct Discovery {
     /// `static`: the streams pulled all the time; the rest are pulled on demand.
     static_streams: StaticStreams,
     clients_timeout: Duration,
+    /// Most streams taken from the peer (`max_streams`).
+    max_streams: usize,
+    /// Streams left out by the last list (reported when it changes).
+    left_out: usize,
 }
 
 impl Discovery {
@@ -49,7 +58,17 @@ impl Discovery {
             changes: VecDeque::new(),
             static_streams: StaticStreams::All,
             clients_timeout: Duration::ZERO,
+            max_streams: crate::config::DEFAULT_MAX_STREAMS as usize,
+            left_out: 0,
         }
+    }
+
+    /// Takes at most `max` of the peer's streams (`max_streams`; default
+    /// [`crate::config::DEFAULT_MAX_STREAMS`]), so a peer that announces thousands
+    /// cannot make this node create them all.
+    pub fn with_max_streams(mut self, max: u32) -> Self {
+        self.max_streams = usize::try_from(max.max(1)).unwrap_or(usize::MAX);
+        self
     }
 
     /// Which streams are pulled on demand (all but `static_streams`), and how long
@@ -95,18 +114,30 @@ impl Discovery {
             self.mine.remove(&name);
             self.changes.push_back(Change::Remove(name));
         }
+        // Streams already taken stay; new ones are taken in name order while
+        // there is room.
+        let mut left_out = 0;
         for (name, s) in wanted {
+            let full = self.mine.len() >= self.max_streams;
             match self.mine.get_mut(&name) {
                 Some(last) if *last != s => {
                     last.clone_from(&s);
                     self.changes.push_back(Change::Update(s));
                 }
                 Some(_) => {}
+                None if full => left_out += 1,
                 None => {
                     self.mine.insert(name, s.clone());
                     self.changes.push_back(Change::Add(s));
                 }
             }
+        }
+        if left_out != self.left_out {
+            self.left_out = left_out;
+            self.changes.push_back(Change::LeftOut {
+                left_out,
+                max: self.max_streams,
+            });
         }
     }
 
@@ -225,5 +256,68 @@ mod tests {
         d.handle_streams(vec![announce("b", None)]);
         assert_eq!(drain(&mut d), vec![Change::Add(announce("b", None))]);
         assert_eq!(d.streams().collect::<Vec<_>>(), vec![&name("b")]);
+    }
+
+    /// Finding 4: a peer announcing 1 000 streams (all answering 404) made the edge
+    /// create them all. The source takes at most `max_streams`; the rest are left
+    /// out, reported once per change, and taken when room appears.
+    #[test]
+    fn takes_at_most_max_streams() {
+        let list = |n: usize| -> Vec<StreamAnnounce> {
+            (0..n)
+                .map(|i| announce(&format!("s{i:04}"), None))
+                .collect()
+        };
+        let mut d = Discovery::new(vec![], vec![]).with_max_streams(3);
+        d.handle_streams(list(1000));
+        let changes = drain(&mut d);
+        let added: Vec<_> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Add(s) => Some(s.name.as_str().to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(added, vec!["s0000", "s0001", "s0002"]);
+        assert_eq!(
+            changes.last(),
+            Some(&Change::LeftOut {
+                left_out: 997,
+                max: 3
+            })
+        );
+        // The same list again: nothing to do, nothing to report again.
+        d.handle_streams(list(1000));
+        assert_eq!(drain(&mut d), vec![]);
+        // s0001 goes away: its place goes to the next stream.
+        let mut l = list(1000);
+        l.remove(1);
+        d.handle_streams(l);
+        assert_eq!(
+            drain(&mut d),
+            vec![
+                Change::Remove(name("s0001")),
+                Change::Add(announce("s0003", None)),
+                Change::LeftOut {
+                    left_out: 996,
+                    max: 3
+                },
+            ]
+        );
+        // Back under the cap: reported once as 0.
+        d.handle_streams(list(2));
+        let changes = drain(&mut d);
+        assert_eq!(
+            changes.last(),
+            Some(&Change::LeftOut {
+                left_out: 0,
+                max: 3
+            })
+        );
+        assert_eq!(d.streams().count(), 2);
+        // The default is 1000.
+        let mut d = Discovery::new(vec![], vec![]);
+        d.handle_streams(list(1500));
+        assert_eq!(d.streams().count(), 1000);
     }
 }

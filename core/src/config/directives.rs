@@ -12,7 +12,7 @@ use super::lexer::Token;
 use super::model::{
     CacheConfig, ClusterKey, Config, DvrConfig, InputConfig, Listen, SourceConfig, StaticStreams,
     StreamConfig, BANDWIDTH_BPS_RANGE, CLIENTS_TIMEOUT_MS_RANGE, DEFAULT_CLIENTS_TIMEOUT_MS,
-    SEGMENT_DURATION_MS_RANGE, SOURCE_TIMEOUT_MS_RANGE,
+    DEFAULT_MAX_STREAMS, MAX_STREAMS_RANGE, SEGMENT_DURATION_MS_RANGE, SOURCE_TIMEOUT_MS_RANGE,
 };
 use super::parser::Directive;
 use super::pattern::NamePattern;
@@ -59,6 +59,7 @@ impl Ctx {
                 "static",
                 "clients_timeout",
                 "archive_bandwidth",
+                "max_streams",
             ],
         }
     }
@@ -105,6 +106,7 @@ fn usage(name: &str) -> &'static str {
         "clients_timeout" => "`clients_timeout SECONDS;`",
         "cluster_bandwidth" => "`cluster_bandwidth RATE;` (bits per second: `20M`)",
         "archive_bandwidth" => "`archive_bandwidth RATE;` (bits per second: `20M`)",
+        "max_streams" => "`max_streams N;`",
         "max_connections" => "`max_connections N;`",
         "max_connections_per_ip" => "`max_connections_per_ip N;`",
         "header_timeout" => "`header_timeout SECONDS;`",
@@ -810,6 +812,7 @@ fn source(d: &Directive) -> Result<SourceConfig, ConfigError> {
         static_streams: StaticStreams::None,
         clients_timeout_ms: DEFAULT_CLIENTS_TIMEOUT_MS,
         archive_bandwidth_bps: None,
+        max_streams: DEFAULT_MAX_STREAMS,
     };
     let Some(block) = &d.block else {
         return Ok(s);
@@ -856,6 +859,21 @@ fn source(d: &Directive) -> Result<SourceConfig, ConfigError> {
             "archive_bandwidth" => {
                 once.check("archive_bandwidth", item, "this source's archive bandwidth")?;
                 s.archive_bandwidth_bps = Some(bandwidth(item)?);
+            }
+            "max_streams" => {
+                once.check("max_streams", item, "this source's stream limit")?;
+                let [arg] = args_exact::<1>(item)?;
+                no_block(item)?;
+                let v = &arg.text;
+                s.max_streams = match v.parse::<u32>() {
+                    Ok(n) if MAX_STREAMS_RANGE.contains(&n) && !v.starts_with('+') => n,
+                    _ => {
+                        return Err(at(
+                            arg.pos,
+                            format!("bad `max_streams {v}`: expected a number of streams from 1 to 1000000, such as `1000`"),
+                        ))
+                    }
+                };
             }
             _ => {
                 once.check("cache", item, "this source's cache")?;

@@ -41,7 +41,8 @@ pub use error::{ConfigError, Pos};
 pub use model::{
     CacheConfig, ClusterKey, Config, DvrConfig, InputConfig, InputUrl, Listen, RtspCredentials,
     RtspInput, RtspTransport, SourceConfig, SourceProtocol, StaticStreams, StreamConfig,
-    DEFAULT_CLIENTS_TIMEOUT_MS, DEFAULT_SEGMENT_DURATION_MS, MIN_GOOD_KEY_CHARS,
+    DEFAULT_CLIENTS_TIMEOUT_MS, DEFAULT_MAX_STREAMS, DEFAULT_SEGMENT_DURATION_MS,
+    MIN_GOOD_KEY_CHARS,
 };
 pub use pattern::NamePattern;
 

@@ -207,10 +207,20 @@ pub struct SourceConfig {
     /// `archive_bandwidth RATE;`: the cap on archive reads (and cache fills) from
     /// this source, in bits per second.
     pub archive_bandwidth_bps: Option<u64>,
+    /// `max_streams N;`: the most streams taken from this source (default 1000);
+    /// the peer's further streams are left out, with a warning.
+    pub max_streams: u32,
 }
 
 /// Accepted `cluster_bandwidth` and `archive_bandwidth`: 100 kbit/s to 1 Tbit/s.
 pub const BANDWIDTH_BPS_RANGE: std::ops::RangeInclusive<u64> = 100_000..=1_000_000_000_000;
+
+/// Default `max_streams` of a `source`: a peer announcing more cannot make this
+/// node create them all.
+pub const DEFAULT_MAX_STREAMS: u32 = 1000;
+
+/// Accepted `max_streams`.
+pub const MAX_STREAMS_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
 
 /// Default `clients_timeout`: an on-demand pull stays open this long after its last
 /// viewer left (Flussonic's default too).

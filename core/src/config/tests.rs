@@ -103,6 +103,7 @@ fn config_edge_example() {
             static_streams: StaticStreams::None,
             clients_timeout_ms: DEFAULT_CLIENTS_TIMEOUT_MS,
             archive_bandwidth_bps: None,
+            max_streams: DEFAULT_MAX_STREAMS,
         }],
         limits: Default::default(),
         api_auth: Default::default(),
@@ -407,6 +408,41 @@ fn config_ondemand_streams() {
         ),
     ] {
         let e = match parse(&format!("http 1; {bad}")) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted {bad:?}"),
+        };
+        assert!(e.contains(says), "{bad:?}: {e}");
+    }
+}
+
+#[test]
+fn config_max_streams_of_a_source() {
+    let cfg = ok("http 1; cluster_key 0123456789abcdef;
+        source m4s://a:1 { max_streams 50; }
+        source m4s://b:1;");
+    assert_eq!(cfg.sources[0].max_streams, 50);
+    assert_eq!(cfg.sources[1].max_streams, DEFAULT_MAX_STREAMS);
+    for (bad, says) in [
+        ("source m4s://a:1 { max_streams 0; }", "bad `max_streams 0`"),
+        (
+            "source m4s://a:1 { max_streams +5; }",
+            "bad `max_streams +5`",
+        ),
+        (
+            "source m4s://a:1 { max_streams many; }",
+            "bad `max_streams many`",
+        ),
+        (
+            "source m4s://a:1 { max_streams 1; max_streams 2; }",
+            "duplicate `max_streams`",
+        ),
+        (
+            "stream a { input fake://fake; max_streams 5; }",
+            "max_streams",
+        ),
+    ] {
+        let text = format!("http 1; cluster_key 0123456789abcdef; {bad}");
+        let e = match parse(&text) {
             Err(e) => e.to_string(),
             Ok(_) => panic!("accepted {bad:?}"),
         };

@@ -44,10 +44,12 @@ pub async fn run<N: Net, C: Clock>(
         root: cache_root,
         open: BTreeMap::new(),
     };
-    let mut discovery = Discovery::new(src.only.clone(), src.except.clone()).with_pull(
-        src.static_streams.clone(),
-        std::time::Duration::from_millis(src.clients_timeout_ms),
-    );
+    let mut discovery = Discovery::new(src.only.clone(), src.except.clone())
+        .with_pull(
+            src.static_streams.clone(),
+            std::time::Duration::from_millis(src.clients_timeout_ms),
+        )
+        .with_max_streams(src.max_streams);
     let clock = ctx.clock.clone();
     let mut session = PullSession::new(
         clock.now(),
@@ -175,6 +177,15 @@ async fn apply<N: Net, C: Clock>(
             if let Some(entry) = ctx.entry(&s.name) {
                 entry.hub.set_upstream(s.alive, s.media_info);
             }
+            return;
+        }
+        Change::LeftOut { left_out: 0, max } => {
+            info!(%peer, max, "every stream of the source is taken again (under max_streams)");
+            return;
+        }
+        Change::LeftOut { left_out, max } => {
+            warn!(%peer, left_out, max,
+                "the source announces more streams than max_streams: the rest are left out");
             return;
         }
         Change::Add(s) => s,
