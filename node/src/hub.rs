@@ -134,8 +134,6 @@ struct State {
     discontinuity_next: bool,
     /// Timestamp sanity of frames and segments from a cluster peer.
     sanity: FrameSanity,
-    /// Refused or jumping peer timestamps, logged once per reason per 10 s.
-    sanity_log: LogLimiter<&'static str>,
     /// Whether the peer says the stream is alive (signaling); shown while idle.
     upstream_alive: bool,
 }
@@ -207,7 +205,6 @@ impl StreamHub {
                 discontinuity_next: false,
                 upstream_alive: false,
                 sanity: FrameSanity::default(),
-                sanity_log: LogLimiter::new(DEFAULT_LOG_INTERVAL_MS),
             }),
             tx,
             seg_tx,
@@ -562,11 +559,19 @@ fn warn_left_out(name: &StreamName, mi: &MediaInfo) {
 }
 
 impl State {
-    /// Logs what the timestamp sanity found, once per reason per 10 s with a count.
+    /// Logs what the timestamp sanity found: one line per reason per 10 s for the
+    /// whole node (a peer with many streams must not multiply it), with the count
+    /// and the last stream.
     fn note_sanity(&mut self, name: &StreamName, why: &'static str, what: &str, now: Duration) {
+        static LOG: Mutex<Option<LogLimiter<&'static str>>> = Mutex::new(None);
         let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-        if let Some(count) = self.sanity_log.hit(why, now_ms) {
-            tracing::warn!(stream = %name, reason = why, count, "{what} (one line per reason per 10 s)");
+        let hit = LOG
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| LogLimiter::new(DEFAULT_LOG_INTERVAL_MS))
+            .hit(why, now_ms);
+        if let Some(count) = hit {
+            tracing::warn!(last_stream = %name, reason = why, count, "{what} (one line per reason per 10 s)");
         }
     }
 

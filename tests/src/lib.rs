@@ -24,7 +24,8 @@
 //! needs real deadlines, the real UTC clock (latency = now − capture time) and threads
 //! to drain child pipes, so only the few functions below that do so allow them.
 //!
-//! Files: `tools.rs`, `tempdir.rs`, `node.rs`, `http.rs`, `process.rs`, `frames.rs`;
+//! Files: `tools.rs`, `tempdir.rs`, `node.rs`, `http.rs`, `process.rs`, `frames.rs`,
+//! `hostile_peer.rs` (a cluster peer that sends what no Tern node would);
 //! this file holds the constants and the clocks, and re-exports them all.
 
 use std::thread::JoinHandle;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 
 mod curl;
 mod frames;
+mod hostile_peer;
 mod http;
 mod node;
 mod process;
@@ -40,6 +42,7 @@ mod tools;
 
 pub use curl::*;
 pub use frames::*;
+pub use hostile_peer::*;
 pub use http::*;
 pub use node::*;
 pub use process::*;
@@ -78,9 +81,7 @@ pub fn utc_now_ms() -> u64 {
 
 /// Spawns a helper thread (pipe drains and watchdogs of child processes).
 #[allow(clippy::disallowed_methods)] // draining child pipes needs threads (see the crate doc)
-pub(crate) fn spawn_thread<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> JoinHandle<T> {
+pub fn spawn_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
     std::thread::spawn(f)
 }
 

@@ -76,6 +76,11 @@ impl Node {
         unreachable!("the last attempt returns or panics")
     }
 
+    /// The node's process id (for its memory figures in `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The node's HTTP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
