@@ -41,17 +41,6 @@ pub enum PullState {
     Running,
 }
 
-impl PullState {
-    /// The word the API and metrics use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PullState::Idle => "idle",
-            PullState::Starting => "starting",
-            PullState::Running => "running",
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct Demand {
     mode: PullMode,
@@ -64,9 +53,6 @@ pub struct Demand {
     open: bool,
     /// Whether media arrived since the pull last opened.
     media_since_open: bool,
-    /// When the pull last opened (for the API's `opened_at` and the first-frame
-    /// figure).
-    opened_at: Option<Duration>,
 }
 
 impl Demand {
@@ -78,7 +64,6 @@ impl Demand {
             linger_until: None,
             open,
             media_since_open: false,
-            opened_at: open.then_some(Duration::ZERO),
         }
     }
 
@@ -145,11 +130,6 @@ impl Demand {
         self.held
     }
 
-    /// When the pull last opened; `None` while idle.
-    pub fn opened_at(&self) -> Option<Duration> {
-        self.opened_at.filter(|_| self.open)
-    }
-
     fn extend_linger(&mut self, now: Duration) {
         if let PullMode::OnDemand { clients_timeout } = self.mode {
             let until = now.saturating_add(clients_timeout);
@@ -167,7 +147,6 @@ impl Demand {
         if want && !self.open {
             self.open = true;
             self.media_since_open = false;
-            self.opened_at = Some(now);
         } else if !want && self.open {
             self.open = false;
             self.media_since_open = false;
@@ -212,7 +191,6 @@ mod tests {
         d.handle_viewer_joined(s(10));
         assert!(d.wants_pull());
         assert_eq!(d.state(), PullState::Starting);
-        assert_eq!(d.opened_at(), Some(s(10)));
         d.handle_media(s(10));
         assert_eq!(d.state(), PullState::Running);
         d.handle_viewer_joined(s(11));
@@ -227,7 +205,6 @@ mod tests {
         assert!(!d.wants_pull());
         assert_eq!(d.state(), PullState::Idle);
         assert_eq!(d.poll_timeout(), None);
-        assert_eq!(d.opened_at(), None);
     }
 
     #[test]

@@ -251,7 +251,6 @@ fn track_bitrates(seg: &Segment) -> BTreeMap<u8, u64> {
         .collect()
 }
 
-/// The status of a stream from its hub's figures at the clock's `now`.
 /// The status of a stream from its hub's figures and its pull at `now` (a static
 /// pull's `Starting` is judged by the frames alone: `waiting` after 3 s).
 pub fn stream_status(fig: &Figures, mode: PullMode, pull: PullState, now: Duration) -> Status {

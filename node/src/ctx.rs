@@ -102,7 +102,7 @@ pub struct NodeCtx<C: Clock> {
     /// Bytes and open pulls of the cluster link, per peer.
     pub link: Arc<crate::cluster::link::LinkStats>,
     /// `cluster_bandwidth`: the cap on what peers pull from this node.
-    pub budget: Option<Mutex<tern_core::rate::ClusterBudget>>,
+    pub budget: Option<Arc<Mutex<tern_core::rate::ClusterBudget>>>,
     pub(crate) streams: Mutex<BTreeMap<StreamName, StreamEntry>>,
     pub(crate) rng: SharedRng,
 }

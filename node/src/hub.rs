@@ -265,12 +265,12 @@ impl StreamHub {
     /// and its media info, which the stream takes while it is not pulled (a pulled
     /// stream has its own from the frames).
     pub fn set_upstream(&self, alive: bool, mi: Option<MediaInfo>) {
-        let idle = {
+        let no_frames_of_its_own = {
             let mut st = self.lock();
             st.upstream_alive = alive;
-            st.demand.state() == PullState::Idle
+            st.demand.state() == PullState::Idle || st.figures.last_frame_at.is_none()
         };
-        if let (true, Some(mi)) = (idle || self.lock().figures.last_frame_at.is_none(), mi) {
+        if let (true, Some(mi)) = (no_frames_of_its_own, mi) {
             self.set_media_info(mi);
         }
     }

@@ -100,9 +100,12 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
         refusals: crate::http::guard::RefusalLog::new(),
         api_auth: config.api_auth.clone(),
         link: Arc::default(),
-        budget: config
-            .cluster_bandwidth_bps
-            .map(|bps| Mutex::new(tern_core::rate::ClusterBudget::new(bps, clock.now()))),
+        budget: config.cluster_bandwidth_bps.map(|bps| {
+            Arc::new(Mutex::new(tern_core::rate::ClusterBudget::new(
+                bps,
+                clock.now(),
+            )))
+        }),
         streams: Mutex::new(BTreeMap::new()),
         rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
     });

@@ -26,6 +26,17 @@ fn key(s: &str) -> ClusterKey {
     ClusterKey::new(s).unwrap_or_else(|| panic!("empty key"))
 }
 
+/// Asserts that each config (`prefix` then the case) is refused with an error
+/// that contains the case's text.
+fn assert_refused(prefix: &str, cases: &[(&str, &str)]) {
+    for (bad, says) in cases {
+        match parse(&format!("{prefix}{bad}")) {
+            Err(e) => assert!(e.to_string().contains(says), "{bad:?}: {e}"),
+            Ok(_) => panic!("accepted {bad:?}"),
+        }
+    }
+}
+
 fn listen(port: u16) -> Listen {
     Listen { addr: None, port }
 }
@@ -320,7 +331,7 @@ fn config_on_demand_forms() {
     assert_eq!(s[2].static_streams, StaticStreams::None);
     assert_eq!(s[2].clients_timeout_ms, 500);
     assert_eq!(s[3].static_streams, StaticStreams::All);
-    for (bad, says) in [
+    let cases = [
         (
             "source m4s://a:1 { clients_timeout -1; }",
             "bad `clients_timeout -1`",
@@ -336,14 +347,8 @@ fn config_on_demand_forms() {
         ("source m4s://a:1 { static ../x; }", ""),
         ("source m4s://a:1 { statik; }", "static"),
         ("stream a { input fake://fake; static; }", "static"),
-    ] {
-        let text = format!("http 1; cluster_key 0123456789abcdef; {bad}");
-        let e = match parse(&text) {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("accepted {bad:?}"),
-        };
-        assert!(e.contains(says), "{bad:?}: {e}");
-    }
+    ];
+    assert_refused("http 1; cluster_key 0123456789abcdef; ", &cases);
 }
 
 #[test]
@@ -354,7 +359,7 @@ fn config_bandwidth_caps() {
     );
     assert_eq!(cfg.cluster_bandwidth_bps, Some(20_000_000));
     assert_eq!(cfg.sources[0].archive_bandwidth_bps, Some(800_000));
-    for (bad, says) in [
+    let cases = [
         ("cluster_bandwidth 10;", "bad `cluster_bandwidth 10`"),
         ("cluster_bandwidth 2T;", "bad `cluster_bandwidth 2T`"),
         (
@@ -369,13 +374,8 @@ fn config_bandwidth_caps() {
             "stream a { input fake://fake; archive_bandwidth 1M; }",
             "archive_bandwidth",
         ),
-    ] {
-        let e = match parse(&format!("http 1; cluster_key 0123456789abcdef; {bad}")) {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("accepted {bad:?}"),
-        };
-        assert!(e.contains(says), "{bad:?}: {e}");
-    }
+    ];
+    assert_refused("http 1; cluster_key 0123456789abcdef; ", &cases);
 }
 
 #[test]
@@ -391,7 +391,7 @@ fn config_ondemand_streams() {
     assert_eq!(cfg.streams[1].on_demand_ms, Some(5000));
     assert_eq!(cfg.streams[1].segment_duration_ms, Some(1000));
     assert_eq!(cfg.streams[2].on_demand_ms, None);
-    for (bad, says) in [
+    let cases = [
         (
             "ondemand c { input fake://fake; dvr /tmp/x; }",
             "a recorded stream is always on",
@@ -406,13 +406,8 @@ fn config_ondemand_streams() {
             "ondemand c { input fake://fake; } stream c { input fake://fake; }",
             "duplicate stream `c`",
         ),
-    ] {
-        let e = match parse(&format!("http 1; {bad}")) {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("accepted {bad:?}"),
-        };
-        assert!(e.contains(says), "{bad:?}: {e}");
-    }
+    ];
+    assert_refused("http 1; ", &cases);
 }
 
 #[test]
@@ -422,7 +417,7 @@ fn config_max_streams_of_a_source() {
         source m4s://b:1;");
     assert_eq!(cfg.sources[0].max_streams, 50);
     assert_eq!(cfg.sources[1].max_streams, DEFAULT_MAX_STREAMS);
-    for (bad, says) in [
+    let cases = [
         ("source m4s://a:1 { max_streams 0; }", "bad `max_streams 0`"),
         (
             "source m4s://a:1 { max_streams +5; }",
@@ -440,14 +435,8 @@ fn config_max_streams_of_a_source() {
             "stream a { input fake://fake; max_streams 5; }",
             "max_streams",
         ),
-    ] {
-        let text = format!("http 1; cluster_key 0123456789abcdef; {bad}");
-        let e = match parse(&text) {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("accepted {bad:?}"),
-        };
-        assert!(e.contains(says), "{bad:?}: {e}");
-    }
+    ];
+    assert_refused("http 1; cluster_key 0123456789abcdef; ", &cases);
 }
 
 #[test]

@@ -133,14 +133,11 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
         .get::<std::net::SocketAddr>()
         .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
     let (tx, rx) = mpsc::channel(queue);
-    let budget: Option<BudgetHook> = ctx.budget.as_ref().map(|_| {
-        let ctx = ctx.clone();
+    let budget: Option<BudgetHook> = ctx.budget.clone().map(|budget| {
+        let clock = ctx.clock.clone();
         Arc::new(move |class: LinkClass, bytes: u64| {
-            let Some(b) = &ctx.budget else {
-                return Duration::ZERO;
-            };
-            let mut b = b.lock().unwrap_or_else(|e| e.into_inner());
-            let now = ctx.clock.now();
+            let mut b = budget.lock().unwrap_or_else(|e| e.into_inner());
+            let now = clock.now();
             match class {
                 LinkClass::Archive => b.archive_delay(now, bytes),
                 LinkClass::Live | LinkClass::Signaling => {
