@@ -1,0 +1,345 @@
+//! [`FsStore`]: the DVR store on the real filesystem (directories of segment files and
+//! an index journal under a DVR root), with the write order the durability contract of
+//! [`DvrStore`] promises.
+//!
+//! Owns: which syscall runs when (temporary file, fsync, rename, directory fsync).
+//! Must not: decide what to record or delete (that is `Dvr`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tern_core::StreamName;
+
+use super::{
+    check_segment_file, parse_segment_name, segment_name, BoxFuture, DvrStore, SegmentFile,
+    StoreError, JOURNAL_FILE, TEMP_SUFFIX,
+};
+
+/// Bytes a file occupies on disk, where the platform says.
+#[cfg(unix)]
+fn allocated_bytes(m: &fs::Metadata) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Some(m.blocks().saturating_mul(512))
+}
+
+#[cfg(not(unix))]
+fn allocated_bytes(_m: &fs::Metadata) -> Option<u64> {
+    None
+}
+
+/// The real filesystem store. Blocking file I/O runs on tokio's blocking pool.
+#[derive(Clone, Debug)]
+pub struct FsStore {
+    root: PathBuf,
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |e| StoreError::new(op, path.display().to_string(), e)
+}
+
+/// Runs `f` on the blocking pool.
+#[allow(clippy::disallowed_methods)] // driver: file I/O runs on the blocking pool
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    path: &Path,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::new(
+            what,
+            path.display().to_string(),
+            io::Error::other(e.to_string()),
+        )),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
+}
+
+/// Writes `bytes` to `dir/name` atomically: `name.tmp`, fsync, rename, fsync `dir`.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = dir.join(format!("{name}{TEMP_SUFFIX}"));
+    let dst = dir.join(name);
+    let staged = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
+        f.write_all(bytes).map_err(io_err("write", &tmp))?;
+        f.sync_all().map_err(io_err("fsync", &tmp))?;
+        drop(f);
+        fs::rename(&tmp, &dst).map_err(io_err("rename into place", &dst))
+    })();
+    if let Err(e) = staged {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if let Err(e) = sync_dir(dir) {
+        // Not durable: take it back, so that `Err` means "not written".
+        let _ = fs::remove_file(&dst);
+        return Err(e);
+    }
+    Ok(())
+}
+
+impl FsStore {
+    /// A store rooted at `root` (created on first use).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FsStore { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir(&self, stream: &StreamName) -> PathBuf {
+        // Safe by construction: a StreamName has no `..`, `.` or empty segment and no
+        // leading `/`.
+        self.root.join(stream.as_str())
+    }
+
+    /// Creates `dir` (under `root`) and makes each new level durable.
+    fn ensure_dir(root: &Path, dir: &Path) -> Result<(), StoreError> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        // fsync every directory from `dir`'s parent up to the root, so the new
+        // entries survive a crash; the root's own parent on a best-effort basis.
+        let mut p = dir;
+        while let Some(parent) = p.parent() {
+            let parent_or_cwd = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            if p == root {
+                let _ = sync_dir(parent_or_cwd);
+                break;
+            }
+            sync_dir(parent_or_cwd)?;
+            p = parent;
+        }
+        Ok(())
+    }
+}
+
+impl DvrStore for FsStore {
+    fn location(&self, stream: &StreamName) -> String {
+        self.dir(stream).display().to_string()
+    }
+
+    fn prepare<'a>(&'a self, stream: &'a StreamName) -> BoxFuture<'a, Result<(), StoreError>> {
+        let root = self.root.clone();
+        let dir = self.dir(stream);
+        Box::pin(async move {
+            let d = dir.clone();
+            blocking("create directory", &dir, move || {
+                FsStore::ensure_dir(&root, &d)
+            })
+            .await
+        })
+    }
+
+    fn write_segment<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        utc_start_ms: u64,
+        bytes: Bytes,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let root = self.root.clone();
+        let dir = self.dir(stream);
+        Box::pin(async move {
+            let d = dir.clone();
+            blocking("write segment in", &dir, move || {
+                FsStore::ensure_dir(&root, &d)?;
+                write_atomic(&d, &segment_name(utc_start_ms), &bytes)
+            })
+            .await
+        })
+    }
+
+    fn read_segment<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        utc_start_ms: u64,
+        expected_len: Option<u64>,
+    ) -> BoxFuture<'a, Result<Bytes, StoreError>> {
+        let path = self.dir(stream).join(segment_name(utc_start_ms));
+        Box::pin(async move {
+            let p = path.clone();
+            blocking("read", &path, move || {
+                // Checked before opening: opening a FIFO would block.
+                let m = fs::metadata(&p).map_err(io_err("read", &p))?;
+                if !m.is_file() {
+                    let e = io::Error::new(ErrorKind::InvalidData, "not a regular file");
+                    return Err(io_err("read", &p)(e));
+                }
+                check_segment_file(m.len(), expected_len, allocated_bytes(&m))
+                    .map_err(io_err("read", &p))?;
+                let mut f = File::open(&p).map_err(io_err("read", &p))?;
+                // At most the checked length (+1 to notice a file that grew).
+                let mut buf = Vec::with_capacity(m.len() as usize);
+                (&mut f)
+                    .take(m.len().saturating_add(1))
+                    .read_to_end(&mut buf)
+                    .map_err(io_err("read", &p))?;
+                if buf.len() as u64 != m.len() {
+                    let e = io::Error::new(
+                        ErrorKind::InvalidData,
+                        "the file changed size while being read",
+                    );
+                    return Err(io_err("read", &p)(e));
+                }
+                Ok(Bytes::from(buf))
+            })
+            .await
+        })
+    }
+
+    fn delete_segment<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        utc_start_ms: u64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let path = self.dir(stream).join(segment_name(utc_start_ms));
+        Box::pin(async move {
+            let p = path.clone();
+            blocking("delete", &path, move || match fs::remove_file(&p) {
+                Err(e) if e.kind() != ErrorKind::NotFound => Err(io_err("delete", &p)(e)),
+                _ => Ok(()),
+            })
+            .await
+        })
+    }
+
+    fn list_segments<'a>(
+        &'a self,
+        stream: &'a StreamName,
+    ) -> BoxFuture<'a, Result<Vec<SegmentFile>, StoreError>> {
+        let dir = self.dir(stream);
+        Box::pin(async move {
+            let d = dir.clone();
+            blocking("list", &dir, move || {
+                let rd = match fs::read_dir(&d) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(io_err("list", &d)(e)),
+                };
+                let mut out = Vec::new();
+                for ent in rd {
+                    let ent = ent.map_err(io_err("list", &d))?;
+                    let Ok(name) = ent.file_name().into_string() else {
+                        continue;
+                    };
+                    let is_file = ent.file_type().map(|t| t.is_file()).unwrap_or(false);
+                    if !is_file {
+                        continue;
+                    }
+                    if name.ends_with(TEMP_SUFFIX) {
+                        let p = ent.path();
+                        if let Err(e) = fs::remove_file(&p) {
+                            tracing::warn!(path = %p.display(), error = %e, "cannot remove a leftover temporary DVR file");
+                        }
+                        continue;
+                    }
+                    if let Some(utc) = parse_segment_name(&name) {
+                        let len = ent.metadata().map_err(io_err("stat", &ent.path()))?.len();
+                        out.push(SegmentFile {
+                            utc_start_ms: utc,
+                            bytes: len,
+                        });
+                    }
+                }
+                out.sort_by_key(|f| f.utc_start_ms);
+                Ok(out)
+            })
+            .await
+        })
+    }
+
+    fn read_journal<'a>(
+        &'a self,
+        stream: &'a StreamName,
+    ) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
+        let path = self.dir(stream).join(JOURNAL_FILE);
+        Box::pin(async move {
+            let p = path.clone();
+            blocking("read", &path, move || match fs::read(&p) {
+                Ok(b) => Ok(Some(Bytes::from(b))),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(io_err("read", &p)(e)),
+            })
+            .await
+        })
+    }
+
+    fn append_journal<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        at: u64,
+        bytes: Bytes,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let path = self.dir(stream).join(JOURNAL_FILE);
+        Box::pin(async move {
+            let p = path.clone();
+            blocking("append to", &path, move || {
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .map_err(io_err("open", &p))?;
+                let len = f.metadata().map_err(io_err("stat", &p))?.len();
+                if len < at {
+                    return Err(StoreError::new(
+                        "append to",
+                        p.display().to_string(),
+                        io::Error::new(
+                            ErrorKind::UnexpectedEof,
+                            format!(
+                                "the journal is {len} bytes, shorter than the {at} this node wrote"
+                            ),
+                        ),
+                    ));
+                }
+                if len > at {
+                    f.set_len(at).map_err(io_err("truncate", &p))?;
+                }
+                f.seek(SeekFrom::Start(at)).map_err(io_err("seek in", &p))?;
+                f.write_all(&bytes).map_err(io_err("append to", &p))?;
+                f.sync_data().map_err(io_err("fsync", &p))
+            })
+            .await
+        })
+    }
+
+    fn rewrite_journal<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        bytes: Bytes,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let root = self.root.clone();
+        let dir = self.dir(stream);
+        Box::pin(async move {
+            let d = dir.clone();
+            blocking("rewrite the journal in", &dir, move || {
+                FsStore::ensure_dir(&root, &d)?;
+                write_atomic(&d, JOURNAL_FILE, &bytes)
+            })
+            .await
+        })
+    }
+
+    fn free_space(&self) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
+        // std has no statvfs and this crate takes no libc dependency: a full disk
+        // shows up as ENOSPC on write, which `Dvr` handles the same way.
+        Box::pin(async { Ok(None) })
+    }
+}
