@@ -1,38 +1,28 @@
 //! [`FsStore`]: the DVR store on the real filesystem (directories of segment files and
 //! an index journal under a DVR root), with the write order the durability contract of
-//! [`DvrStore`] promises.
+//! [`DvrStore`] promises. Its filesystem calls go through the [`Fs`] trait (`os.rs`):
+//! `std::fs` in the binary, a crash-recording model in the crash test.
 //!
-//! Owns: which syscall runs when (temporary file, fsync, rename, directory fsync).
-//! Must not: decide what to record or delete (that is `Dvr`).
+//! Owns: which filesystem call runs when (temporary file, fsync, rename, directory
+//! fsync). Must not: decide what to record or delete (that is `Dvr`).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use tern_core::StreamName;
 
+use super::os::{Fs, FsFile, StdFs};
 use super::{
     check_segment_file, parse_segment_name, segment_name, BoxFuture, DvrStore, SegmentFile,
     StoreError, JOURNAL_FILE, TEMP_SUFFIX,
 };
 
-/// Bytes a file occupies on disk, where the platform says.
-#[cfg(unix)]
-fn allocated_bytes(m: &fs::Metadata) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    Some(m.blocks().saturating_mul(512))
-}
-
-#[cfg(not(unix))]
-fn allocated_bytes(_m: &fs::Metadata) -> Option<u64> {
-    None
-}
-
 /// The real filesystem store. Blocking file I/O runs on tokio's blocking pool.
 #[derive(Clone, Debug)]
-pub struct FsStore {
+pub struct FsStore<F: Fs = StdFs> {
     root: PathBuf,
+    fs: F,
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -56,44 +46,48 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))
+fn sync_dir(fs: &impl Fs, dir: &Path) -> Result<(), StoreError> {
+    fs.sync_dir(dir).map_err(io_err("fsync directory", dir))
 }
 
 /// Writes `bytes` to `dir/name` atomically: `name.tmp`, fsync, rename, fsync `dir`.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+fn write_atomic(fs: &impl Fs, dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
     let tmp = dir.join(format!("{name}{TEMP_SUFFIX}"));
     let dst = dir.join(name);
     let staged = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
-        f.write_all(bytes).map_err(io_err("write", &tmp))?;
+        let mut f = fs.create(&tmp).map_err(io_err("create", &tmp))?;
+        f.write_all_at(0, bytes).map_err(io_err("write", &tmp))?;
         f.sync_all().map_err(io_err("fsync", &tmp))?;
         drop(f);
-        fs::rename(&tmp, &dst).map_err(io_err("rename into place", &dst))
+        fs.rename(&tmp, &dst)
+            .map_err(io_err("rename into place", &dst))
     })();
     if let Err(e) = staged {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs.remove_file(&tmp);
         return Err(e);
     }
-    if let Err(e) = sync_dir(dir) {
+    if let Err(e) = sync_dir(fs, dir) {
         // Not durable: take it back, so that `Err` means "not written".
-        let _ = fs::remove_file(&dst);
+        let _ = fs.remove_file(&dst);
         return Err(e);
     }
     Ok(())
 }
 
 impl FsStore {
-    /// A store rooted at `root` (created on first use).
+    /// A store rooted at `root` (created on first use), on the real filesystem.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FsStore { root: root.into() }
+        FsStore::with_fs(root, StdFs)
+    }
+}
+
+impl<F: Fs> FsStore<F> {
+    /// A store rooted at `root` on the filesystem `fs`.
+    pub fn with_fs(root: impl Into<PathBuf>, fs: F) -> Self {
+        FsStore {
+            root: root.into(),
+            fs,
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -107,11 +101,12 @@ impl FsStore {
     }
 
     /// Creates `dir` (under `root`) and makes each new level durable.
-    fn ensure_dir(root: &Path, dir: &Path) -> Result<(), StoreError> {
-        if dir.is_dir() {
+    fn ensure_dir(fs: &F, root: &Path, dir: &Path) -> Result<(), StoreError> {
+        if fs.metadata(dir).is_ok_and(|m| m.is_dir) {
             return Ok(());
         }
-        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        fs.create_dir_all(dir)
+            .map_err(io_err("create directory", dir))?;
         // fsync every directory from `dir`'s parent up to the root, so the new
         // entries survive a crash; the root's own parent on a best-effort basis.
         let mut p = dir;
@@ -122,17 +117,17 @@ impl FsStore {
                 parent
             };
             if p == root {
-                let _ = sync_dir(parent_or_cwd);
+                let _ = sync_dir(fs, parent_or_cwd);
                 break;
             }
-            sync_dir(parent_or_cwd)?;
+            sync_dir(fs, parent_or_cwd)?;
             p = parent;
         }
         Ok(())
     }
 }
 
-impl DvrStore for FsStore {
+impl<F: Fs> DvrStore for FsStore<F> {
     fn location(&self, stream: &StreamName) -> String {
         self.dir(stream).display().to_string()
     }
@@ -140,10 +135,11 @@ impl DvrStore for FsStore {
     fn prepare<'a>(&'a self, stream: &'a StreamName) -> BoxFuture<'a, Result<(), StoreError>> {
         let root = self.root.clone();
         let dir = self.dir(stream);
+        let fs = self.fs.clone();
         Box::pin(async move {
             let d = dir.clone();
             blocking("create directory", &dir, move || {
-                FsStore::ensure_dir(&root, &d)
+                Self::ensure_dir(&fs, &root, &d)
             })
             .await
         })
@@ -157,11 +153,12 @@ impl DvrStore for FsStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let root = self.root.clone();
         let dir = self.dir(stream);
+        let fs = self.fs.clone();
         Box::pin(async move {
             let d = dir.clone();
             blocking("write segment in", &dir, move || {
-                FsStore::ensure_dir(&root, &d)?;
-                write_atomic(&d, &segment_name(utc_start_ms), &bytes)
+                Self::ensure_dir(&fs, &root, &d)?;
+                write_atomic(&fs, &d, &segment_name(utc_start_ms), &bytes)
             })
             .await
         })
@@ -174,25 +171,22 @@ impl DvrStore for FsStore {
         expected_len: Option<u64>,
     ) -> BoxFuture<'a, Result<Bytes, StoreError>> {
         let path = self.dir(stream).join(segment_name(utc_start_ms));
+        let fs = self.fs.clone();
         Box::pin(async move {
             let p = path.clone();
             blocking("read", &path, move || {
                 // Checked before opening: opening a FIFO would block.
-                let m = fs::metadata(&p).map_err(io_err("read", &p))?;
-                if !m.is_file() {
+                let m = fs.metadata(&p).map_err(io_err("read", &p))?;
+                if !m.is_file {
                     let e = io::Error::new(ErrorKind::InvalidData, "not a regular file");
                     return Err(io_err("read", &p)(e));
                 }
-                check_segment_file(m.len(), expected_len, allocated_bytes(&m))
-                    .map_err(io_err("read", &p))?;
-                let mut f = File::open(&p).map_err(io_err("read", &p))?;
+                check_segment_file(m.len, expected_len, m.allocated).map_err(io_err("read", &p))?;
                 // At most the checked length (+1 to notice a file that grew).
-                let mut buf = Vec::with_capacity(m.len() as usize);
-                (&mut f)
-                    .take(m.len().saturating_add(1))
-                    .read_to_end(&mut buf)
+                let buf = fs
+                    .read_up_to(&p, m.len.saturating_add(1))
                     .map_err(io_err("read", &p))?;
-                if buf.len() as u64 != m.len() {
+                if buf.len() as u64 != m.len {
                     let e = io::Error::new(
                         ErrorKind::InvalidData,
                         "the file changed size while being read",
@@ -211,9 +205,10 @@ impl DvrStore for FsStore {
         utc_start_ms: u64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let path = self.dir(stream).join(segment_name(utc_start_ms));
+        let fs = self.fs.clone();
         Box::pin(async move {
             let p = path.clone();
-            blocking("delete", &path, move || match fs::remove_file(&p) {
+            blocking("delete", &path, move || match fs.remove_file(&p) {
                 Err(e) if e.kind() != ErrorKind::NotFound => Err(io_err("delete", &p)(e)),
                 _ => Ok(()),
             })
@@ -226,33 +221,32 @@ impl DvrStore for FsStore {
         stream: &'a StreamName,
     ) -> BoxFuture<'a, Result<Vec<SegmentFile>, StoreError>> {
         let dir = self.dir(stream);
+        let fs = self.fs.clone();
         Box::pin(async move {
             let d = dir.clone();
             blocking("list", &dir, move || {
-                let rd = match fs::read_dir(&d) {
+                let rd = match fs.read_dir(&d) {
                     Ok(rd) => rd,
                     Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
                     Err(e) => return Err(io_err("list", &d)(e)),
                 };
                 let mut out = Vec::new();
                 for ent in rd {
-                    let ent = ent.map_err(io_err("list", &d))?;
-                    let Ok(name) = ent.file_name().into_string() else {
+                    let Ok(name) = ent.name.into_string() else {
                         continue;
                     };
-                    let is_file = ent.file_type().map(|t| t.is_file()).unwrap_or(false);
-                    if !is_file {
+                    if !ent.is_file {
                         continue;
                     }
                     if name.ends_with(TEMP_SUFFIX) {
-                        let p = ent.path();
-                        if let Err(e) = fs::remove_file(&p) {
+                        let p = ent.path;
+                        if let Err(e) = fs.remove_file(&p) {
                             tracing::warn!(path = %p.display(), error = %e, "cannot remove a leftover temporary DVR file");
                         }
                         continue;
                     }
                     if let Some(utc) = parse_segment_name(&name) {
-                        let len = ent.metadata().map_err(io_err("stat", &ent.path()))?.len();
+                        let len = fs.metadata(&ent.path).map_err(io_err("stat", &ent.path))?.len;
                         out.push(SegmentFile {
                             utc_start_ms: utc,
                             bytes: len,
@@ -271,9 +265,10 @@ impl DvrStore for FsStore {
         stream: &'a StreamName,
     ) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
         let path = self.dir(stream).join(JOURNAL_FILE);
+        let fs = self.fs.clone();
         Box::pin(async move {
             let p = path.clone();
-            blocking("read", &path, move || match fs::read(&p) {
+            blocking("read", &path, move || match fs.read(&p) {
                 Ok(b) => Ok(Some(Bytes::from(b))),
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(io_err("read", &p)(e)),
@@ -289,14 +284,12 @@ impl DvrStore for FsStore {
         bytes: Bytes,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let path = self.dir(stream).join(JOURNAL_FILE);
+        let fs = self.fs.clone();
         Box::pin(async move {
             let p = path.clone();
             blocking("append to", &path, move || {
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .open(&p)
-                    .map_err(io_err("open", &p))?;
-                let len = f.metadata().map_err(io_err("stat", &p))?.len();
+                let mut f = fs.open_write(&p).map_err(io_err("open", &p))?;
+                let len = f.size().map_err(io_err("stat", &p))?;
                 if len < at {
                     return Err(StoreError::new(
                         "append to",
@@ -312,8 +305,8 @@ impl DvrStore for FsStore {
                 if len > at {
                     f.set_len(at).map_err(io_err("truncate", &p))?;
                 }
-                f.seek(SeekFrom::Start(at)).map_err(io_err("seek in", &p))?;
-                f.write_all(&bytes).map_err(io_err("append to", &p))?;
+                f.write_all_at(at, &bytes)
+                    .map_err(io_err("append to", &p))?;
                 f.sync_data().map_err(io_err("fsync", &p))
             })
             .await
@@ -327,11 +320,12 @@ impl DvrStore for FsStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let root = self.root.clone();
         let dir = self.dir(stream);
+        let fs = self.fs.clone();
         Box::pin(async move {
             let d = dir.clone();
             blocking("rewrite the journal in", &dir, move || {
-                FsStore::ensure_dir(&root, &d)?;
-                write_atomic(&d, JOURNAL_FILE, &bytes)
+                Self::ensure_dir(&fs, &root, &d)?;
+                write_atomic(&fs, &d, JOURNAL_FILE, &bytes)
             })
             .await
         })

@@ -18,6 +18,7 @@
 
 mod fs;
 mod mem;
+pub mod os;
 
 use std::future::Future;
 use std::io::{self, ErrorKind};
@@ -28,6 +29,7 @@ use tern_core::StreamName;
 
 pub use fs::FsStore;
 pub use mem::{Fault, MemStore};
+pub use os::{Fs, FsFile, StdFs};
 
 /// A boxed `Send` future: the store is used as `Arc<dyn DvrStore>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
