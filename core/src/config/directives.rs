@@ -567,6 +567,18 @@ fn segment_duration(d: &Directive) -> Result<u32, ConfigError> {
     }
 }
 
+/// One `stream NAME { ... }` or `ondemand NAME { ... }` on its own (a stream of
+/// the operator's API), checked exactly as in a config file.
+pub(super) fn stream_block(d: &Directive) -> Result<StreamConfig, ConfigError> {
+    match known(d, Ctx::Top)? {
+        "stream" | "ondemand" => stream(d),
+        other => Err(at(
+            d.name.pos,
+            format!("expected a `stream` or `ondemand` block, found `{other}`"),
+        )),
+    }
+}
+
 fn stream(d: &Directive) -> Result<StreamConfig, ConfigError> {
     args_range(d, 1, 1)?;
     let name_tok = &d.args[0];

@@ -11,7 +11,9 @@
 //!   helped by `url` (URLs, addresses, `fake://` options), [`units`] (seconds,
 //!   depths, sizes, bitrates) and [`pattern`] (`only`/`except` patterns);
 //! - [`model`]: the typed config, its defaults and warnings;
-//! - [`error`]: [`ConfigError`], one for every failure, with line and column.
+//! - [`error`]: [`ConfigError`], one for every failure, with line and column;
+//! - [`state`]: streams of the operator's API, validated as blocks of this language
+//!   and merged over a config; [`diff`]: what a reload starts, stops and keeps.
 //!
 //! ```text
 //! http 8888;                          # PORT or ADDR:PORT; several allowed, one required
@@ -25,18 +27,21 @@
 //! source m4f://origin:8888 { only cams/*; except cams/test; cache /cache 1d 50G; }
 //! ```
 
+pub mod diff;
 mod directives;
 pub mod error;
 mod lexer;
 pub mod model;
 mod parser;
 pub mod pattern;
+pub mod state;
 pub mod units;
 mod url;
 
 #[cfg(test)]
 mod tests;
 
+pub use diff::{diff, StreamDiff};
 pub use error::{ConfigError, Pos};
 pub use model::{
     CacheConfig, ClusterKey, Config, DvrConfig, InputConfig, InputUrl, Listen, RtspCredentials,
@@ -45,6 +50,7 @@ pub use model::{
     MIN_GOOD_KEY_CHARS,
 };
 pub use pattern::NamePattern;
+pub use state::{DvrSpec, InputSpec, SpecError, StreamSpec, StreamState};
 
 /// Parses a whole config file. The first error found is returned, with its line and
 /// column and what was expected there.
