@@ -89,7 +89,7 @@ impl Manners {
 pub const CORS_EXPOSE_HEADERS: &str =
     "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, Content-Encoding";
 /// CORS preflight: the methods allowed.
-pub const CORS_ALLOW_METHODS: &str = "GET, HEAD, OPTIONS, PUT, DELETE";
+pub const CORS_ALLOW_METHODS: &str = "GET, HEAD, OPTIONS, PUT, DELETE, POST";
 /// CORS preflight: the request headers allowed (what players and API clients send).
 pub const CORS_ALLOW_HEADERS: &str =
     "Authorization, Content-Type, Range, If-None-Match, If-Modified-Since, If-Range";

@@ -1,5 +1,6 @@
 //! The `tern` command line: `tern [run [CONFIG]]`, `tern check CONFIG`. Sets up logs
-//! (tracing to stderr, time since start), the tokio runtime and signal handling.
+//! (tracing to stderr, time since start), the tokio runtime and signal handling
+//! (`SIGINT`/`SIGTERM` stop, `SIGHUP` reloads the config file).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -106,45 +107,11 @@ pub fn main() -> ExitCode {
 /// default is 512). Past it, file operations wait their turn.
 pub const MAX_BLOCKING_THREADS: usize = 32;
 
-/// Largest config file read (a config of thousands of streams is a few hundred KiB).
-pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
-
-/// The text of a config file: a regular file (after symlinks) of at most
-/// [`MAX_CONFIG_BYTES`], checked from its metadata before it is opened, so that
-/// `/dev/zero` or a FIFO is refused at once instead of read forever.
-fn read_config(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: cannot read config: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!(
-            "{shown}: cannot read config: not a regular file (a directory, device, FIFO or socket); give the path of a config file"
-        ));
-    }
-    let too_big = || {
-        format!(
-            "{shown}: cannot read config: larger than {} MiB, the most a config may be",
-            MAX_CONFIG_BYTES / (1024 * 1024)
-        )
-    };
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(too_big());
-    }
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
-        .map_err(|e| format!("{shown}: cannot read config: {e}"))?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(too_big()); // it grew while being read
-    }
-    Ok(text)
-}
+pub use crate::operator::MAX_CONFIG_BYTES;
 
 /// Reads and parses a config file; errors come out as `PATH:LINE:COLUMN: message`.
 fn load(path: &Path) -> Result<Config, String> {
-    let text = read_config(path)?;
-    config::parse(&text)
-        .map_err(|e| format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message))
+    crate::operator::load_config(path)
 }
 
 /// `1 stream`, `2 streams`.
@@ -185,14 +152,26 @@ fn init_logs() {
 
 fn run(path: Option<&Path>) -> ExitCode {
     init_logs();
-    let (cfg, demo) = match path {
-        Some(p) => match load(p) {
-            Ok(c) => (c, false),
-            Err(e) => {
-                error!("{e}");
-                return ExitCode::FAILURE;
+    let files = match path.map(crate::operator::load_files) {
+        Some(Ok(f)) => Some(f),
+        Some(Err(e)) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+        None => None,
+    };
+    let (cfg, demo) = match &files {
+        Some(f) => {
+            if !f.state.put.is_empty() || !f.state.deleted.is_empty() {
+                info!(
+                    put = f.state.put.len(),
+                    deleted = f.state.deleted.len(),
+                    "applying the streams changed through the API from {}",
+                    f.state_path.display()
+                );
             }
-        },
+            (f.running(), false)
+        }
         None => match config::parse(DEMO_CONFIG) {
             Ok(c) => (c, true),
             Err(e) => {
@@ -227,7 +206,11 @@ fn run(path: Option<&Path>) -> ExitCode {
     rt.block_on(async move {
         let seed = os_seed();
         info!(seed, "node RNG seeded from the OS");
-        let node = match crate::start_seeded(&cfg, TokioNet, TokioClock::new(), seed).await {
+        let started = match files {
+            Some(f) => crate::runtime::start_from_files(f, TokioNet, TokioClock::new(), seed).await,
+            None => crate::start_seeded(&cfg, TokioNet, TokioClock::new(), seed).await,
+        };
+        let node = match started {
             Ok(n) => n,
             Err(e) => {
                 error!("{e}");
@@ -235,7 +218,7 @@ fn run(path: Option<&Path>) -> ExitCode {
             }
         };
         print_urls(&cfg, node.local_addrs(), demo);
-        shutdown_signal().await;
+        signals(&node).await;
         info!("stopping");
         node.shutdown().await;
         info!("stopped");
@@ -275,6 +258,42 @@ fn print_urls(cfg: &Config, addrs: &[std::net::SocketAddr], demo: bool) {
         );
     }
     eprintln!("  API: http://{host}/streamer/api/v3/streams");
+}
+
+/// Waits for `SIGINT`/`SIGTERM` (then returns, to stop the node); on each
+/// `SIGHUP`, reloads the config file and logs what changed.
+#[cfg(unix)]
+async fn signals<C: tern_net::Clock>(node: &crate::RunningNode<C>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload through the API instead");
+        return shutdown_signal().await;
+    };
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stop => return,
+            Some(()) = hup.recv() => {
+                info!("SIGHUP: reloading the config");
+                match node.reload().await {
+                    // The operator task logged what changed.
+                    Ok(r) => {
+                        for f in &r.failed {
+                            error!(stream = %f.name, "did not start: {}", f.error);
+                        }
+                    }
+                    Err(e) => error!("{e}"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn signals<C: tern_net::Clock>(_node: &crate::RunningNode<C>) {
+    shutdown_signal().await
 }
 
 async fn shutdown_signal() {

@@ -105,6 +105,9 @@ pub struct NodeCtx<C: Clock> {
     pub budget: Option<Arc<Mutex<tern_core::rate::ClusterBudget>>>,
     pub(crate) streams: Mutex<BTreeMap<StreamName, StreamEntry>>,
     pub(crate) rng: SharedRng,
+    /// Where the API's `PUT`/`DELETE` and reloads go: the operator task
+    /// (`crate::operator`), which applies them one at a time.
+    pub(crate) control: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::operator::Job>>,
 }
 
 impl<C: Clock> NodeCtx<C> {

@@ -22,6 +22,7 @@ pub mod http;
 pub mod hub;
 pub mod input;
 pub mod metrics;
+pub mod operator;
 pub mod output;
 pub mod runtime;
 pub mod status_page;

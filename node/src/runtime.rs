@@ -3,25 +3,29 @@
 //! over `Net` and `Clock`, so the binary runs it on tokio and tern-sim on turmoil
 //! with no other difference.
 //!
-//! Owns: starting and stopping the node's tasks; the shared state it builds for
-//! them is `ctx.rs`. Must not: speak any protocol itself, or be needed by what it
+//! Owns: starting and stopping the node's tasks, and [`StreamSet::apply`], the one
+//! step that goes from one set of configured streams to another (at start, for the
+//! API's `PUT`/`DELETE` and for a reload); the shared state it builds for them is
+//! `ctx.rs`. Must not: speak any protocol itself, or be needed by what it
 //! starts (inputs, sources, the HTTP layer depend on `ctx`, not on the runtime).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use tern_core::cluster::auth::{ClusterAuth, ReplayGuard};
-use tern_core::config::{ClusterKey, Config};
+use tern_core::config::{ClusterKey, Config, StreamConfig, StreamDiff};
+use tern_core::StreamName;
 use tern_net::{Clock, Listener, Net};
 use tokio::task::JoinSet;
 use tracing::{info, Instrument};
 
 use crate::archive::Archive;
 use crate::cluster::client::ClusterClient;
-use crate::dvr::{recorder, DvrRoot, DvrStores};
+use crate::dvr::{recorder, Dvr, DvrError, DvrRoot, DvrStores};
 use crate::hub::StreamHub;
 use crate::input;
 
@@ -38,6 +42,11 @@ impl<C: Clock> RunningNode<C> {
     /// The addresses the HTTP listeners are bound to.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Reloads the config file (what `SIGHUP` does): see [`crate::operator`].
+    pub async fn reload(&self) -> Result<crate::operator::Reloaded, crate::operator::OpError> {
+        crate::operator::reload(&self.ctx).await
     }
 
     pub async fn shutdown(mut self) {
@@ -77,9 +86,33 @@ pub async fn start_seeded<N: Net, C: Clock>(
 
 /// [`start_seeded`] with the DVR storage to use: the filesystem (the binary) or
 /// in-memory disks (the simulation, which keeps them across node restarts).
-#[allow(clippy::disallowed_methods)] // driver: the runtime spawns the node's tasks
 pub async fn start_seeded_with<N: Net, C: Clock>(
     config: &Config,
+    net: N,
+    clock: C,
+    seed: u64,
+    dvr_stores: DvrStores,
+) -> Result<RunningNode<C>, NodeError> {
+    start_full(config, None, net, clock, seed, dvr_stores).await
+}
+
+/// Starts the node of a config file and its state file (read by
+/// [`crate::operator::load_files`]): the API's `PUT`/`DELETE` and reloads work
+/// on them.
+pub async fn start_from_files<N: Net, C: Clock>(
+    files: crate::operator::Files,
+    net: N,
+    clock: C,
+    seed: u64,
+) -> Result<RunningNode<C>, NodeError> {
+    let running = files.running();
+    start_full(&running, Some(files), net, clock, seed, DvrStores::Fs).await
+}
+
+#[allow(clippy::disallowed_methods)] // driver: the runtime spawns the node's tasks
+async fn start_full<N: Net, C: Clock>(
+    config: &Config,
+    files: Option<crate::operator::Files>,
     net: N,
     clock: C,
     seed: u64,
@@ -108,89 +141,31 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
         }),
         streams: Mutex::new(BTreeMap::new()),
         rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
+        control: std::sync::OnceLock::new(),
     });
-    let client_for = |key: Option<&ClusterKey>| {
-        key.or(config.cluster_key.as_ref()).map(|k| {
-            ClusterClient::new(
-                net.clone(),
-                ctx.clock.clone(),
-                ctx.shared_rng(),
-                ClusterAuth::new(k.as_bytes()),
-            )
-            .with_link(ctx.link.clone())
-        })
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(crate::operator::CONTROL_QUEUE);
+    let _ = ctx.control.set(control_tx);
+    let mut set = StreamSet {
+        ctx: ctx.clone(),
+        net: net.clone(),
+        dvr_stores: dvr_stores.clone(),
+        dvr_roots: BTreeMap::new(),
     };
-    let mut tasks = JoinSet::new();
-    // Streams recording under the same `dvr PATH` share one root (one disk).
-    let mut dvr_roots: BTreeMap<String, Arc<DvrRoot>> = BTreeMap::new();
-    for sc in &config.streams {
-        let hub = Arc::new(StreamHub::new(
-            sc.name.clone(),
-            sc.segment_duration_ms(config),
-            clock.now(),
-        ));
-        // The origin of a stream (its inputs are this node's own sources) rebases
-        // timestamps onto one running timeline; a stream pulled from a cluster peer
-        // keeps the origin's timestamps.
-        let from_peer = sc.inputs.iter().any(|i| {
-            matches!(
-                i.url,
-                tern_core::config::InputUrl::M4s { .. } | tern_core::config::InputUrl::M4f { .. }
-            )
-        });
-        if !from_peer {
-            hub.rebase_timestamps();
+    // The streams start through the same step as a reload's: from no streams to
+    // the config's. A DVR it cannot open stops the start.
+    let none = Config {
+        streams: Vec::new(),
+        ..config.clone()
+    };
+    let applied = set.apply(&none, config).await;
+    if let Some((_, e)) = applied.failed.into_iter().next() {
+        for e in ctx.streams() {
+            ctx.remove_stream(&e.hub.name);
         }
-        if let Some(ms) = sc.on_demand_ms {
-            hub.set_pull_mode(tern_core::demand::PullMode::OnDemand {
-                clients_timeout: std::time::Duration::from_millis(ms),
-            });
-        }
-        // The DVR opens first: a path it cannot use stops the start before any
-        // task runs.
-        let dvr = match &sc.dvr {
-            Some(dc) => {
-                let root = dvr_roots
-                    .entry(dc.path.clone())
-                    .or_insert_with(|| DvrRoot::new(dvr_stores.store_for(&dc.path)))
-                    .clone();
-                let dvr = root
-                    .open(sc.name.clone(), dc.clone())
-                    .await
-                    .map_err(|source| NodeError::Dvr {
-                        stream: sc.name.clone(),
-                        source,
-                    })?;
-                Some(dvr)
-            }
-            None => None,
-        };
-        let span = tracing::info_span!("stream", name = %sc.name);
-        let mut handles = input::start_inputs(&ctx, &hub, sc, &net, &client_for, span)?;
-        if let Some(dvr) = &dvr {
-            let span = tracing::info_span!("dvr", stream = %sc.name);
-            let task = tokio::spawn(
-                recorder::run(dvr.clone(), hub.clone(), recorder::PAUSE_RETRY).instrument(span),
-            );
-            handles.push(task.abort_handle());
-        }
-        let entry = StreamEntry {
-            hub,
-            inputs: sc
-                .failover_order()
-                .iter()
-                .map(|i| i.url.to_string())
-                .collect(),
-            remote: None,
-            tasks: Arc::new(TaskGuard::new(handles)),
-            archive: match &dvr {
-                Some(d) => Some(d.clone() as Arc<dyn Archive>),
-                None => input::archive_route(sc, &client_for),
-            },
-            dvr,
-        };
-        ctx.add_stream(sc.name.clone(), entry);
+        return Err(e);
     }
+    let client_for = |key: Option<&ClusterKey>| client_for(&ctx, &net, config, key);
+    let mut tasks = JoinSet::new();
     for src in &config.sources {
         let client =
             client_for(src.cluster_key.as_ref()).ok_or_else(|| NodeError::NoClusterKey {
@@ -205,12 +180,7 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
             .segment_duration_ms
             .unwrap_or(tern_core::config::DEFAULT_SEGMENT_DURATION_MS);
         // A source's `cache` shares a root with any DVR on the same path.
-        let cache_root = src.cache.as_ref().map(|c| {
-            dvr_roots
-                .entry(c.path.clone())
-                .or_insert_with(|| DvrRoot::new(dvr_stores.store_for(&c.path)))
-                .clone()
-        });
+        let cache_root = src.cache.as_ref().map(|c| set.root(&c.path));
         tasks.spawn(
             crate::cluster::source::run(ctx.clone(), src.clone(), client, seg_ms, cache_root)
                 .instrument(span),
@@ -246,5 +216,182 @@ pub async fn start_seeded_with<N: Net, C: Clock>(
             guard.clone(),
         ));
     }
+    tasks.spawn(
+        crate::operator::run(set, config.clone(), files, control_rx)
+            .instrument(tracing::info_span!("operator")),
+    );
     Ok(RunningNode { ctx, addrs, tasks })
+}
+
+/// A cluster client with `key`, else the top-level key of `config`.
+fn client_for<N: Net, C: Clock>(
+    ctx: &Arc<NodeCtx<C>>,
+    net: &N,
+    config: &Config,
+    key: Option<&ClusterKey>,
+) -> Option<ClusterClient<N, C>> {
+    key.or(config.cluster_key.as_ref()).map(|k| {
+        ClusterClient::new(
+            net.clone(),
+            ctx.clock.clone(),
+            ctx.shared_rng(),
+            ClusterAuth::new(k.as_bytes()),
+        )
+        .with_link(ctx.link.clone())
+    })
+}
+
+/// How long a restarted or re-added stream waits for its DVR to be let go by the
+/// stream it replaces (archive readers still holding it), polled every
+/// [`DVR_REOPEN_POLL`].
+pub const DVR_REOPEN_WAIT: Duration = Duration::from_secs(5);
+const DVR_REOPEN_POLL: Duration = Duration::from_millis(100);
+
+/// The node's configured streams and what starting one needs. [`StreamSet::apply`]
+/// is the one step that changes them: at start, for the API's `PUT` and `DELETE`,
+/// and for a reload.
+pub struct StreamSet<N: Net, C: Clock> {
+    ctx: Arc<NodeCtx<C>>,
+    net: N,
+    dvr_stores: DvrStores,
+    /// Streams recording under the same `dvr PATH` share one root (one disk).
+    dvr_roots: BTreeMap<String, Arc<DvrRoot>>,
+}
+
+/// What [`StreamSet::apply`] did.
+pub struct Applied {
+    pub diff: StreamDiff,
+    /// Streams of the new config that could not start (they are not running).
+    pub failed: Vec<(StreamName, NodeError)>,
+}
+
+impl<N: Net, C: Clock> StreamSet<N, C> {
+    /// The DVR root of `path`, shared by every stream (and cache) on it.
+    fn root(&mut self, path: &str) -> Arc<DvrRoot> {
+        self.dvr_roots
+            .entry(path.to_owned())
+            .or_insert_with(|| DvrRoot::new(self.dvr_stores.store_for(path)))
+            .clone()
+    }
+
+    pub fn ctx(&self) -> &Arc<NodeCtx<C>> {
+        &self.ctx
+    }
+
+    /// Goes from the streams of `old` (running) to those of `new`: stops the
+    /// removed ones, restarts the changed ones and starts the added ones
+    /// (`tern_core::config::diff`); the unchanged ones are not touched, so their
+    /// viewers keep playing.
+    pub async fn apply(&mut self, old: &Config, new: &Config) -> Applied {
+        let diff = tern_core::config::diff(old, new);
+        for name in &diff.removed {
+            self.ctx.remove_stream(name);
+            info!(stream = %name, "stream stopped");
+        }
+        let mut failed = Vec::new();
+        for name in diff.changed.iter().chain(&diff.added) {
+            let Some(sc) = new.stream(name) else { continue };
+            // A restarted stream whose `dvr` is the same keeps its open DVR.
+            let reuse = self
+                .ctx
+                .entry(name)
+                .and_then(|e| e.dvr)
+                .filter(|d| sc.dvr.as_ref() == Some(d.config()));
+            // A stream a `source` discovered gives way to a configured one.
+            self.ctx.remove_stream(name);
+            match self.start_stream(new, sc, reuse).await {
+                Ok(entry) => {
+                    self.ctx.add_stream(name.clone(), entry);
+                    info!(stream = %name, "stream started");
+                }
+                Err(e) => {
+                    tracing::error!(stream = %name, "{e}");
+                    failed.push((name.clone(), e));
+                }
+            }
+        }
+        Applied { diff, failed }
+    }
+
+    /// Opens the DVR of `sc` (waiting up to [`DVR_REOPEN_WAIT`] for a stream it
+    /// replaces to let it go).
+    async fn open_dvr(&mut self, sc: &StreamConfig) -> Result<Option<Arc<Dvr>>, NodeError> {
+        let Some(dc) = &sc.dvr else { return Ok(None) };
+        let root = self.root(&dc.path);
+        let deadline = self.ctx.clock.now() + DVR_REOPEN_WAIT;
+        loop {
+            match root.open(sc.name.clone(), dc.clone()).await {
+                Ok(d) => return Ok(Some(d)),
+                Err(DvrError::AlreadyOpen { .. }) if self.ctx.clock.now() < deadline => {
+                    crate::timer::pace(DVR_REOPEN_POLL).await;
+                }
+                Err(source) => {
+                    return Err(NodeError::Dvr {
+                        stream: sc.name.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Builds the hub of `sc`, opens its DVR (or takes `reuse`) and starts its
+    /// inputs and recorder.
+    #[allow(clippy::disallowed_methods)] // driver: the runtime spawns a stream's recorder
+    async fn start_stream(
+        &mut self,
+        config: &Config,
+        sc: &StreamConfig,
+        reuse: Option<Arc<Dvr>>,
+    ) -> Result<StreamEntry, NodeError> {
+        let ctx = self.ctx.clone();
+        let hub = Arc::new(StreamHub::new(
+            sc.name.clone(),
+            sc.segment_duration_ms(config),
+            ctx.clock.now(),
+        ));
+        // The origin of a stream (its inputs are this node's own sources) rebases
+        // timestamps onto one running timeline; a stream pulled from a cluster peer
+        // keeps the origin's timestamps.
+        if !sc.inputs.iter().any(|i| i.url.is_cluster()) {
+            hub.rebase_timestamps();
+        }
+        if let Some(ms) = sc.on_demand_ms {
+            hub.set_pull_mode(tern_core::demand::PullMode::OnDemand {
+                clients_timeout: Duration::from_millis(ms),
+            });
+        }
+        // The DVR opens first: a path it cannot use stops the stream before any
+        // task runs.
+        let dvr = match reuse {
+            Some(d) => Some(d),
+            None => self.open_dvr(sc).await?,
+        };
+        let net = self.net.clone();
+        let client_for = |key: Option<&ClusterKey>| client_for(&ctx, &net, config, key);
+        let span = tracing::info_span!("stream", name = %sc.name);
+        let mut handles = input::start_inputs(&ctx, &hub, sc, &net, &client_for, span)?;
+        if let Some(dvr) = &dvr {
+            let span = tracing::info_span!("dvr", stream = %sc.name);
+            let task = tokio::spawn(
+                recorder::run(dvr.clone(), hub.clone(), recorder::PAUSE_RETRY).instrument(span),
+            );
+            handles.push(task.abort_handle());
+        }
+        Ok(StreamEntry {
+            hub,
+            inputs: sc
+                .failover_order()
+                .iter()
+                .map(|i| i.url.to_string())
+                .collect(),
+            remote: None,
+            tasks: Arc::new(TaskGuard::new(handles)),
+            archive: match &dvr {
+                Some(d) => Some(d.clone() as Arc<dyn Archive>),
+                None => input::archive_route(sc, &client_for),
+            },
+            dvr,
+        })
+    }
 }

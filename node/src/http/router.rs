@@ -19,12 +19,17 @@ use crate::ctx::NodeCtx;
 use crate::http::body::{text, Body, Response};
 use crate::http::manners::{self, Asked};
 use crate::metrics;
+use crate::operator;
 use crate::output::{archive, hls, mpegts};
 use crate::status_page;
 
 const API_STREAMS: &str = "/streamer/api/v3/streams";
 
-pub async fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Response {
+pub async fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Response
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     if req.method() == Method::OPTIONS {
         return manners::preflight();
     }
@@ -39,7 +44,12 @@ pub async fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Respo
             return manners::finish(&asked, refused(e));
         }
     }
-    let r = dispatch(ctx, req).await;
+    let changes = matches!(*req.method(), Method::PUT | Method::DELETE | Method::POST);
+    let r = if changes && req.uri().path().starts_with("/streamer/api/") {
+        change(ctx, req).await
+    } else {
+        dispatch(ctx, req).await
+    };
     let mut r = manners::finish(&asked, r);
     // A player answer counts its bytes and its client for the stream's figures.
     match r.extensions_mut().remove::<Counted>() {
@@ -94,6 +104,73 @@ async fn dispatch<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Respon
     }
     let peer = req.extensions().get::<SocketAddr>().map(SocketAddr::ip);
     player(ctx, path, req.uri().query(), peer).await
+}
+
+const CONFIG_RELOAD: &str = "/streamer/api/v3/config/reload";
+
+/// The operator's changes (`edit_auth`, checked before): `PUT`/`DELETE` of
+/// `/streamer/api/v3/streams/NAME` and `POST /streamer/api/v3/config/reload`.
+/// Answers are JSON, errors `{"error": ...}`.
+async fn change<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Response
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let not_allowed = |allow: &'static str| {
+        let mut r = operator::error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method {method} is not allowed on {path}; use {allow}"),
+        );
+        r.headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+        r
+    };
+    if path == CONFIG_RELOAD {
+        return match method {
+            Method::POST => operator::reload_response(ctx).await,
+            _ => not_allowed("POST"),
+        };
+    }
+    let Some(name) = path
+        .strip_prefix("/streamer/api/v3/streams/")
+        .filter(|n| !n.ends_with("/dvr/ranges"))
+    else {
+        return not_allowed("GET");
+    };
+    let name = match StreamName::new(name) {
+        Ok(n) => n,
+        Err(e) => {
+            return operator::error_response(
+                StatusCode::BAD_REQUEST,
+                format!("bad stream name {name:?}: {e}"),
+            )
+        }
+    };
+    match method {
+        Method::PUT => {
+            let limited =
+                http_body_util::Limited::new(req.into_body(), operator::MAX_API_BODY_BYTES);
+            match limited.collect().await {
+                Ok(b) => operator::put_response(ctx, name, &b.to_bytes()).await,
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => operator::error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the body is larger than {} bytes, the most a stream's description may be",
+                        operator::MAX_API_BODY_BYTES
+                    ),
+                ),
+                Err(e) => operator::error_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {e}"),
+                ),
+            }
+        }
+        Method::DELETE => operator::delete_response(ctx, name).await,
+        _ => not_allowed("GET, PUT, DELETE"),
+    }
 }
 
 /// What a request needs of `view_auth` / `edit_auth`: the API, `/metrics` and the
