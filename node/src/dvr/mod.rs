@@ -972,4 +972,6 @@ pub fn bench_index(n: usize) -> IndexBench {
 }
 
 #[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
 mod tests;

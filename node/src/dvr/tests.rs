@@ -11,9 +11,9 @@ use tern_core::{Frame, MediaInfo, Position, Segment, StreamName, TrackInfo, Trac
 
 use super::*;
 
-const BASE: u64 = 1_764_000_000_000;
+pub(super) const BASE: u64 = 1_764_000_000_000;
 
-fn name(s: &str) -> StreamName {
+pub(super) fn name(s: &str) -> StreamName {
     StreamName::new(s).unwrap()
 }
 
@@ -34,7 +34,7 @@ fn media_info() -> Arc<MediaInfo> {
 
 /// Segment `i` of epoch `epoch`: 2 s at `BASE + i * 2 s`, five frames of `payload`
 /// bytes each, positions continuing from segment `i - 1`.
-fn seg(i: u64, epoch: u64, payload: usize) -> Segment {
+pub(super) fn seg(i: u64, epoch: u64, payload: usize) -> Segment {
     let frames = (0..5u64)
         .map(|k| Frame {
             track: 1,
@@ -57,11 +57,11 @@ fn seg(i: u64, epoch: u64, payload: usize) -> Segment {
     }
 }
 
-fn seg_bytes(payload: usize) -> u64 {
+pub(super) fn seg_bytes(payload: usize) -> u64 {
     tern_core::segment_codec::encode(&seg(0, 1, payload)).len() as u64
 }
 
-fn config(depth_secs: Option<u64>, limit_bytes: Option<u64>) -> DvrConfig {
+pub(super) fn config(depth_secs: Option<u64>, limit_bytes: Option<u64>) -> DvrConfig {
     DvrConfig {
         path: "/dvr".into(),
         depth_secs,
@@ -509,10 +509,10 @@ async fn compaction_keeps_the_journal_bounded() {
 }
 
 /// A unique empty directory under the system's temp dir, removed on drop.
-struct TempDir(std::path::PathBuf);
+pub(super) struct TempDir(pub(super) std::path::PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> Self {
+    pub(super) fn new(tag: &str) -> Self {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = std::env::temp_dir().join(format!("tern-dvr-{tag}-{}-{n}", std::process::id()));

@@ -16,6 +16,8 @@
 //! Owns: the store contract (what is durable when) that both stores keep. Must not:
 //! decide what to record or delete (that is `Dvr`).
 
+#[cfg(test)]
+pub mod crash;
 mod fs;
 mod mem;
 pub mod os;
