@@ -14,7 +14,8 @@ pub enum Cache {
     /// A live or still growing playlist (live master and media, an `EVENT` archive
     /// playlist): [`LIVE_CACHE_CONTROL`].
     Live,
-    /// A segment (`seg-…`, `dvr-…`): its bytes never change: [`SEGMENT_CACHE_CONTROL`].
+    /// A segment (`seg-…`, `dvr-…`) or a versioned asset: its bytes never change:
+    /// [`SEGMENT_CACHE_CONTROL`].
     Segment,
     /// An archive playlist of a closed window (`VOD`): it changes only when
     /// retention deletes its oldest segments: [`CLOSED_CACHE_CONTROL`].
@@ -63,6 +64,16 @@ impl Manners {
             cache: Cache::Segment,
             last_modified_ms: Some(end_ms),
             ranges: true,
+        }
+    }
+
+    /// A file whose URL names its version (a built-in asset): immutable, like a
+    /// segment, without ranges or a date.
+    pub fn immutable() -> Self {
+        Manners {
+            cache: Cache::Segment,
+            last_modified_ms: None,
+            ranges: false,
         }
     }
 

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod api_select;
 pub mod archive;
+pub mod assets;
 pub mod bench;
 pub mod cli;
 pub mod clients;

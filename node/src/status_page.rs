@@ -1,15 +1,22 @@
-//! The status page at `/`: an HTML table of the node's streams (state, bit rate,
-//! archive) with links to their playlists and the API.
+//! The status page at `/`: the node's streams (state, bit rate, clients, DVR depth)
+//! and a player that plays a stream live or scrubs its archive on a timeline of the
+//! DVR ranges. The HTML and its script are `node/assets/status.html`; hls.js is
+//! served beside it from `crate::assets`.
 //!
-//! Owns: the page's HTML. Must not: change any state (the figures come from
-//! `api::status`, the same as the API's).
+//! Owns: filling in the page's placeholders (the first rows of the table, rendered
+//! here so the page lists the streams without script). Must not: change any state
+//! (the figures come from `api::status`, the same as the API's).
 
 use http::StatusCode;
 use tern_net::Clock;
 
-use crate::api;
+use crate::api::{self, StreamStatus};
+use crate::assets;
 use crate::ctx::NodeCtx;
 use crate::http::body::{respond, Body, Response};
+
+/// The page, with `{{NODE}}`, `{{ROWS}}` and `{{HLS}}` to fill in.
+const TEMPLATE: &str = include_str!("../assets/status.html");
 
 /// `s` with the HTML special characters escaped.
 fn esc(s: &str) -> String {
@@ -27,38 +34,47 @@ fn esc(s: &str) -> String {
     o
 }
 
+/// The DVR column: the depth stored, as the script's `depth()` writes it.
+fn depth(s: &StreamStatus) -> String {
+    match &s.stats.dvr_info {
+        Some(d) => format!(
+            "{} h {} min ({} segments)",
+            d.duration / 3600,
+            d.duration % 3600 / 60,
+            d.segments
+        ),
+        None => "no".into(),
+    }
+}
+
+/// One row of the table, the same as the script's `row()`.
+fn row(s: &StreamStatus) -> String {
+    let n = esc(&s.name);
+    let st = esc(s.stats.status);
+    format!(
+        "<tr data-name=\"{n}\"><td>{n}</td><td class=\"st-{st}\">{st}</td>\
+         <td class=\"num\">{br}</td><td class=\"num\">{cl}</td><td>{dvr}</td>\
+         <td><button data-play=\"{n}\">watch</button> · \
+         <a href=\"/{n}/index.m3u8\">HLS</a> · <a href=\"/{n}/mpegts\">MPEG-TS</a></td></tr>\n",
+        br = s.stats.bitrate,
+        cl = s.stats.online_clients,
+        dvr = depth(s),
+    )
+}
+
 /// `GET /`.
 pub fn page<C: Clock>(ctx: &NodeCtx<C>) -> Response {
     let mut rows = String::new();
     for e in ctx.streams() {
-        let s = api::status(ctx, &e);
-        let n = esc(&s.name);
-        let dvr = match &s.dvr {
-            Some(d) => format!("{} ({} segments)", esc(d.state), d.segments),
-            None => "no".into(),
-        };
-        rows.push_str(&format!(
-            "<tr><td>{n}</td><td class=\"st-{st}\">{st}</td><td>{br}</td><td>{dvr}</td>\
-             <td><a href=\"/{n}/index.m3u8\">HLS</a> · <a href=\"/{n}/mpegts\">MPEG-TS</a> · \
-             <a href=\"/streamer/api/v3/streams/{n}\">API</a></td></tr>\n",
-            st = s.stats.status,
-            br = s.stats.bitrate,
-        ));
+        rows.push_str(&row(&api::status(ctx, &e)));
     }
     if rows.is_empty() {
-        rows.push_str("<tr><td colspan=\"5\">no streams on this node</td></tr>\n");
+        rows.push_str("<tr><td colspan=\"6\">no streams on this node</td></tr>\n");
     }
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>Tern: {node}</title>\
-         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
-         td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head>\n\
-         <body><h1>Tern {node}</h1>\n<table id=\"streams\"><thead><tr><th>stream</th>\
-         <th>status</th><th>kbit/s</th><th>DVR</th><th>play</th></tr></thead><tbody>\n\
-         {rows}</tbody></table>\n<p><a href=\"/streamer/api/v3/streams\">API</a></p>\
-         </body></html>\n",
-        node = esc(&ctx.node_name),
-    );
+    let html = TEMPLATE
+        .replace("{{NODE}}", &esc(&ctx.node_name))
+        .replace("{{HLS}}", assets::HLS_JS_PATH)
+        .replace("{{ROWS}}", &rows);
     respond(StatusCode::OK, "text/html; charset=utf-8", Body::full(html))
 }
 
@@ -69,5 +85,13 @@ mod tests {
     #[test]
     fn escapes_html() {
         assert_eq!(esc("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
+    }
+
+    #[test]
+    fn template_has_every_placeholder_once() {
+        for p in ["{{ROWS}}", "{{HLS}}"] {
+            assert_eq!(TEMPLATE.matches(p).count(), 1, "{p}");
+        }
+        assert_eq!(TEMPLATE.matches("{{NODE}}").count(), 2);
     }
 }

@@ -94,7 +94,7 @@ fn set(h: &mut HeaderMap, name: header::HeaderName, v: &str) {
 }
 
 /// gzip of `b` (fast level: playlists and JSON are small and change every second).
-fn gzip(b: &[u8]) -> Option<Bytes> {
+pub(crate) fn gzip(b: &[u8]) -> Option<Bytes> {
     let mut enc = flate2::write::GzEncoder::new(
         Vec::with_capacity(b.len() / 3 + 64),
         flate2::Compression::fast(),

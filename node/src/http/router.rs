@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::api;
+use crate::assets;
 use crate::clients::{Counted, Viewer};
 use crate::cluster;
 use crate::ctx::NodeCtx;
@@ -71,6 +72,9 @@ async fn dispatch<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Respon
     }
     if path == "/" {
         return status_page::page(ctx);
+    }
+    if let Some(r) = assets::serve(path, asked_gzip(&req)) {
+        return r;
     }
     if path == "/streamer/api/v3/peers" {
         return api::peers(ctx);
@@ -171,6 +175,15 @@ where
         Method::DELETE => operator::delete_response(ctx, name).await,
         _ => not_allowed("GET, PUT, DELETE"),
     }
+}
+
+/// Whether the client takes gzip (for the assets, which are gzipped once).
+fn asked_gzip<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(http::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(tern_core::http_manners::accepts_gzip)
 }
 
 /// What a request needs of `view_auth` / `edit_auth`: the API, `/metrics` and the
