@@ -6,9 +6,10 @@
 #   sim/mutants/run.sh                 # every mutant
 #   sim/mutants/run.sh 03-heartbeat    # the mutants whose name starts so
 #
-# Suites: core's unit tests, and the pure simulator (TERN_VOPR_STEPS, default 3
-# million steps). The working tree must be clean; each patch is reverted after its
-# run, also when interrupted.
+# Suites: core's unit tests, the pure simulator (TERN_VOPR_STEPS, default 3
+# million steps), and node's DVR tests (`dvr::`: Dvr on MemStore and FsStore, and
+# the crash test of FsStore over the crash-recording filesystem). The working tree
+# must be clean; each patch is reverted after its run, also when interrupted.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 if ! git diff --quiet; then
@@ -18,7 +19,7 @@ fi
 steps=${TERN_VOPR_STEPS:-3000000}
 current=""
 trap 'if [ -n "$current" ]; then git apply -R "$current"; fi; exit 130' INT TERM
-printf '%-34s %-12s %-12s\n' mutant "core tests" "pure sim"
+printf '%-34s %-12s %-12s %-12s\n' mutant "core tests" "pure sim" "node dvr"
 for p in sim/mutants/${1:-}*.patch; do
     name=$(basename "$p" .patch)
     git apply "$p" || { echo "$name: does not apply" >&2; continue; }
@@ -29,7 +30,8 @@ for p in sim/mutants/${1:-}*.patch; do
     else
         sim=caught
     fi
+    if cargo test -q -p tern-node --lib dvr:: >/dev/null 2>&1; then dvr=MISSED; else dvr=caught; fi
     git apply -R "$p"
     current=""
-    printf '%-34s %-12s %-12s\n' "$name" "$unit" "$sim"
+    printf '%-34s %-12s %-12s %-12s\n' "$name" "$unit" "$sim" "$dvr"
 done
