@@ -10,6 +10,9 @@
 //!
 //! # Crash safety
 //!
+//! docs/dvr.md argues this in full, step by step, and `crash_tests.rs` checks it on
+//! the real filesystem store after every prefix of its filesystem calls. In short:
+//!
 //! Each stream has a directory of segment files, one per segment, named by the
 //! segment's UTC start, and an index journal (`tern_core::dvr::journal`). The index
 //! lives in memory ([`tern_core::dvr::Index`]); the journal is how it survives a
