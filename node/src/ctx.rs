@@ -103,6 +103,8 @@ pub struct NodeCtx<C: Clock> {
     pub link: Arc<crate::cluster::link::LinkStats>,
     /// `cluster_bandwidth`: the cap on what peers pull from this node.
     pub budget: Option<Arc<Mutex<tern_core::rate::ClusterBudget>>>,
+    /// The streams taking RTMP publishers (`publish://` inputs).
+    pub publishers: Arc<crate::input::rtmp::Publishers>,
     pub(crate) streams: Mutex<BTreeMap<StreamName, StreamEntry>>,
     pub(crate) rng: SharedRng,
     /// Where the API's `PUT`/`DELETE` and reloads go: the operator task

@@ -1,5 +1,5 @@
 //! The node runtime: builds the streams of a config, starts their inputs, the
-//! cluster sources and the HTTP listeners, and stops them all on shutdown. Generic
+//! cluster sources, the HTTP listeners and the RTMP listener, and stops them all on shutdown. Generic
 //! over `Net` and `Clock`, so the binary runs it on tokio and tern-sim on turmoil
 //! with no other difference.
 //!
@@ -139,6 +139,7 @@ async fn start_full<N: Net, C: Clock>(
                 clock.now(),
             )))
         }),
+        publishers: Arc::default(),
         streams: Mutex::new(BTreeMap::new()),
         rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
         control: std::sync::OnceLock::new(),
@@ -215,6 +216,19 @@ async fn start_full<N: Net, C: Clock>(
             ctx.clone(),
             guard.clone(),
         ));
+    }
+    if let Some(listen) = &config.rtmp {
+        let addr = listen.socket_addr();
+        let listener = net
+            .bind(addr)
+            .await
+            .map_err(|source| NodeError::Bind { addr, source })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        info!(%bound, "listening for RTMP publishers");
+        tasks.spawn(
+            input::rtmp::serve(listener, ctx.publishers.clone(), clock.clone(), ctx.seed())
+                .instrument(tracing::info_span!("rtmp")),
+        );
     }
     tasks.spawn(
         crate::operator::run(set, config.clone(), files, control_rx)

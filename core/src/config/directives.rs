@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use super::error::{ConfigError, Pos};
 use super::lexer::Token;
 use super::model::{
-    CacheConfig, ClusterKey, Config, DvrConfig, InputConfig, Listen, SourceConfig, StaticStreams,
-    StreamConfig, BANDWIDTH_BPS_RANGE, CLIENTS_TIMEOUT_MS_RANGE, DEFAULT_CLIENTS_TIMEOUT_MS,
-    DEFAULT_MAX_STREAMS, MAX_STREAMS_RANGE, SEGMENT_DURATION_MS_RANGE, SOURCE_TIMEOUT_MS_RANGE,
+    CacheConfig, ClusterKey, Config, DvrConfig, InputConfig, InputUrl, Listen, SourceConfig,
+    StaticStreams, StreamConfig, BANDWIDTH_BPS_RANGE, CLIENTS_TIMEOUT_MS_RANGE,
+    DEFAULT_CLIENTS_TIMEOUT_MS, DEFAULT_MAX_STREAMS, MAX_STREAMS_RANGE, SEGMENT_DURATION_MS_RANGE,
+    SOURCE_TIMEOUT_MS_RANGE,
 };
 use super::parser::Directive;
 use super::pattern::NamePattern;
@@ -48,6 +49,7 @@ impl Ctx {
                 "view_auth",
                 "edit_auth",
                 "cluster_bandwidth",
+                "rtmp",
             ],
             Ctx::Stream => &["input", "dvr", "segment_duration"],
             Ctx::Ondemand => &["input", "segment_duration", "clients_timeout"],
@@ -92,6 +94,7 @@ fn is_directive_name(s: &str) -> bool {
 fn usage(name: &str) -> &'static str {
     match name {
         "http" => "`http PORT;` or `http ADDR:PORT;`",
+        "rtmp" => "`rtmp PORT;` or `rtmp ADDR:PORT;` (RTMP publishers, usually 1935)",
         "cluster_key" => "`cluster_key KEY;`",
         "segment_duration" => "`segment_duration SECONDS;`",
         "stream" => "`stream NAME { input URL; ... }`",
@@ -157,9 +160,11 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
         limits: Default::default(),
         api_auth: Default::default(),
         cluster_bandwidth_bps: None,
+        rtmp: None,
     };
     let mut once = Once::default();
     let mut listens: Vec<(Listen, Pos)> = Vec::new();
+    let mut rtmp_pos = Pos::START;
     let mut streams: BTreeMap<StreamName, Pos> = BTreeMap::new();
     let mut sources: BTreeMap<(String, u16), Pos> = BTreeMap::new();
     for d in tree {
@@ -222,6 +227,14 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
                 once.check("edit_auth", d, "the API's edit credentials")?;
                 cfg.api_auth.edit = Some(credentials(d)?);
             }
+            "rtmp" => {
+                once.check("rtmp", d, "the RTMP port")?;
+                let [arg] = args_exact::<1>(d)?;
+                no_block(d)?;
+                let l = url::listen(&arg.text).map_err(|e| at_url(arg, e))?;
+                rtmp_pos = arg.pos;
+                cfg.rtmp = Some(l);
+            }
             "cluster_bandwidth" => {
                 once.check("cluster_bandwidth", d, "the cluster bandwidth cap")?;
                 cfg.cluster_bandwidth_bps = Some(bandwidth(d)?);
@@ -257,6 +270,31 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
                 sources.insert(key, d.name.pos);
                 cfg.sources.push(s);
             }
+        }
+    }
+    if let Some(l) = cfg.rtmp.filter(|l| l.port != 0) {
+        if let Some((_, first)) = listens.iter().find(|(o, _)| o.port == l.port) {
+            return Err(at(
+                rtmp_pos,
+                format!(
+                    "`rtmp {l}` is on the port of the `http` listener at line {}: give RTMP \
+                     its own port (1935 is usual)",
+                    first.line
+                ),
+            ));
+        }
+    }
+    if cfg.rtmp.is_none() {
+        if let Some(s) = cfg.streams.iter().find(|s| s.publish_input().is_some()) {
+            let pos = streams.get(&s.name).copied().unwrap_or(Pos::START);
+            return Err(at(
+                pos,
+                format!(
+                    "stream `{}` has `input publish://`, but no `rtmp PORT;` is at the top \
+                     level: add one (such as `rtmp 1935;`) so publishers can connect",
+                    s.name
+                ),
+            ));
         }
     }
     if cfg.http.is_empty() {
@@ -613,7 +651,20 @@ fn stream(d: &Directive) -> Result<StreamConfig, ConfigError> {
     let mut once = Once::default();
     for item in &block.items {
         match known(item, ctx)? {
-            "input" => s.inputs.push(input(item)?),
+            "input" => {
+                let inp = input(item)?;
+                if matches!(inp.url, InputUrl::Publish(_)) && s.publish_input().is_some() {
+                    return Err(at(
+                        item.name.pos,
+                        format!(
+                            "a second `input publish://` in `{}`: a stream takes one \
+                             publisher, so it has at most one",
+                            s.name
+                        ),
+                    ));
+                }
+                s.inputs.push(inp);
+            }
             "dvr" => {
                 once.check("dvr", item, "this stream's DVR")?;
                 s.dvr = Some(dvr(item)?);

@@ -25,6 +25,8 @@
 //!   dvr /storage 2d 10G;              # PATH [DEPTH] [LIMIT]
 //! }
 //! source m4f://origin:8888 { only cams/*; except cams/test; cache /cache 1d 50G; }
+//! rtmp 1935;                          # RTMP publishers' port (default: none)
+//! stream studio { input publish://?password=SECRET; }
 //! ```
 
 pub mod diff;
@@ -44,10 +46,10 @@ mod tests;
 pub use diff::{diff, StreamDiff};
 pub use error::{ConfigError, Pos};
 pub use model::{
-    CacheConfig, ClusterKey, Config, DvrConfig, InputConfig, InputUrl, Listen, RtspCredentials,
-    RtspInput, RtspTransport, SourceConfig, SourceProtocol, StaticStreams, StreamConfig,
-    DEFAULT_CLIENTS_TIMEOUT_MS, DEFAULT_MAX_STREAMS, DEFAULT_SEGMENT_DURATION_MS,
-    MIN_GOOD_KEY_CHARS,
+    CacheConfig, ClusterKey, Config, DvrConfig, InputConfig, InputUrl, Listen, PublishInput,
+    PublishPassword, RtspCredentials, RtspInput, RtspTransport, SourceConfig, SourceProtocol,
+    StaticStreams, StreamConfig, DEFAULT_CLIENTS_TIMEOUT_MS, DEFAULT_MAX_STREAMS,
+    DEFAULT_SEGMENT_DURATION_MS, MIN_GOOD_KEY_CHARS,
 };
 pub use pattern::NamePattern;
 pub use state::{DvrSpec, InputSpec, SpecError, StreamSpec, StreamState};

@@ -45,6 +45,9 @@ pub struct Config {
     /// `cluster_bandwidth RATE;`: the cap on everything peers pull from this node,
     /// in bits per second (`tern_core::rate::ClusterBudget`).
     pub cluster_bandwidth_bps: Option<u64>,
+    /// `rtmp PORT;` or `rtmp ADDR:PORT;`: where RTMP publishers connect (the
+    /// streams with `input publish://`). `None`: no RTMP listener.
+    pub rtmp: Option<Listen>,
 }
 
 /// `http PORT;` or `http ADDR:PORT;`. Port 0 lets the OS pick a free port.
@@ -117,6 +120,9 @@ pub enum InputUrl {
         /// Path and query, starting with `/`.
         path: String,
     },
+    /// `publish://[?password=SECRET]`: an RTMP publisher (OBS, ffmpeg, an encoder)
+    /// pushes to this node's `rtmp` port.
+    Publish(PublishInput),
 }
 
 impl InputUrl {
@@ -124,6 +130,45 @@ impl InputUrl {
     /// `cluster_key=`).
     pub fn is_cluster(&self) -> bool {
         matches!(self, InputUrl::M4s { .. } | InputUrl::M4f { .. })
+    }
+}
+
+/// A `publish://` input. Its `Display` and `Debug` never show the password.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PublishInput {
+    /// `?password=SECRET`: a publisher must give it (in the URL's
+    /// `?password=` or as the stream key).
+    pub password: Option<PublishPassword>,
+}
+
+/// The password of a `publish://` input (percent-decoded, never empty). Never
+/// displayed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublishPassword(String);
+
+impl PublishPassword {
+    /// `None` for an empty password.
+    pub fn new(p: impl Into<String>) -> Option<PublishPassword> {
+        let p = p.into();
+        (!p.is_empty()).then_some(PublishPassword(p))
+    }
+
+    /// Whether it holds a character that separates parts of an RTMP URL.
+    pub fn has_separator(&self) -> bool {
+        self.0.contains(['?', '&', '/', ' ', '#'])
+    }
+
+    /// Whether `offered` is the password, compared in constant time for equal
+    /// lengths (a publisher cannot guess it byte by byte from the answer's timing).
+    pub fn matches(&self, offered: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), offered.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for PublishPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PublishPassword(<redacted>)")
     }
 }
 
@@ -386,6 +431,14 @@ impl fmt::Display for Listen {
 }
 
 impl StreamConfig {
+    /// The stream's `input publish://`, if it has one (at most one).
+    pub fn publish_input(&self) -> Option<&PublishInput> {
+        self.inputs.iter().find_map(|i| match &i.url {
+            InputUrl::Publish(p) => Some(p),
+            _ => None,
+        })
+    }
+
     /// The segment duration of this stream in milliseconds: its own, else the
     /// top-level one of `config`, else [`DEFAULT_SEGMENT_DURATION_MS`].
     pub fn segment_duration_ms(&self, config: &Config) -> u32 {
@@ -472,6 +525,10 @@ impl fmt::Display for InputUrl {
                 write!(f, "m4f://{}/{name}", host_port(host, *port))
             }
             InputUrl::Rtsp(r) => r.fmt(f),
+            InputUrl::Publish(p) => match p.password {
+                Some(_) => f.write_str("publish://?password=***"),
+                None => f.write_str("publish://"),
+            },
             InputUrl::Udp {
                 addr,
                 port,

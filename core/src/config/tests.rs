@@ -83,6 +83,7 @@ fn config_origin_example() {
         limits: Default::default(),
         api_auth: Default::default(),
         cluster_bandwidth_bps: None,
+        rtmp: None,
     };
     let cfg = ok(ORIGIN);
     assert_eq!(cfg, want);
@@ -119,6 +120,7 @@ fn config_edge_example() {
         limits: Default::default(),
         api_auth: Default::default(),
         cluster_bandwidth_bps: None,
+        rtmp: None,
     };
     let cfg = ok(EDGE);
     assert_eq!(cfg, want);
@@ -237,6 +239,46 @@ fn config_inputs_and_options() {
             .url
             .to_string(),
         "fake://fake?gop=0.5"
+    );
+}
+
+#[test]
+fn config_rtmp_publish() {
+    let cfg = ok("http 8080; rtmp 1935;
+        stream studio { input publish://?password=s3cret; dvr /dvr 1d; }
+        stream open { input publish://; input fake://fake priority=2; }");
+    assert_eq!(cfg.rtmp, Some(listen(1935)));
+    let studio = cfg.streams[0].publish_input().expect("publish input");
+    assert!(studio
+        .password
+        .as_ref()
+        .is_some_and(|p| p.matches("s3cret")));
+    assert_eq!(
+        cfg.streams[1].publish_input(),
+        Some(&PublishInput::default())
+    );
+    assert_eq!(
+        ok("http 1; rtmp 127.0.0.1:19350;")
+            .rtmp
+            .map(|l| l.to_string()),
+        Some("127.0.0.1:19350".into())
+    );
+    assert_eq!(ok("http 1;").rtmp, None);
+    assert_refused(
+        "http 8080;\n",
+        &[
+            ("stream a { input publish://; }", "no `rtmp PORT;`"),
+            (
+                "rtmp 1935; stream a { input publish://; input publish://?password=x; }",
+                "a second `input publish://`",
+            ),
+            ("rtmp 8080;", "port of the `http` listener"),
+            ("rtmp 1935; rtmp 1936;", "duplicate `rtmp`"),
+            (
+                "rtmp 1935; stream a { input publish:// cluster_key=abc; }",
+                "cluster_key",
+            ),
+        ],
     );
 }
 

@@ -8,7 +8,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::model::{
-    InputUrl, Listen, RtspCredentials, RtspInput, RtspTransport, SourceProtocol, FAKE_BITRATE_RANGE,
+    InputUrl, Listen, PublishInput, PublishPassword, RtspCredentials, RtspInput, RtspTransport,
+    SourceProtocol, FAKE_BITRATE_RANGE,
 };
 use super::units::{self, NumError};
 use crate::fake::options::{FPS_RANGE, GOP_MS_RANGE, HEIGHT_RANGE, WIDTH_RANGE};
@@ -36,7 +37,8 @@ fn chars_to(s: &str, i: usize) -> usize {
 
 const SUPPORTED_INPUTS: &str = "supported inputs are `fake://fake`, `m4s://HOST:PORT/NAME`, \
      `m4f://HOST:PORT/NAME`, `rtsp://[USER:PASS@]HOST[:PORT]/PATH`, `udp://ADDR:PORT` \
-     (MPEG-TS) and `http://HOST[:PORT]/PATH` (MPEG-TS)";
+     (MPEG-TS), `http://HOST[:PORT]/PATH` (MPEG-TS) and `publish://[?password=SECRET]` \
+     (RTMP publishing)";
 
 /// Parses an `input` URL.
 pub fn input_url(url: &str) -> Result<InputUrl, UrlError> {
@@ -65,6 +67,15 @@ pub fn input_url(url: &str) -> Result<InputUrl, UrlError> {
         "rtsp" => rtsp(rest).map(InputUrl::Rtsp).map_err(shift),
         "udp" => udp(rest).map_err(shift),
         "http" => http(rest).map_err(shift),
+        "publish" => publish(rest).map(InputUrl::Publish).map_err(shift),
+        "rtmp" | "rtmps" => err(
+            0,
+            format!(
+                "Tern does not pull `{scheme}://`: for an encoder that publishes to this \
+                 node, write `input publish://;` in the stream and `rtmp PORT;` at the top \
+                 level, and point the encoder at `rtmp://THIS_NODE:PORT/STREAM`"
+            ),
+        ),
         _ => err(
             0,
             format!("unsupported input `{scheme}://`: {SUPPORTED_INPUTS}"),
@@ -171,6 +182,51 @@ fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// What follows `publish://`: nothing, or `?password=SECRET` (percent-encoding
+/// allowed). Errors never quote the password.
+fn publish(rest: &str) -> Result<PublishInput, UrlError> {
+    let form = "expected `publish://` or `publish://?password=SECRET`: publishers \
+                connect to the node's `rtmp` port, and the stream they publish is the \
+                one whose block holds this input";
+    let Some(query) = rest.strip_prefix('?') else {
+        if rest.is_empty() {
+            return Ok(PublishInput::default());
+        }
+        return err(0, format!("`publish://` takes no host or path: {form}"));
+    };
+    let mut input = PublishInput::default();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("password", v)) if input.password.is_none() => {
+                let Some(p) = percent_decode(v) else {
+                    return err(1, format!("bad percent-encoding in the password: {form}"));
+                };
+                let Some(p) = PublishPassword::new(p) else {
+                    return err(1, format!("the password is empty: {form}"));
+                };
+                if p.has_separator() {
+                    return err(
+                        1,
+                        format!(
+                            "the password holds `?`, `&`, `/` or a space, which a publisher \
+                             cannot send in an RTMP URL: {form}"
+                        ),
+                    );
+                }
+                input.password = Some(p);
+            }
+            _ => {
+                let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+                return err(
+                    1,
+                    format!("unknown or repeated `publish://` option `{key}`: {form}"),
+                );
+            }
+        }
+    }
+    Ok(input)
 }
 
 /// `ADDR:PORT[?interface=IPV4]` of a `udp://` input.
@@ -585,6 +641,37 @@ mod tests {
             "rtsp://u:secret@cam:0/x",
             "rtsp://cam/x?transport=http",
             "rtsp://cam/a b",
+        ] {
+            let e = input_url(bad).expect_err(bad);
+            assert!(!e.message.contains("secret"), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn publish_urls() {
+        assert_eq!(
+            input_url("publish://"),
+            Ok(InputUrl::Publish(PublishInput::default()))
+        );
+        let Ok(InputUrl::Publish(p)) = input_url("publish://?password=s%40cret") else {
+            panic!("not a publish input")
+        };
+        let pw = p.password.clone().expect("password");
+        assert!(pw.matches("s@cret") && !pw.matches("s@cre") && !pw.matches("s@creT"));
+        let shown = format!("{} {p:?}", InputUrl::Publish(p.clone()));
+        assert!(!shown.contains("cret"), "{shown}");
+        assert!(shown.starts_with("publish://?password=*** "), "{shown}");
+        assert_eq!(
+            InputUrl::Publish(PublishInput::default()).to_string(),
+            "publish://"
+        );
+        for bad in [
+            "publish://host",
+            "publish://?password=",
+            "publish://?password=secret&password=secret",
+            "publish://?pass=secret",
+            "publish://?password=se%zzcret",
+            "publish://?password=se%2Fcret",
         ] {
             let e = input_url(bad).expect_err(bad);
             assert!(!e.message.contains("secret"), "{bad}: {}", e.message);

@@ -1,5 +1,6 @@
 //! Inputs: tasks that feed a stream's hub — `fake://`, `m4s://` / `m4f://` from
-//! another node, MPEG-TS over `udp://` and `http://` — and the failover between
+//! another node, MPEG-TS over `udp://` and `http://`, RTSP cameras, RTMP
+//! publishers (`publish://`) — and the failover between
 //! several inputs of one stream.
 //!
 //! Owns: starting a stream's input tasks and the [`Sink`] they publish into (the hub
@@ -9,6 +10,7 @@ pub mod fake;
 pub mod http_ts;
 pub mod on_demand;
 pub mod remote;
+pub mod rtmp;
 pub mod rtsp;
 pub mod ts_pump;
 pub mod udp;
@@ -360,6 +362,18 @@ fn spawn_input<N: Net, C: Clock>(
                 seed: ctx.seed(),
             };
             tokio::spawn(rtsp::run(sink, opts, ctx.clock.clone(), gate).instrument(span))
+        }
+        InputUrl::Publish(p) => {
+            let name = sink.hub().name.clone();
+            let run = rtmp::run(
+                ctx.publishers.clone(),
+                name,
+                sink,
+                p.password.clone(),
+                source_timeout(input),
+                gate,
+            );
+            tokio::spawn(run.instrument(span))
         }
         InputUrl::Fake(opts) => {
             // The fake camera keeps running while the failover uses another input
