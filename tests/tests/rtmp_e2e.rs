@@ -353,3 +353,65 @@ fn b_frames_reach_the_player_with_monotonic_dts() {
     let frames = decode_frames(&edge.url("/cam/mpegts"), 50);
     assert_consecutive("b-frames rtmp -> origin -> edge /cam/mpegts", &frames);
 }
+
+/// Which input of `name` the API shows active (`None`: none).
+fn active_input(node: &Node, name: &str) -> Option<usize> {
+    stream(node, name)["inputs"]
+        .as_array()?
+        .iter()
+        .position(|i| i["stats"]["active"] == true)
+}
+
+#[test]
+fn a_publish_input_fails_over_like_any_input() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let src = source();
+    let rtmp_port = free_port();
+    let origin = Node::start(
+        TERN,
+        &format!(
+            "rtmp 127.0.0.1:{rtmp_port};\n\
+             stream cam {{\n  input publish:// priority=1 source_timeout=1;\n  \
+             input fake://fake?fps=10 priority=2;\n}}\n"
+        ),
+    );
+    // No publisher: the backup plays.
+    let backup = poll_until(Duration::from_secs(20), || {
+        (active_input(&origin, "cam") == Some(1)).then_some(())
+    });
+    assert!(
+        backup.is_some(),
+        "backup not active: {}",
+        stream(&origin, "cam")
+    );
+    // A publisher comes: it takes over at its first keyframe.
+    let mut publisher = publish(&src, &["-c", "copy"], &rtmp_url(rtmp_port, "cam"));
+    let started = now();
+    let primary = poll_until(Duration::from_secs(20), || {
+        (active_input(&origin, "cam") == Some(0)).then_some(())
+    });
+    assert!(primary.is_some(), "publisher not active:\n{}", origin.log());
+    println!(
+        "publisher active {:?} after ffmpeg started",
+        now() - started
+    );
+    let fps = |node: &Node| stream(node, "cam")["stats"]["media_info"]["tracks"].to_string();
+    assert!(fps(&origin).contains("\"fps\":25"), "{}", fps(&origin));
+    // It goes: the backup again after `source_timeout`.
+    publisher.kill();
+    let gone = now();
+    let backup = poll_until(Duration::from_secs(20), || {
+        (active_input(&origin, "cam") == Some(1)).then_some(())
+    });
+    assert!(
+        backup.is_some(),
+        "backup not active again:\n{}",
+        origin.log()
+    );
+    println!(
+        "backup active again {:?} after the publisher died",
+        now() - gone
+    );
+}

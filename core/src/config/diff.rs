@@ -90,6 +90,9 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.sources != new.sources {
         out.push("source");
     }
+    if old.rtmp != new.rtmp {
+        out.push("rtmp");
+    }
     out
 }
 
@@ -167,7 +170,7 @@ mod tests {
         let old = cfg("http 8080;\nstream a { input fake://fake; }\n");
         assert!(restart_needed(&old, &old).is_empty());
         let new = cfg("http 8081;\nedit_auth admin secret;\nmax_connections 10;\n\
-            cluster_key k;\ncluster_bandwidth 10M;\nsource m4s://o:1;\n\
+            cluster_key k;\ncluster_bandwidth 10M;\nsource m4s://o:1;\nrtmp 1935;\n\
             stream a { input fake://fake; }\n");
         assert_eq!(
             restart_needed(&old, &new),
@@ -177,7 +180,8 @@ mod tests {
                 "view_auth, edit_auth",
                 "cluster_key",
                 "cluster_bandwidth",
-                "source"
+                "source",
+                "rtmp"
             ]
         );
         assert!(diff(&old, &new).is_empty(), "{:?}", diff(&old, &new));

@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 const ORIGIN: &str = include_str!("../../../examples/origin.conf");
 const EDGE: &str = include_str!("../../../examples/edge.conf");
 const API_AUTH: &str = include_str!("../../../examples/api-auth.conf");
+const RTMP_STUDIO: &str = include_str!("../../../examples/rtmp-studio-origin.conf");
 
 fn ok(text: &str) -> Config {
     parse(text).unwrap_or_else(|e| panic!("{e}\n{}", e.excerpt(text)))
@@ -240,6 +241,21 @@ fn config_inputs_and_options() {
             .to_string(),
         "fake://fake?gop=0.5"
     );
+}
+
+#[test]
+fn config_rtmp_studio_example() {
+    let c = ok(RTMP_STUDIO);
+    assert_eq!(c.rtmp, Some(listen(1935)));
+    let studio = &c.streams[0];
+    let p = studio.publish_input().expect("publish input");
+    assert!(p.password.as_ref().is_some_and(|p| p.matches("change-me")));
+    assert_eq!(
+        studio.failover_order()[0].url.to_string(),
+        "publish://?password=***"
+    );
+    assert_eq!(studio.inputs[0].source_timeout_ms, Some(5000));
+    assert!(studio.dvr.is_some());
 }
 
 #[test]

@@ -175,6 +175,7 @@ async fn connection<S, C: Clock>(
     let mut publishing: Option<(Busy, FlvIngest, String)> = None;
     let end: Result<(), RtmpError> = loop {
         let step = tokio::select! {
+            biased;
             r = stream.read(&mut buf) => match r {
                 Ok(0) => break Ok(()),
                 Ok(k) => session.handle_bytes(clock.now(), &buf[..k]),
