@@ -130,6 +130,9 @@ struct State {
     live: BTreeMap<PathBuf, Node>,
     durable: BTreeMap<PathBuf, Node>,
     pending: Vec<NameChange>,
+    /// Bytes of file data the disk holds at most (a write past it fails with
+    /// `StorageFull` and writes nothing); kept across a crash.
+    capacity: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -252,7 +255,24 @@ impl State {
             live: names.clone(),
             durable: names,
             pending: Vec::new(),
+            capacity: self.capacity,
         }
+    }
+
+    /// Bytes of the files the process sees (an unlinked file's space is free at once).
+    fn used(&self) -> u64 {
+        let inos: BTreeSet<u64> = self
+            .live
+            .values()
+            .filter_map(|n| match n {
+                Node::File(ino) => Some(*ino),
+                Node::Dir => None,
+            })
+            .collect();
+        inos.iter()
+            .filter_map(|i| self.inodes.get(i))
+            .map(|i| i.data.len() as u64)
+            .sum()
     }
 
     /// Paths and contents (`None`: a directory) of what the process sees.
@@ -296,6 +316,11 @@ impl CrashFs {
 
     fn lock(&self) -> MutexGuard<'_, Model> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A disk of `bytes` bytes (`None`: unlimited).
+    pub fn set_capacity(&self, bytes: Option<u64>) {
+        self.lock().state.capacity = bytes;
     }
 
     /// From now on, keep the state after every call, for [`CrashFs::crash_states`].
@@ -627,8 +652,16 @@ impl FsFile for CrashFile {
         };
         let ino = self.ino;
         self.fs.mutate(op, |s| {
-            let d = &mut s.inode(ino).data;
             let at = at as usize;
+            let old = s.inodes.get(&ino).map_or(0, |i| i.data.len());
+            let grows = (at + bytes.len()).saturating_sub(old) as u64;
+            if s.capacity.is_some_and(|c| s.used() + grows > c) {
+                return Err(io::Error::new(
+                    ErrorKind::StorageFull,
+                    "No space left on device (model)",
+                ));
+            }
+            let d = &mut s.inode(ino).data;
             if d.len() < at + bytes.len() {
                 d.resize(at + bytes.len(), 0);
             }
@@ -657,6 +690,20 @@ mod tests {
 
     fn p(s: &str) -> PathBuf {
         PathBuf::from(s)
+    }
+
+    #[test]
+    fn a_full_disk_refuses_writes_and_frees_unlinked_space() {
+        let fs = CrashFs::new(&p("/r"));
+        fs.set_capacity(Some(6));
+        let mut f = fs.create(&p("/r/a")).unwrap();
+        f.write_all_at(0, b"abcd").unwrap();
+        let e = f.write_all_at(4, b"efg").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::StorageFull);
+        assert_eq!(fs.read(&p("/r/a")).unwrap(), b"abcd");
+        fs.remove_file(&p("/r/a")).unwrap();
+        let mut g = fs.create(&p("/r/b")).unwrap();
+        g.write_all_at(0, b"123456").unwrap();
     }
 
     #[test]
