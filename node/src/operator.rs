@@ -585,6 +585,14 @@ async fn put<N: Net, C: Clock>(
 ) -> Result<Changed, OpError> {
     let sc = spec.build(name.as_str()).map_err(OpError::Invalid)?;
     let block = spec.to_block(name.as_str()).ok();
+    if running.rtmp.is_none() && sc.publish_input().is_some() {
+        return Err(OpError::Invalid(config::SpecError {
+            message: "`input publish://` needs the node's RTMP port, and its config has no \
+                      `rtmp PORT;` (add one to the config file and restart the node)"
+                .to_owned(),
+            block,
+        }));
+    }
     let before = running.stream(&name).cloned();
     if before.is_none() && set.ctx().entry(&name).is_some_and(|e| e.remote.is_some()) {
         info!(stream = %name, "a stream of the API replaces the one a source discovered");

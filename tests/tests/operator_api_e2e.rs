@@ -105,7 +105,7 @@ fn put_and_delete_persist_in_the_state_file() {
     );
 
     // Bad bodies: 400 with the reason, as the config parser gives it.
-    let cases: [(&str, u16, &str); 6] = [
+    let cases: [(&str, u16, &str); 7] = [
         (r#"{"inputs": [{"url": "ftp://x/y"}]}"#, 400, "ftp"),
         (r#"{"inputs": []}"#, 400, "has no `input`"),
         (
@@ -127,6 +127,11 @@ fn put_and_delete_persist_in_the_state_file() {
             r#"{"name": "other", "inputs": [{"url": "fake://fake"}]}"#,
             400,
             "names stream",
+        ),
+        (
+            r#"{"inputs": [{"url": "publish://"}]}"#,
+            400,
+            "no `rtmp PORT;`",
         ),
     ];
     for (bad, status, says) in cases {

@@ -415,3 +415,55 @@ fn a_publish_input_fails_over_like_any_input() {
         now() - gone
     );
 }
+
+/// The origin's config: an RTMP port and `cam` with `block` inside.
+fn write_config(node: &Node, rtmp_port: u16, block: &str) {
+    let conf = format!(
+        "http 127.0.0.1:{};\nrtmp 127.0.0.1:{rtmp_port};\nstream cam {{\n{block}}}\n",
+        node.port()
+    );
+    std::fs::write(node.dir().join("tern.conf"), conf).expect("write the config");
+}
+
+#[test]
+fn a_reload_that_restarts_the_stream_cuts_its_publisher_and_it_comes_back() {
+    if !require_tool("ffmpeg") || !require_tool("kill") {
+        return;
+    }
+    let src = source();
+    let rtmp_port = free_port();
+    let origin = Node::start(
+        TERN,
+        &format!("rtmp 127.0.0.1:{rtmp_port};\nstream cam {{\n  input publish://;\n}}\n"),
+    );
+    let mut publisher = publish(&src, &["-c", "copy"], &rtmp_url(rtmp_port, "cam"));
+    wait_alive(&origin, "cam");
+    // The stream's block changes: the stream restarts, its publisher is cut (it would
+    // otherwise feed the stream it replaced).
+    write_config(
+        &origin,
+        rtmp_port,
+        "  input publish://;\n  segment_duration 1;\n",
+    );
+    let hup = Command::new("kill")
+        .args(["-HUP", &origin.pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    let cut = poll_until(Duration::from_secs(10), || {
+        origin
+            .log()
+            .contains("the stream was removed or restarted")
+            .then_some(())
+    });
+    assert!(cut.is_some(), "publisher not cut:\n{}", origin.log());
+    let (status, _) = publisher.finish();
+    assert!(!status.success(), "ffmpeg did not notice the cut");
+    // It publishes again into the stream as it is now.
+    let _publisher = publish(&src, &["-c", "copy"], &rtmp_url(rtmp_port, "cam"));
+    wait_alive(&origin, "cam");
+    assert_consecutive(
+        "after the reload",
+        &decode_frames(&origin.url("/cam/mpegts"), 25),
+    );
+}

@@ -22,6 +22,7 @@ use tern_core::log_limit::{LogLimiter, DEFAULT_LOG_INTERVAL_MS};
 use tern_core::StreamName;
 use tern_net::{Clock, Listener};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn, Instrument};
 
@@ -40,6 +41,9 @@ pub struct PublishSlot {
     source_timeout: Duration,
     /// The publisher now connected, if any.
     busy: Mutex<Option<SocketAddr>>,
+    /// Set when the input ends (the stream was removed or restarted): its
+    /// publisher is cut, and publishes again into the stream as it is now.
+    gone: watch::Sender<bool>,
 }
 
 /// The streams of this node that take publishers, by name. An input holds its
@@ -75,14 +79,25 @@ pub async fn run(
         password,
         source_timeout,
         busy: Mutex::new(None),
+        gone: watch::Sender::new(false),
     });
     publishers
         .lock()
         .insert(name.as_str().to_owned(), Arc::downgrade(&slot));
     info!(stream = %name, "waiting for an RTMP publisher");
-    // The gate's switches end with the stream.
+    // Runs until aborted (or the gate's switches end with the stream); either way
+    // the guard tells a connected publisher.
+    let _gone = Gone(slot);
     while gate.changed().await.is_some() {}
-    drop(slot);
+}
+
+/// Marks a slot gone when its input ends.
+struct Gone(Arc<PublishSlot>);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.0.gone.send_replace(true);
+    }
 }
 
 /// Rate-limited refusal lines of the RTMP port.
@@ -173,9 +188,15 @@ async fn connection<S, C: Clock>(
     let mut session = RtmpSession::new(clock.now(), RtmpLimits::default(), seed);
     let mut buf = vec![0u8; READ_BUF];
     let mut publishing: Option<(Busy, FlvIngest, String)> = None;
+    // Until publishing: a receiver that never changes.
+    let not_yet = watch::Sender::new(false);
+    let mut gone = not_yet.subscribe();
     let end: Result<(), RtmpError> = loop {
         let step = tokio::select! {
             biased;
+            Ok(_) = gone.wait_for(|g| *g) => break Err(RtmpError::Refused(
+                "the stream was removed or restarted".to_owned(),
+            )),
             r = stream.read(&mut buf) => match r {
                 Ok(0) => break Ok(()),
                 Ok(k) => session.handle_bytes(clock.now(), &buf[..k]),
@@ -204,7 +225,10 @@ async fn connection<S, C: Clock>(
                         &app,
                         &key,
                     )
-                    .map(|p| publishing = Some(p));
+                    .map(|p| {
+                        gone = p.0 .0.gone.subscribe();
+                        publishing = Some(p);
+                    });
                 }
                 RtmpEvent::Video { timestamp, payload } => {
                     if let Some((busy, ingest, _)) = &mut publishing {
@@ -236,7 +260,8 @@ async fn connection<S, C: Clock>(
     let _ = stream.shutdown().await;
     let name = publishing.as_ref().map(|p| p.2.clone());
     match (end, name) {
-        (Err(RtmpError::Refused(_)), _) => {} // logged when refused
+        (Err(RtmpError::Refused(why)), Some(stream)) => warn!(stream, why, "RTMP publisher cut"),
+        (Err(RtmpError::Refused(_)), None) => {} // logged when refused
         (Err(e @ RtmpError::HandshakeTimeout(_)), None) => {
             refusals.refused("handshake timeout", &e.to_string(), peer);
         }
