@@ -144,6 +144,21 @@ impl<C: Clock> NodeCtx<C> {
         }
     }
 
+    /// Removes a stream a `source` discovered, but not a configured stream that has
+    /// taken its name since (through the API or a reload).
+    pub fn remove_remote_stream(&self, name: &StreamName) {
+        let removed = {
+            let mut map = self.lock();
+            match map.get(name) {
+                Some(e) if e.remote.is_some() => map.remove(name),
+                _ => None,
+            }
+        };
+        if let Some(e) = removed {
+            e.hub.close();
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, BTreeMap<StreamName, StreamEntry>> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }

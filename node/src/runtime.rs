@@ -409,3 +409,106 @@ impl<N: Net, C: Clock> StreamSet<N, C> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dvr::MemDisks;
+
+    fn cfg(streams: &str) -> Config {
+        tern_core::config::parse(&format!(
+            "http 127.0.0.1:0;\nsegment_duration 0.5;\n{streams}"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn name(s: &str) -> StreamName {
+        StreamName::new(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// One `apply` step: unchanged streams keep their hub (their viewers), changed
+    /// ones get a new hub (and keep their DVR when its `dvr` is the same), removed
+    /// ones are gone and their hub closed.
+    #[tokio::test]
+    #[allow(clippy::disallowed_methods)] // test: a bounded wait for the closed hub
+    async fn apply_keeps_unchanged_streams_and_restarts_changed_ones() {
+        let empty = cfg("");
+        let node = start_seeded_with(
+            &empty,
+            tern_net::TokioNet,
+            tern_net::TokioClock::new(),
+            1,
+            DvrStores::Memory(MemDisks::new()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let disks = MemDisks::new();
+        let mut set = StreamSet {
+            ctx: node.ctx.clone(),
+            net: tern_net::TokioNet,
+            dvr_stores: DvrStores::Memory(disks),
+            dvr_roots: BTreeMap::new(),
+        };
+        let fake = "input fake://fake?width=256&height=16;";
+        let a = cfg(&format!(
+            "stream keep {{ {fake} }}\nstream gone {{ {fake} }}\n\
+             stream rec {{ {fake} dvr /d 1h; }}\n"
+        ));
+        let applied = set.apply(&empty, &a).await;
+        assert!(applied.failed.is_empty());
+        assert_eq!(applied.diff.added.len(), 3);
+        let hub = |n: &str| node.ctx.stream(&name(n));
+        let dvr = |n: &str| node.ctx.entry(&name(n)).and_then(|e| e.dvr);
+        let (keep, gone, rec) = (hub("keep"), hub("gone"), hub("rec"));
+        let rec_dvr = dvr("rec");
+        assert!(rec_dvr.is_some());
+
+        // `rec` changes its segment duration (same dvr), `gone` goes, `new` comes.
+        let b = cfg(&format!(
+            "stream keep {{ {fake} }}\nstream new {{ {fake} }}\n\
+             stream rec {{ {fake} dvr /d 1h; segment_duration 1; }}\n"
+        ));
+        let applied = set.apply(&a, &b).await;
+        assert!(applied.failed.is_empty());
+        let names = |v: &[StreamName]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&applied.diff.changed), ["rec"]);
+        assert_eq!(names(&applied.diff.removed), ["gone"]);
+        assert_eq!(names(&applied.diff.added), ["new"]);
+        let same = |x: &Option<Arc<StreamHub>>, y: &Option<Arc<StreamHub>>| match (x, y) {
+            (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+            _ => false,
+        };
+        assert!(
+            same(&keep, &hub("keep")),
+            "an unchanged stream keeps its hub"
+        );
+        assert!(!same(&rec, &hub("rec")), "a changed stream gets a new hub");
+        assert_eq!(hub("rec").map(|h| h.segment_duration_ms), Some(1000));
+        assert!(
+            matches!((&rec_dvr, dvr("rec")), (Some(x), Some(y)) if Arc::ptr_eq(x, &y)),
+            "the same `dvr` keeps its open DVR"
+        );
+        assert!(hub("gone").is_none() && hub("new").is_some());
+        if let Some(g) = gone {
+            // Closed: its viewers end.
+            tokio::time::timeout(Duration::from_secs(1), g.closed())
+                .await
+                .unwrap_or_else(|_| panic!("the removed stream's hub is closed"));
+        }
+
+        // A new depth reopens the DVR once the old one is let go.
+        drop(rec_dvr);
+        let c = cfg(&format!(
+            "stream keep {{ {fake} }}\nstream new {{ {fake} }}\n\
+             stream rec {{ {fake} dvr /d 2h; segment_duration 1; }}\n"
+        ));
+        let applied = set.apply(&b, &c).await;
+        assert!(
+            applied.failed.is_empty(),
+            "{:?}",
+            applied.failed.first().map(|f| f.1.to_string())
+        );
+        assert_eq!(dvr("rec").and_then(|d| d.config().depth_secs), Some(7200));
+        node.shutdown().await;
+    }
+}

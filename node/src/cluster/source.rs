@@ -164,7 +164,7 @@ async fn apply<N: Net, C: Clock>(
     let s = match change {
         Change::Remove(gone) => {
             info!(stream = %gone, %peer, "stream removed on the source");
-            ctx.remove_stream(&gone);
+            ctx.remove_remote_stream(&gone);
             mine.remove(&gone);
             return;
         }
@@ -174,7 +174,8 @@ async fn apply<N: Net, C: Clock>(
             if let Some(archive) = mine.get(&s.name) {
                 archive.set_facts(s.dvr);
             }
-            if let Some(entry) = ctx.entry(&s.name) {
+            // (Not a configured stream of the same name: it has its own inputs.)
+            if let Some(entry) = ctx.entry(&s.name).filter(|e| e.remote.is_some()) {
                 entry.hub.set_upstream(s.alive, s.media_info);
             }
             return;
