@@ -341,7 +341,7 @@ impl FlvIngest {
         }
         let ms = self.time(ts, now);
         let sr = u64::from(self.audio.sample_rate.max(1));
-        let mut t = ms as u64 * sr / 1000;
+        let mut t = (u128::from(ms as u64) * u128::from(sr) / 1000) as u64;
         // RTMP rounds to whole ms: a frame within half a frame of where the last one
         // ended follows it exactly.
         if let Some(next) = self.audio.next {

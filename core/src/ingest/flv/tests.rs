@@ -254,3 +254,32 @@ fn audio_specific_configs() {
         Some((48_000, 1))
     );
 }
+
+proptest::proptest! {
+    /// Any video, audio and data payloads: frames or nothing, never a panic.
+    #[test]
+    fn any_tags_never_panic(
+        tags in proptest::collection::vec(
+            (0u8..3, proptest::num::u32::ANY,
+             proptest::collection::vec(proptest::num::u8::ANY, 0..64)),
+            0..40,
+        )
+    ) {
+        let mut ing = FlvIngest::new(1);
+        ing.video(0, &avc_header(), NOW);
+        ing.audio(0, &aac_header(), NOW);
+        for (kind, ts, data) in tags {
+            let data = Bytes::from(data);
+            match kind {
+                0 => ing.video(ts, &data, NOW),
+                1 => ing.audio(ts, &data, NOW),
+                _ => ing.metadata(&data),
+            }
+            while let Some(ev) = ing.poll_event() {
+                if let FlvEvent::Frame(f) = ev {
+                    proptest::prop_assert!(f.pts >= f.dts);
+                }
+            }
+        }
+    }
+}

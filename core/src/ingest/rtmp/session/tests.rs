@@ -254,3 +254,71 @@ fn hostile_peers_get_errors() {
     chunk::write(&mut bad, 3, 128, &m);
     assert!(matches!(start(&bad), Err(RtmpError::Amf(_))));
 }
+
+// Property tests (bounded: proptest's default 256 cases; a longer run:
+// `PROPTEST_CASES=100000 cargo test -p tern-core --lib ingest::rtmp`).
+proptest::proptest! {
+    /// Any bytes after a good handshake and publish, split anywhere: an error or
+    /// events, never a panic, and never more buffered than the caps allow.
+    #[test]
+    fn any_bytes_after_the_handshake_never_panic(
+        tail in proptest::collection::vec(proptest::num::u8::ANY, 0..2000),
+        cut in 0usize..2000,
+        accept in proptest::bool::ANY,
+    ) {
+        let mut sess = RtmpSession::new(T0, RtmpLimits::default(), 1);
+        let mut bytes = handshake();
+        bytes.extend(connect_and_publish("studio", ""));
+        let _ = sess.handle_bytes(T0, &bytes);
+        if accept {
+            let _ = sess.accept_publish(T0, "ok");
+        }
+        let cut = cut.min(tail.len());
+        for part in [&tail[..cut], &tail[cut..]] {
+            if sess.handle_bytes(T0, part).is_err() {
+                break;
+            }
+            while sess.poll_event().is_some() {}
+        }
+        proptest::prop_assert!(sess.input.len() <= PRE_PUBLISH_MAX_MESSAGE + 4096);
+    }
+
+    /// Chunks of messages with any type and payload read back as written, at any
+    /// chunk size.
+    #[test]
+    fn chunked_messages_read_back(
+        msgs in proptest::collection::vec(
+            (1u8..30, 0u32..5, proptest::num::u32::ANY,
+             proptest::collection::vec(proptest::num::u8::ANY, 0..600)),
+            1..8,
+        ),
+        size in 1usize..700,
+    ) {
+        let mut bytes = Vec::new();
+        let msgs: Vec<Message> = msgs
+            .into_iter()
+            .map(|(type_id, stream_id, timestamp, p)| Message {
+                type_id,
+                stream_id,
+                timestamp,
+                payload: Bytes::from(p),
+            })
+            .collect();
+        for m in &msgs {
+            chunk::write(&mut bytes, 5, size, m);
+        }
+        let mut r = ChunkReader::new(1 << 20);
+        r.set_chunk_size(size);
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut got = Vec::new();
+        loop {
+            match r.read(&mut buf) {
+                Ok(Step::NeedMore) => break,
+                Ok(Step::Chunk) => {}
+                Ok(Step::Message(m)) => got.push(m),
+                Err(e) => proptest::prop_assert!(false, "{e}"),
+            }
+        }
+        proptest::prop_assert_eq!(got, msgs);
+    }
+}
