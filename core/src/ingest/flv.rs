@@ -1,6 +1,7 @@
 //! FLV-style audio and video of an RTMP publisher to Tern frames: H.264 (an
 //! `AVCDecoderConfigurationRecord` for the parameter sets, then length-prefixed NAL
-//! units with a composition time offset) and AAC (an `AudioSpecificConfig`, then raw
+//! units with a composition time offset), H.265 in enhanced RTMP (`hvc1`, an
+//! `HEVCDecoderConfigurationRecord`) and AAC (an `AudioSpecificConfig`, then raw
 //! frames), with their millisecond timestamps unwrapped, positions, capture times
 //! and the media info.
 //!
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::adts_frames::AdtsConfig;
-use super::h26x;
+use super::h26x::{self, VideoCodec};
 use crate::media::{Frame, MediaInfo, Position, TrackInfo, TrackParams, UtcMs};
 use crate::rtp_ingest::with_aud;
 pub use crate::rtp_ingest::{AUDIO_TRACK, VIDEO_TRACK};
@@ -51,9 +52,20 @@ pub enum FlvEvent {
     Ignored(&'static str),
 }
 
-#[derive(Clone, Debug, Default)]
+/// What a NAL unit is to the conversion.
+enum Nal {
+    Key,
+    Vps,
+    Sps,
+    Pps,
+    Other,
+}
+
+#[derive(Clone, Debug)]
 struct Video {
+    codec: VideoCodec,
     length_size: usize,
+    vps: Option<Bytes>,
     sps: Option<Bytes>,
     pps: Option<Bytes>,
     params: Option<TrackParams>,
@@ -181,37 +193,76 @@ impl FlvIngest {
         self.last_capture
     }
 
-    /// A video message (FLV VIDEODATA) with timestamp `ts` ms, arrived at `now`.
+    /// A video message (FLV VIDEODATA, or enhanced RTMP's) with timestamp `ts` ms,
+    /// arrived at `now`.
     pub fn video(&mut self, ts: u32, payload: &Bytes, now: UtcMs) {
         let Some(&b0) = payload.first() else { return };
+        if payload.len() < 5 {
+            return self.ignore("a video message too short for its header");
+        }
+        let si24 = |b: &[u8]| i32::from_be_bytes([b[0], b[1], b[2], 0]) >> 8;
         if b0 & 0x80 != 0 {
-            return self
-                .ignore("enhanced RTMP video (H.265, AV1, VP9 over RTMP): Tern takes H.264");
+            // Enhanced RTMP: packet type in the low bits, then a FourCC.
+            let codec = match &payload[1..5] {
+                b"hvc1" => VideoCodec::H265,
+                b"avc1" => VideoCodec::H264,
+                _ => {
+                    return self.ignore("enhanced RTMP video other than H.265 or H.264 (AV1, VP9)")
+                }
+            };
+            match b0 & 0x0F {
+                0 => self.config(codec, &payload[5..]),
+                1 if payload.len() >= 8 => {
+                    let ms = self.time(ts, now);
+                    self.coded_frame(codec, ms, si24(&payload[5..8]), payload.slice(8..), now);
+                }
+                3 => {
+                    let ms = self.time(ts, now);
+                    self.coded_frame(codec, ms, 0, payload.slice(5..), now);
+                }
+                _ => {}
+            }
+            return;
         }
         if b0 & 0x0F != 7 {
             return self.ignore("a video codec other than H.264 (FLV codec id != 7)");
         }
-        if payload.len() < 5 {
-            return self.ignore("a video message too short for its header");
-        }
-        let cts = i32::from_be_bytes([payload[2], payload[3], payload[4], 0]) >> 8;
         match payload[1] {
-            0 => self.avc_config(&payload[5..]),
+            0 => self.config(VideoCodec::H264, &payload[5..]),
             1 => {
                 let ms = self.time(ts, now);
-                self.avc_frame(ms, cts, payload.slice(5..), now);
+                self.coded_frame(
+                    VideoCodec::H264,
+                    ms,
+                    si24(&payload[2..5]),
+                    payload.slice(5..),
+                    now,
+                );
             }
             _ => {}
         }
     }
 
-    fn avc_config(&mut self, rec: &[u8]) {
-        let Some((length_size, sps, pps)) = parse_avcc(rec) else {
-            return self.ignore("a malformed AVC sequence header");
+    /// A sequence header: `AVCDecoderConfigurationRecord` or
+    /// `HEVCDecoderConfigurationRecord`.
+    fn config(&mut self, codec: VideoCodec, rec: &[u8]) {
+        let parsed = match codec {
+            VideoCodec::H264 => parse_avcc(rec).map(|(n, sps, pps)| (n, None, sps, pps)),
+            VideoCodec::H265 => parse_hvcc(rec).map(|(n, vps, sps, pps)| (n, Some(vps), sps, pps)),
+        };
+        let Some((length_size, vps, sps, pps)) = parsed else {
+            return self.ignore("a malformed video sequence header");
         };
         let v = &mut self.video;
+        if v.codec != codec {
+            *v = Video {
+                codec,
+                ..Video::default()
+            };
+        }
         v.length_size = length_size;
-        if v.sps.as_ref() != Some(&sps) || v.pps.as_ref() != Some(&pps) {
+        if v.vps != vps || v.sps.as_ref() != Some(&sps) || v.pps.as_ref() != Some(&pps) {
+            v.vps = vps;
             v.sps = Some(sps);
             v.pps = Some(pps);
             v.params = video_params(v);
@@ -221,9 +272,9 @@ impl FlvIngest {
         }
     }
 
-    fn avc_frame(&mut self, ms: i64, cts: i32, data: Bytes, now: UtcMs) {
-        if self.video.length_size == 0 {
-            return self.ignore("H.264 frames before the AVC sequence header");
+    fn coded_frame(&mut self, codec: VideoCodec, ms: i64, cts: i32, data: Bytes, now: UtcMs) {
+        if self.video.length_size == 0 || self.video.codec != codec {
+            return self.ignore("video frames before their sequence header");
         }
         let mut annexb = Vec::with_capacity(data.len() + 64);
         let mut keyframe = false;
@@ -241,21 +292,37 @@ impl FlvIngest {
             };
             at += len;
             let Some(&h) = nal.first() else { continue };
-            match h & 0x1F {
-                5 => keyframe = true,
-                7 | 8 => {
-                    has_sets = true;
-                    let slot = if h & 0x1F == 7 {
-                        &mut self.video.sps
-                    } else {
-                        &mut self.video.pps
-                    };
-                    if slot.as_deref() != Some(nal) {
-                        *slot = Some(Bytes::copy_from_slice(nal));
-                        changed = true;
-                    }
+            let kind = match codec {
+                VideoCodec::H264 => match h & 0x1F {
+                    5 => Nal::Key,
+                    7 => Nal::Sps,
+                    8 => Nal::Pps,
+                    _ => Nal::Other,
+                },
+                VideoCodec::H265 => match (h >> 1) & 0x3F {
+                    16..=21 => Nal::Key,
+                    32 => Nal::Vps,
+                    33 => Nal::Sps,
+                    34 => Nal::Pps,
+                    _ => Nal::Other,
+                },
+            };
+            let slot = match kind {
+                Nal::Key => {
+                    keyframe = true;
+                    None
                 }
-                _ => {}
+                Nal::Vps => Some(&mut self.video.vps),
+                Nal::Sps => Some(&mut self.video.sps),
+                Nal::Pps => Some(&mut self.video.pps),
+                Nal::Other => None,
+            };
+            if let Some(slot) = slot {
+                has_sets = true;
+                if slot.as_deref() != Some(nal) {
+                    *slot = Some(Bytes::copy_from_slice(nal));
+                    changed = true;
+                }
             }
             annexb.extend_from_slice(&[0, 0, 0, 1]);
             annexb.extend_from_slice(nal);
@@ -276,10 +343,8 @@ impl FlvIngest {
         if keyframe {
             self.need_key = false;
             if !has_sets {
-                let sets: Vec<&Bytes> = [&self.video.sps, &self.video.pps]
-                    .into_iter()
-                    .flatten()
-                    .collect();
+                let v = &self.video;
+                let sets: Vec<&Bytes> = [&v.vps, &v.sps, &v.pps].into_iter().flatten().collect();
                 payload = h26x::prepend_parameter_sets(&sets, &payload);
             }
             self.media_info_changed();
@@ -297,7 +362,7 @@ impl FlvIngest {
             keyframe,
             capture_ms: self.capture(now),
             pos: Position::default(),
-            payload: with_aud(h26x::VideoCodec::H264, payload.to_vec()),
+            payload: with_aud(codec, payload.to_vec()),
         };
         self.emit(frame, ms);
     }
@@ -453,6 +518,48 @@ pub fn parse_avcc(rec: &[u8]) -> Option<(usize, Bytes, Bytes)> {
     Some((length_size, sps, pps))
 }
 
+impl Default for Video {
+    fn default() -> Self {
+        Video {
+            codec: VideoCodec::H264,
+            length_size: 0,
+            vps: None,
+            sps: None,
+            pps: None,
+            params: None,
+        }
+    }
+}
+
+/// Length size and the first VPS, SPS and PPS of an
+/// `HEVCDecoderConfigurationRecord`.
+pub fn parse_hvcc(rec: &[u8]) -> Option<(usize, Bytes, Bytes, Bytes)> {
+    let length_size = usize::from(rec.get(21)? & 3) + 1;
+    let arrays = *rec.get(22)?;
+    let mut at = 23;
+    let (mut vps, mut sps, mut pps) = (None, None, None);
+    for _ in 0..arrays {
+        let kind = rec.get(at)? & 0x3F;
+        let count = u16::from_be_bytes([*rec.get(at + 1)?, *rec.get(at + 2)?]);
+        at += 3;
+        for _ in 0..count {
+            let len = usize::from(u16::from_be_bytes([*rec.get(at)?, *rec.get(at + 1)?]));
+            let nal = rec.get(at + 2..at + 2 + len)?;
+            at += 2 + len;
+            let slot = match kind {
+                32 => &mut vps,
+                33 => &mut sps,
+                34 => &mut pps,
+                _ => continue,
+            };
+            if slot.is_none() && !nal.is_empty() {
+                *slot = Some(Bytes::copy_from_slice(nal));
+            }
+        }
+    }
+    Some((length_size, vps?, sps?, pps?))
+}
+
 /// Sample rate and channels of an `AudioSpecificConfig`.
 pub fn parse_asc(asc: &[u8]) -> Option<(u32, u8)> {
     let bits = u64::from_be_bytes({
@@ -492,14 +599,29 @@ pub fn parse_asc(asc: &[u8]) -> Option<(u32, u8)> {
 fn video_params(v: &Video) -> Option<TrackParams> {
     let sps = v.sps.clone()?;
     let pps = v.pps.clone()?;
-    let info = h26x::h264_sps(&sps)?;
-    Some(TrackParams::H264 {
-        sps,
-        pps,
-        width: info.width,
-        height: info.height,
-        fps: info.fps,
-    })
+    match v.codec {
+        VideoCodec::H264 => {
+            let info = h26x::h264_sps(&sps)?;
+            Some(TrackParams::H264 {
+                sps,
+                pps,
+                width: info.width,
+                height: info.height,
+                fps: info.fps,
+            })
+        }
+        VideoCodec::H265 => {
+            let info = h26x::h265_sps(&sps)?;
+            Some(TrackParams::H265 {
+                vps: v.vps.clone()?,
+                sps,
+                pps,
+                width: info.width,
+                height: info.height,
+                fps: info.fps,
+            })
+        }
+    }
 }
 
 #[cfg(test)]

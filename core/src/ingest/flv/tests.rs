@@ -283,3 +283,89 @@ proptest::proptest! {
         }
     }
 }
+
+/// SPS of `ffmpeg -f lavfi -i testsrc=size=320x240 -c:v libx265` (as in h26x's tests).
+const X265_SPS: [u8; 43] = [
+    0x42, 0x01, 0x01, 0x04, 0x08, 0x00, 0x00, 0x03, 0x00, 0x9e, 0x08, 0x00, 0x00, 0x03, 0x00, 0x00,
+    0x3c, 0x90, 0x01, 0x41, 0x01, 0xe2, 0xcb, 0x2b, 0x34, 0x92, 0x65, 0x78, 0x0b, 0x70, 0x20, 0x20,
+    0x00, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00, 0x00, 0x06, 0x42,
+];
+const VPS: &[u8] = &[0x40, 0x01, 0x0c];
+const HEVC_PPS: &[u8] = &[0x44, 0x01, 0xc1];
+
+/// Enhanced RTMP: `hvc1` SequenceStart with an HEVCDecoderConfigurationRecord.
+fn hvc1_header() -> Bytes {
+    let mut t = vec![0x90, b'h', b'v', b'c', b'1'];
+    let mut rec = vec![1u8; 21];
+    rec.push(0xFC | 3); // lengthSizeMinusOne 3
+    rec.push(4); // arrays (one of SEI, kept out)
+    for (kind, nal) in [
+        (32u8, VPS),
+        (33, &X265_SPS[..]),
+        (34, HEVC_PPS),
+        (39, &[0x4e, 1][..]),
+    ] {
+        rec.push(0x80 | kind);
+        rec.extend_from_slice(&1u16.to_be_bytes());
+        rec.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+        rec.extend_from_slice(nal);
+    }
+    t.extend_from_slice(&rec);
+    Bytes::from(t)
+}
+
+/// Enhanced RTMP coded frames: `CodedFrames` (with a composition offset) or
+/// `CodedFramesX` (without).
+fn hvc1_frame(key: bool, cts: Option<i32>, nals: &[&[u8]]) -> Bytes {
+    let frame_type = if key { 0x10 } else { 0x20 };
+    let mut t = vec![0x80 | frame_type | if cts.is_some() { 1 } else { 3 }];
+    t.extend_from_slice(b"hvc1");
+    if let Some(c) = cts {
+        t.extend_from_slice(&c.to_be_bytes()[1..]);
+    }
+    for n in nals {
+        t.extend_from_slice(&(n.len() as u32).to_be_bytes());
+        t.extend_from_slice(n);
+    }
+    Bytes::from(t)
+}
+
+#[test]
+fn h265_in_enhanced_rtmp_becomes_frames() {
+    let mut ing = FlvIngest::new(1);
+    ing.video(0, &hvc1_header(), NOW);
+    ing.video(0, &hvc1_frame(false, None, &[&[0x02, 0x01, 7]]), NOW); // before a keyframe
+    ing.video(0, &hvc1_frame(true, Some(40), &[&[0x26, 0x01, 9]]), NOW); // IDR_W_RADL
+    ing.video(40, &hvc1_frame(false, None, &[&[0x02, 0x01, 7]]), NOW + 40); // TRAIL_R
+    let ev = drain(&mut ing);
+    let Some(FlvEvent::MediaInfo(mi)) = ev.first() else {
+        panic!("{ev:?}")
+    };
+    assert!(matches!(
+        mi.track(VIDEO_TRACK).map(|t| &t.params),
+        Some(TrackParams::H265 {
+            width: 320,
+            height: 240,
+            ..
+        })
+    ));
+    let f = frames(&ev);
+    assert_eq!(f.len(), 2);
+    let types = |p: &[u8]| -> Vec<u8> { nal_units(p).iter().map(|n| (n[0] >> 1) & 0x3F).collect() };
+    // AUD, VPS, SPS, PPS, IDR; then AUD, TRAIL_R.
+    assert_eq!(types(&f[0].payload), [35, 32, 33, 34, 19]);
+    assert_eq!(types(&f[1].payload), [35, 1]);
+    assert!(f[0].keyframe && !f[1].keyframe);
+    assert_eq!(f[0].pts - f[0].dts, 40 * 90);
+    assert_eq!(f[1].dts - f[0].dts, 40 * 90);
+    // AV1 is left out, once.
+    ing.video(
+        80,
+        &Bytes::from_static(&[0x90, b'a', b'v', b'0', b'1', 0]),
+        NOW,
+    );
+    assert!(matches!(&drain(&mut ing)[..], [FlvEvent::Ignored(_)]));
+    // H.264 frames while the sequence header said H.265: left out.
+    ing.video(80, &avc_frame(true, 0, &[&[0x65, 1]]), NOW);
+    assert!(frames(&drain(&mut ing)).is_empty());
+}
