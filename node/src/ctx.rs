@@ -98,7 +98,8 @@ pub struct NodeCtx<C: Clock> {
     /// Refusals (connections, cluster auth), logged rate-limited.
     pub refusals: Arc<crate::http::guard::RefusalLog>,
     /// `view_auth` / `edit_auth`: who may use the API and the status page.
-    pub api_auth: tern_core::api_auth::ApiAuth,
+    /// (A reload replaces them: see [`NodeCtx::api_auth`].)
+    pub(crate) api_auth: std::sync::RwLock<Arc<tern_core::api_auth::ApiAuth>>,
     /// Bytes and open pulls of the cluster link, per peer.
     pub link: Arc<crate::cluster::link::LinkStats>,
     /// `cluster_bandwidth`: the cap on what peers pull from this node.
@@ -142,6 +143,20 @@ impl<C: Clock> NodeCtx<C> {
         if let Some(e) = removed {
             e.hub.close();
         }
+    }
+
+    /// The API's credentials now (`view_auth` / `edit_auth`; a reload may change
+    /// them).
+    pub fn api_auth(&self) -> Arc<tern_core::api_auth::ApiAuth> {
+        self.api_auth
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the API's credentials (a reload).
+    pub fn set_api_auth(&self, auth: tern_core::api_auth::ApiAuth) {
+        *self.api_auth.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(auth);
     }
 
     /// Removes a stream a `source` discovered, but not a configured stream that has

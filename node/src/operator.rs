@@ -669,6 +669,10 @@ async fn reload_files<N: Net, C: Clock>(
             files.config_path.display()
         );
     }
+    if file.api_auth != files.file.api_auth {
+        info!("view_auth / edit_auth changed: the API takes the new credentials now");
+        set.ctx().set_api_auth(file.api_auth.clone());
+    }
     let mut new = files.state.apply(&file);
     let applied = set.apply(running, &new).await;
     // A stream that could not start is left out of the running config, so the

@@ -131,7 +131,7 @@ async fn start_full<N: Net, C: Clock>(
             guard: Mutex::new(ReplayGuard::new()),
         }),
         refusals: crate::http::guard::RefusalLog::new(),
-        api_auth: config.api_auth.clone(),
+        api_auth: std::sync::RwLock::new(Arc::new(config.api_auth.clone())),
         link: Arc::default(),
         budget: config.cluster_bandwidth_bps.map(|bps| {
             Arc::new(Mutex::new(tern_core::rate::ClusterBudget::new(

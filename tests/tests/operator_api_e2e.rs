@@ -354,6 +354,33 @@ fn reload_keeps_viewers_of_unchanged_streams() {
     assert!(read > 1000, "{read}");
     assert_not_restarted(&node, opened);
     println!("API reload: {j}");
+
+    // New API credentials take effect at the reload.
+    let rotated = AUTH.replace("admin e-pass", "admin new-pass");
+    write_config(&node, &format!("{rotated}{keep}"));
+    sighup(&node);
+    poll_until(Duration::from_secs(10), || {
+        let a = curl(
+            &["-u", "admin:new-pass"],
+            &node.url("/streamer/api/v3/streams"),
+        );
+        (a.status == 200).then_some(())
+    })
+    .expect("the new edit_auth works after the reload");
+    assert_eq!(
+        get_stream(&node, "keep"),
+        401,
+        "the old edit_auth is refused"
+    );
+    let a = curl(
+        &["-u", "admin:new-pass", "-X", "POST"],
+        &node.url("/streamer/api/v3/config/reload"),
+    );
+    assert_eq!(
+        json(&a.body)["restart_needed"],
+        serde_json::json!([]),
+        "credentials need no restart"
+    );
     println!(
         "`keep`'s viewer read {} bytes in all, on one connection",
         viewer.total

@@ -66,8 +66,9 @@ pub fn diff(old: &Config, new: &Config) -> StreamDiff {
 }
 
 /// The node-wide settings that differ between `old` and `new` and are applied only
-/// when the node restarts (listeners, connection limits, API credentials, the
-/// cluster key the node answers peers with, the cluster bandwidth, sources).
+/// when the node restarts (listeners, connection limits, the cluster key the node
+/// answers peers with, the cluster bandwidth, sources, the RTMP port). A reload
+/// applies the streams and the API's credentials (`view_auth`, `edit_auth`).
 pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
     if old.http != new.http {
@@ -77,9 +78,6 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         out.push(
             "max_connections, max_connections_per_ip, header_timeout, idle_timeout, stall_timeout",
         );
-    }
-    if old.api_auth != new.api_auth {
-        out.push("view_auth, edit_auth");
     }
     if old.cluster_key != new.cluster_key {
         out.push("cluster_key");
@@ -177,7 +175,6 @@ mod tests {
             [
                 "http",
                 "max_connections, max_connections_per_ip, header_timeout, idle_timeout, stall_timeout",
-                "view_auth, edit_auth",
                 "cluster_key",
                 "cluster_bandwidth",
                 "source",

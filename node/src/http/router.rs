@@ -40,7 +40,7 @@ where
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        if let Err(e) = ctx.api_auth.check(need, given) {
+        if let Err(e) = ctx.api_auth().check(need, given) {
             ctx.refusals.refused(Refusal::ApiAuth, &e);
             return manners::finish(&asked, refused(e));
         }
