@@ -39,7 +39,18 @@ pub struct Span {
     /// MPEG-TS of this window never ends: it follows the archive as it grows, paced
     /// to real time (timeshift).
     pub endless: bool,
+    /// Segments a playlist lists past `to_ms` (a viewer's position): see
+    /// [`TIMESHIFT_LEAD_SEGMENTS`]; 0 for the other windows, which end at `to_ms`.
+    pub lead: usize,
 }
+
+/// How many segments a timeshift media playlist ([`Window::Paced`]) lists past the
+/// viewer's position. Players that start near the end of a growing playlist start
+/// three target durations or segments from its end (ffmpeg's and so mpv's
+/// `live_start_index` −3, GStreamer's hlsdemux, VLC, hls.js' `liveSyncDurationCount`
+/// 3): with three listed past the position, they start at it, and the playlist grows
+/// at the pace they play.
+pub const TIMESHIFT_LEAD_SEGMENTS: usize = 3;
 
 /// The span of `window` at `now_ms`, or why the window is refused (a 400).
 pub fn resolve(window: Window, now_ms: u64) -> Result<Span, String> {
@@ -62,6 +73,7 @@ pub fn resolve(window: Window, now_ms: u64) -> Result<Span, String> {
                 ended: to_ms <= now_ms,
                 start: Start::Beginning,
                 endless: false,
+                lead: 0,
             })
         }
         Window::UntilNow { from_s } => {
@@ -77,6 +89,7 @@ pub fn resolve(window: Window, now_ms: u64) -> Result<Span, String> {
                 ended: false,
                 start: Start::LiveEdge,
                 endless: false,
+                lead: 0,
             })
         }
         Window::Timeshift { from } => {
@@ -88,6 +101,20 @@ pub fn resolve(window: Window, now_ms: u64) -> Result<Span, String> {
                 ended: end <= now_ms,
                 start: Start::Beginning,
                 endless: true,
+                lead: 0,
+            })
+        }
+        Window::Paced { from_s, delay_s } => {
+            let from_ms = secs(from_s)?;
+            let end = from_ms.saturating_add(MAX_WINDOW_SECS * 1000);
+            let position = now_ms.saturating_sub(delay_s.saturating_mul(1000));
+            Ok(Span {
+                from_ms,
+                to_ms: position.clamp(from_ms, end),
+                ended: end <= position,
+                start: Start::LiveEdge,
+                endless: true,
+                lead: TIMESHIFT_LEAD_SEGMENTS,
             })
         }
     }
@@ -112,6 +139,23 @@ pub fn at_or_after<T>(entries: Vec<T>, from_ms: u64, start_of: impl Fn(&T) -> u6
         .into_iter()
         .filter(|e| start_of(e) >= from_ms)
         .collect()
+}
+
+/// The entries (sorted by start; `bounds` gives an entry's start and end, UTC ms) a
+/// playlist of `span` lists: Flussonic's start rule ([`at_or_after`]), then those
+/// that start before `to_ms`, or for a timeshift viewer ([`Span::lead`] > 0) those
+/// that end by its position `to_ms` and `lead` more, the first of which holds the
+/// position.
+pub fn listed<T>(entries: Vec<T>, span: &Span, bounds: impl Fn(&T) -> (u64, u64)) -> Vec<T> {
+    let mut v = at_or_after(entries, span.from_ms, |e| bounds(e).0);
+    let keep = if span.lead == 0 {
+        v.iter().take_while(|e| bounds(e).0 < span.to_ms).count()
+    } else {
+        let played = v.iter().take_while(|e| bounds(e).1 <= span.to_ms).count();
+        played.saturating_add(span.lead)
+    };
+    v.truncate(keep);
+    v
 }
 
 /// What a peer's index answer may list for `window` (`[from, to)` UTC ms, or
@@ -275,6 +319,56 @@ mod tests {
         .unwrap();
         assert!(old.ended && old.closed(NOW, Some(NOW)));
         assert_eq!(old.to_ms - old.from_ms, MAX_WINDOW_SECS * 1000);
+    }
+
+    #[test]
+    fn paced_timeshift_lists_the_viewers_position_and_three_more() {
+        let from_s = NOW / 1000 - 100;
+        // Segments of 1 s from FROM − 2 s to now.
+        let starts: Vec<u64> = (from_s * 1000 - 2000..NOW).step_by(1000).collect();
+        // The master was asked at NOW: delay 100 s, the viewer is at FROM.
+        let at_start = resolve(
+            Window::Paced {
+                from_s,
+                delay_s: 100,
+            },
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            (at_start.from_ms, at_start.to_ms),
+            (from_s * 1000, from_s * 1000)
+        );
+        assert_eq!((at_start.start, at_start.lead), (Start::LiveEdge, 3));
+        let first = listed(starts.clone(), &at_start, |s| (*s, *s + 1000));
+        assert_eq!(
+            first,
+            vec![from_s * 1000, from_s * 1000 + 1000, from_s * 1000 + 2000]
+        );
+        // Ten seconds later the same URL lists ten more: the playlist grows at the
+        // pace the viewer plays, three segments ahead of it.
+        let later = resolve(
+            Window::Paced {
+                from_s,
+                delay_s: 100,
+            },
+            NOW + 10_000,
+        )
+        .unwrap();
+        let grown = listed(starts.clone(), &later, |s| (*s, *s + 1000));
+        assert_eq!(grown.len(), 13);
+        assert_eq!(grown[0], from_s * 1000);
+        // A position inside a segment: that segment and two more past the ten played.
+        let inside = resolve(
+            Window::Paced {
+                from_s,
+                delay_s: 100,
+            },
+            NOW + 10_500,
+        )
+        .unwrap();
+        assert_eq!(listed(starts, &inside, |s| (*s, *s + 1000)).len(), 13);
+        assert!(!later.ended);
     }
 
     #[test]

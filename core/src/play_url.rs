@@ -36,6 +36,12 @@ pub enum Window {
     /// `timeshift_abs-FROM` / `timeshift_rel-N` / `?utc=`: from FROM on, played from
     /// its start (playlists carry `EXT-X-START:TIME-OFFSET=0`).
     Timeshift { from: TimeRef },
+    /// `mono-timeshift_abs-FROM.m3u8?delay=N`, the media playlist a timeshift master
+    /// points to: a viewer who plays from FROM, N seconds behind live. It lists the
+    /// segments from FROM up to the viewer's position (now − N) and a few beyond
+    /// (`archive_window::TIMESHIFT_LEAD_SEGMENTS`), so a player that starts near the
+    /// end of a growing playlist (most do, ignoring `EXT-X-START`) starts at FROM.
+    Paced { from_s: u64, delay_s: u64 },
 }
 
 /// Tracks picked by a `tracks-v1a1/` directory: 1-based indices among the stream's
@@ -220,6 +226,21 @@ fn media_window(file: &str, stem: &str) -> Result<Window, PlayUrlError> {
     timeshift(file, stem).unwrap_or_else(|| window(file, stem))
 }
 
+/// The `delay=N` of a query (seconds behind live), if there.
+fn delay(file: &str, query: Option<&str>) -> Result<Option<u64>, PlayUrlError> {
+    let mut found = None;
+    for pair in query.unwrap_or_default().split('&') {
+        if let Some(v) = pair.strip_prefix("delay=") {
+            if found.is_some() {
+                return Err(bad(file, "`delay=` given twice"));
+            }
+            found =
+                Some(number(v).ok_or_else(|| bad(file, format!("`delay={v}` is not seconds")))?);
+        }
+    }
+    Ok(found)
+}
+
 /// Parses `file` (the last path component), the directory before it when it is a
 /// `tracks-…` selection, and the query.
 pub fn parse(
@@ -296,10 +317,19 @@ fn parse_file(file: &str, query: Option<&str>) -> Result<Output, PlayUrlError> {
             ("mono-", false),
         ] {
             if let Some(rest) = stem.strip_prefix(prefix) {
-                let w = media_window(file, rest)?;
+                let mut w = media_window(file, rest)?;
                 if master && matches!(w, Window::Timeshift { .. }) {
                     // `index-timeshift_abs-F.m3u8` is spelt `timeshift_abs-F.m3u8`.
                     return Err(unknown());
+                }
+                if let (
+                    Window::Timeshift {
+                        from: TimeRef::Abs(from_s),
+                    },
+                    Some(delay_s),
+                ) = (w, delay(file, query)?)
+                {
+                    w = Window::Paced { from_s, delay_s };
                 }
                 return Ok(if master {
                     Output::ArchiveMaster(w)
@@ -323,15 +353,24 @@ fn parse_file(file: &str, query: Option<&str>) -> Result<Output, PlayUrlError> {
 
 /// The media playlist a master playlist's variant points to, relative to the
 /// variant's `tracks-…/` directory: `mono.m3u8` for live, `mono-FROM-DURATION.m3u8`,
-/// `mono-FROM-now.m3u8` or `mono-timeshift_abs-FROM.m3u8` for a window (a relative
-/// time resolved with `now_s`, so the player keeps one start while it reloads).
+/// `mono-FROM-now.m3u8` for a window, and for timeshift
+/// `mono-timeshift_abs-FROM.m3u8?delay=N` (a relative time resolved with `now_s`,
+/// so the player keeps one start while it reloads; N = now − FROM, the viewer's
+/// distance behind live: see [`Window::Paced`]).
 pub fn media_playlist_file(window: Option<Window>, now_s: u64) -> String {
     match window {
         None => "mono.m3u8".to_string(),
         Some(Window::Fixed { from_s, duration_s }) => format!("mono-{from_s}-{duration_s}.m3u8"),
         Some(Window::UntilNow { from_s }) => format!("mono-{from_s}-now.m3u8"),
         Some(Window::Timeshift { from }) => {
-            format!("mono-timeshift_abs-{}.m3u8", from.at(now_s))
+            let from_s = from.at(now_s);
+            format!(
+                "mono-timeshift_abs-{from_s}.m3u8?delay={}",
+                now_s.saturating_sub(from_s)
+            )
+        }
+        Some(Window::Paced { from_s, delay_s }) => {
+            format!("mono-timeshift_abs-{from_s}.m3u8?delay={delay_s}")
         }
     }
 }
@@ -571,8 +610,18 @@ mod tests {
                 }),
                 1000
             ),
-            "mono-timeshift_abs-940.m3u8"
+            "mono-timeshift_abs-940.m3u8?delay=60"
         );
+        // The variant URL parses back as the paced playlist of that viewer.
+        assert_eq!(
+            parse(None, "mono-timeshift_abs-940.m3u8", Some("delay=60")).map(|r| r.output),
+            Ok(Output::ArchiveMedia(Window::Paced {
+                from_s: 940,
+                delay_s: 60
+            }))
+        );
+        assert!(parse(None, "mono-timeshift_abs-940.m3u8", Some("delay=06")).is_err());
+        assert!(parse(None, "mono-timeshift_abs-940.m3u8", Some("delay=1&delay=2")).is_err());
     }
 
     // Property tests (bounded: proptest's default 256 cases; a longer run:

@@ -275,8 +275,10 @@ fn every_flussonic_url_form_plays() {
         println!("{path}: {} frames from {} UTC ms", caps.len(), caps[0]);
     }
 
-    // Timeshift and catch-up in HLS: a master whose variant is the EVENT playlist
-    // from FROM, which players start at its beginning (EXT-X-START).
+    // Timeshift and catch-up in HLS: a master whose variant is the paced EVENT
+    // playlist of a viewer N s behind live (`?delay=N`): from FROM up to the viewer's
+    // position and three segments more, so a player that starts near the end of a
+    // growing playlist (ffmpeg by default) starts at FROM.
     for (path, want) in [
         (format!("/main/timeshift_abs-{from}.m3u8"), Some(from)),
         (format!("/main/timeshift_rel-{back}.m3u8"), None),
@@ -287,10 +289,10 @@ fn every_flussonic_url_form_plays() {
     ] {
         let m = get(&node, &path);
         let variant = uris(&m).first().map(|s| s.to_string()).unwrap_or_default();
-        let f: u64 = variant
+        let (f, delay): (u64, u64) = variant
             .strip_prefix("tracks-v1a1/mono-timeshift_abs-")
-            .and_then(|r| r.strip_suffix(".m3u8"))
-            .and_then(|n| n.parse().ok())
+            .and_then(|r| r.split_once(".m3u8?delay="))
+            .and_then(|(f, d)| Some((f.parse().ok()?, d.parse().ok()?)))
             .unwrap_or_else(|| panic!("{path}: no timeshift variant in\n{m}"));
         if let Some(w) = want {
             assert_eq!(f, w, "{path}:\n{m}");
@@ -300,15 +302,20 @@ fn every_flussonic_url_form_plays() {
                 "{path}: variant starts at {f}, want ~{from}"
             );
         }
+        assert!(
+            delay.abs_diff(back) <= 2,
+            "{path}: delay {delay}, want ~{back}"
+        );
         let media = get(&node, &format!("/main/{variant}"));
         assert!(
-            media.contains("#EXT-X-START:TIME-OFFSET=0") && !media.contains("ENDLIST"),
+            media.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && !media.contains("ENDLIST"),
             "{media}"
         );
-        let caps = captures(
-            &path,
-            &decode_with(&node.url(&path), &["-prefer_x_start", "1"], FRAMES),
+        assert!(
+            uris(&media).len() <= 5,
+            "{path}: the viewer is at FROM: three segments past it, not the whole archive:\n{media}"
         );
+        let caps = captures(&path, &decode_with(&node.url(&path), &[], FRAMES));
         if want.is_some() {
             assert_starts_at(&path, &caps, f);
         } else {

@@ -8,6 +8,11 @@ Prints one JSON object on stdout with what it saw; the Rust test
 (tests/tests/status_page_e2e.rs) asserts on it. Exits 2 when a step times out, with
 the JSON of what it saw so far. `--check` only says whether the tools are here.
 
+`--matrix PAGE_URL URL...`: the player matrix (tests/tests/player_matrix_e2e.rs):
+on the status page (no credentials), plays each URL in turn with the page's own
+hls.js player and prints `{URL: {"advanced": S, "error": TEXT}}`, where S is how far
+the video's time moved (at least 2 s, or what it reached in 20 s).
+
 Needs: chromium, python3-websocket (websocket-client).
 """
 
@@ -102,10 +107,32 @@ def advancing(page, what, seconds, timeout, seen):
     seen[f"{what}_time"] = [first, page.eval("document.getElementById('video').currentTime")]
 
 
-def main():
-    if "--check" in sys.argv:
-        sys.exit(0 if usable() else 1)
-    url, stream, auth = sys.argv[1], sys.argv[2], sys.argv[3]
+def matrix(page, urls):
+    """Each URL played in the status page's player; how far the video's time moved."""
+    results = {}
+    for url in urls:
+        page.eval(f"document.getElementById('state').textContent = ''; attach({json.dumps(url)})")
+        first = None
+        moved = 0.0
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            t = page.eval("document.getElementById('video').currentTime")
+            if t and first is None:
+                first = t
+            if first is not None:
+                moved = t - first
+                if moved >= 2:
+                    break
+            if page.eval("document.getElementById('state').textContent").startswith("error"):
+                break
+            time.sleep(0.2)
+        error = page.eval("document.getElementById('state').textContent")
+        results[url] = {"advanced": round(moved, 3), "error": error if error.startswith("error") else None}
+    return results
+
+
+def launch():
+    """Chromium with a fresh profile; (process, profile dir, page)."""
     profile = tempfile.mkdtemp(prefix="tern-chromium-")
     args = [
         "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -115,24 +142,38 @@ def main():
         f"--user-data-dir={profile}", "about:blank",
     ]
     browser = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port_file = os.path.join(profile, "DevToolsActivePort")
+    end = time.monotonic() + 30
+    while not os.path.exists(port_file) or not open(port_file).read().strip():
+        if time.monotonic() > end or browser.poll() is not None:
+            browser.kill()
+            print("chromium did not start (no DevToolsActivePort)", file=sys.stderr)
+            sys.exit(2)
+        time.sleep(0.1)
+    port = open(port_file).read().split()[0]
+    targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
+    target = next(t for t in targets if t.get("type") == "page")
+    page = Page(target["webSocketDebuggerUrl"])
+    page.send("Runtime.enable")
+    page.send("Network.enable")
+    page.send("Page.enable")
+    return browser, profile, page
+
+
+def main():
+    if "--check" in sys.argv:
+        sys.exit(0 if usable() else 1)
+    browser, profile, page = launch()
     seen = {}
     try:
-        port_file = os.path.join(profile, "DevToolsActivePort")
-        end = time.monotonic() + 30
-        while not os.path.exists(port_file) or not open(port_file).read().strip():
-            if time.monotonic() > end or browser.poll() is not None:
-                print("chromium did not start (no DevToolsActivePort)", file=sys.stderr)
-                sys.exit(2)
-            time.sleep(0.1)
-        port = open(port_file).read().split()[0]
-        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
-        target = next(t for t in targets if t.get("type") == "page")
-        page = Page(target["webSocketDebuggerUrl"])
-        page.send("Runtime.enable")
-        page.send("Network.enable")
+        if sys.argv[1] == "--matrix":
+            page.send("Page.navigate", url=sys.argv[2])
+            wait(page, "page", "typeof attach === 'function' && typeof Hls === 'function'", 20, seen)
+            print(json.dumps(matrix(page, sys.argv[3:])))
+            return
+        url, stream, auth = sys.argv[1], sys.argv[2], sys.argv[3]
         token = base64.b64encode(auth.encode()).decode()
         page.send("Network.setExtraHTTPHeaders", headers={"Authorization": f"Basic {token}"})
-        page.send("Page.enable")
         page.send("Page.navigate", url=url)
 
         seen["mse_h264"] = wait(

@@ -15,7 +15,7 @@ use http::StatusCode;
 use serde::Serialize;
 use std::time::Duration;
 
-use tern_core::archive_window::{at_or_after, resolve, Span, Start, SETTLE_MS};
+use tern_core::archive_window::{self, resolve, Span, Start, SETTLE_MS};
 use tern_core::cluster::message::{ArchiveEntry, DvrFacts};
 use tern_core::http_manners::Manners;
 use tern_core::mux::hls::{archive_playlist, ArchiveKind, PlaylistEntry};
@@ -122,21 +122,28 @@ async fn listed(
     span: &Span,
     now_ms: u64,
 ) -> Result<(Vec<ArchiveEntry>, bool), ArchiveError> {
-    if span.to_ms <= span.from_ms {
+    if span.to_ms <= span.from_ms && span.lead == 0 {
         return Ok((Vec::new(), span.ended));
     }
     // An ended window also looks past its end, to see whether the segment across
-    // the end is stored yet.
+    // the end is stored yet; a timeshift playlist lists a few past its viewer's
+    // position.
     let look_to = if span.ended {
         span.to_ms.saturating_add(SETTLE_MS)
+    } else if span.lead > 0 {
+        now_ms.max(span.to_ms)
     } else {
         span.to_ms
     };
     let ix = archive.index(Some((span.from_ms, look_to))).await?;
     let newest = ix.entries.last().map(|e| e.utc_start_ms);
     let closed = span.closed(now_ms, newest);
-    let mut entries = at_or_after(ix.entries, span.from_ms, |e| e.utc_start_ms);
-    entries.retain(|e| e.utc_start_ms < span.to_ms);
+    let entries = archive_window::listed(ix.entries, span, |e| {
+        (
+            e.utc_start_ms,
+            e.utc_start_ms.saturating_add(u64::from(e.duration_ms)),
+        )
+    });
     Ok((entries, closed))
 }
 
@@ -409,7 +416,7 @@ async fn timeshift<C: Clock>(archive: Arc<dyn Archive>, from_ms: u64, clock: C, 
         let mut sent = false;
         if horizon > cursor {
             let entries = match archive.index(Some((cursor, horizon))).await {
-                Ok(ix) => at_or_after(ix.entries, cursor, |e| e.utc_start_ms),
+                Ok(ix) => archive_window::at_or_after(ix.entries, cursor, |e| e.utc_start_ms),
                 Err(e) => {
                     abort(&body, format!("the archive cannot be read: {e}")).await;
                     return;
