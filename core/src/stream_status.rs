@@ -61,6 +61,14 @@ impl fmt::Display for StreamStatus {
     }
 }
 
+/// Whether a source's refusal with this status code (RTSP or HTTP: they share
+/// them) is one retrying will not fix, so the stream shows `error` until a frame
+/// arrives: wrong or missing credentials (401, 403) and no such stream (404, 410).
+/// Inputs still retry with backoff (the operator may fix the source meanwhile).
+pub fn lasting_refusal(status: u16) -> bool {
+    matches!(status, 401 | 403 | 404 | 410)
+}
+
 /// What the node knows of a stream at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Observed {
@@ -125,6 +133,14 @@ mod tests {
             ..o(Some(60_000), 120_000)
         };
         assert_eq!(decide(&pulling), StreamStatus::Starting);
+        // Frames that arrive make it running again even if a refusal was noted.
+        let recovered = Observed {
+            failed: true,
+            ..o(Some(10), 60_000)
+        };
+        assert_eq!(decide(&recovered), StreamStatus::Running);
+        assert!(lasting_refusal(401) && lasting_refusal(404));
+        assert!(!lasting_refusal(500) && !lasting_refusal(503) && !lasting_refusal(200));
         let names: Vec<&str> = StreamStatus::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(names, ["running", "starting", "waiting", "error", "idle"]);
         assert!(StreamStatus::Running.alive() && !StreamStatus::Starting.alive());

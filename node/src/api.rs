@@ -110,6 +110,11 @@ pub struct Stats {
     /// camera: `rtcp_sender_report` (the camera's clock) or `arrival`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture_time: Option<&'static str>,
+    /// Why the stream is in `error`: its input's last attempt was refused in a way
+    /// retrying will not fix (`401 Unauthorized` from the camera, the peer refusing
+    /// the cluster key, no such stream). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Whether this node records the stream (`dvr`).
     pub dvr_enabled: bool,
     /// The recording, when this node records the stream.
@@ -260,7 +265,7 @@ pub fn stream_status(fig: &Figures, mode: PullMode, pull: PullState, now: Durati
             .last_frame_at
             .map(|t| now.saturating_sub(t).as_millis() as u64),
         since_start_ms: now.saturating_sub(fig.started_at).as_millis() as u64,
-        failed: false,
+        failed: fig.refused.is_some(),
         idle: pull == PullState::Idle,
         starting: on_demand && pull == PullState::Starting,
     })
@@ -325,6 +330,7 @@ pub fn status<C: Clock>(ctx: &NodeCtx<C>, entry: &StreamEntry) -> StreamStatus {
             delay: fig.delay_ms,
             discontinuities: fig.discontinuities,
             capture_time: fig.capture_source,
+            error: fig.refused.clone(),
             dvr_enabled: entry.dvr.is_some(),
             dvr_info,
             media_info: MediaInfoJson { tracks },

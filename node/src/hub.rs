@@ -109,6 +109,10 @@ pub struct Figures {
     /// Where an ingesting input takes capture times from (`rtsp://`: the camera's
     /// RTCP sender reports or the arrival time).
     pub capture_source: Option<&'static str>,
+    /// Why the input's last attempt was refused in a way retrying will not fix (bad
+    /// credentials, no such stream on the camera), until a frame arrives: the
+    /// stream's `error` status and `stats.error` (never holds credentials).
+    pub refused: Option<String>,
 }
 
 struct State {
@@ -437,6 +441,12 @@ impl StreamHub {
         self.lock().figures.delay_ms = Some(arrival_utc_ms.saturating_sub(capture_ms));
     }
 
+    /// The input's last attempt was refused in a way retrying will not fix (see
+    /// `tern_core::stream_status::lasting_refusal`); cleared by the next frame.
+    pub fn note_refused(&self, why: String) {
+        self.lock().figures.refused = Some(why);
+    }
+
     pub fn note_capture_source(&self, source: &'static str) {
         self.lock().figures.capture_source = Some(source);
     }
@@ -586,6 +596,7 @@ impl State {
         }
         self.last_pos = Some(frame.pos);
         self.figures.last_frame_at = Some(now);
+        self.figures.refused = None;
         self.figures.frames_in += 1;
         self.figures.bytes_in += frame.payload.len() as u64;
         let key = Some(frame.track) == video && frame.keyframe;

@@ -188,6 +188,42 @@ fn wrong_key_is_refused_and_learns_nothing() {
     );
 }
 
+/// A configured `m4s://` input whose key the origin refuses: the stream is in
+/// `error` (a refusal retrying will not fix) and says why, while it keeps retrying.
+#[test]
+fn a_refused_key_puts_the_stream_in_error() {
+    let origin = Node::start(TERN, &origin_config());
+    let edge = Node::start(
+        TERN,
+        &format!(
+            "cluster_key a-different-key-0123456789;
+stream relay {{
+  input m4s://127.0.0.1:{}/main;
+}}
+",
+            origin.port()
+        ),
+    );
+    let mut last = Value::Null;
+    let errored = poll_until(Duration::from_secs(10), || {
+        let (_, body) = edge.get("/streamer/api/v3/streams/relay");
+        last = parse_json("the stream", &body);
+        (last["stats"]["status"] == "error").then_some(())
+    });
+    assert!(
+        errored.is_some(),
+        "not in error: {last}
+{}",
+        edge.log()
+    );
+    let why = last["stats"]["error"].as_str().unwrap_or_default();
+    assert!(why.contains("cluster key"), "stats.error: {why:?}");
+    assert!(
+        !why.contains("a-different-key"),
+        "the key is shown: {why:?}"
+    );
+}
+
 /// A frame as a viewer saw it: when it came out of ffmpeg, its barcode index, and
 /// whether it was captured after `after_utc` (wrapping compare of the low 32 bits).
 struct Seen {

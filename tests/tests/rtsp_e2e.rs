@@ -196,6 +196,10 @@ fn a_camera_plays_through_the_edge_and_comes_back_after_it_dies() {
     assert!(log.contains("401"), "no 401 in the log:\n{log}");
     let wrong = stream(&origin, "wrong");
     assert_eq!(wrong["stats"]["alive"], false, "{wrong}");
+    // ... and the stream is in `error`, saying why (a refusal retrying cannot fix).
+    assert_eq!(wrong["stats"]["status"], "error", "{wrong}");
+    let why = wrong["stats"]["error"].as_str().unwrap_or_default();
+    assert!(why.contains("401"), "stats.error: {why:?}");
     decode_frames(&origin.url("/src/mpegts"), 10);
 
     // The password is nowhere: not in the API, not in either node's log.

@@ -102,6 +102,26 @@ impl ClientError {
         )
     }
 
+    /// For a refusal retrying will not fix (the key refused, no such stream on the
+    /// peer: `tern_core::stream_status::lasting_refusal`), what the stream's
+    /// `stats.error` says (the peer's body is not repeated: it may be anything).
+    pub fn lasting_refusal(&self) -> Option<String> {
+        match self {
+            ClientError::Rejected { peer, status, .. }
+                if tern_core::stream_status::lasting_refusal(*status) =>
+            {
+                Some(match status {
+                    401 | 403 => format!("{peer} refused this node's cluster key ({status})"),
+                    _ => format!("{peer} has no such stream ({status})"),
+                })
+            }
+            ClientError::Proof { peer, .. } => Some(format!(
+                "{peer} answered without a valid proof of the cluster key"
+            )),
+            _ => None,
+        }
+    }
+
     /// Logs an auth refusal as what it is: clocks too far apart (the one refusal a
     /// peer explains, since the request's MAC was right), or a key that differs.
     pub fn warn_auth(&self, peer: &str) {

@@ -81,6 +81,9 @@ pub async fn run<N: Net, C: Clock>(
                         }
                         Err(e) => {
                             let delay = session.handle_connect_failed(clock.now());
+                            if let Some(why) = e.lasting_refusal() {
+                                sink.hub().note_refused(why);
+                            }
                             if e.is_auth() {
                                 e.warn_auth(&peer);
                             } else {

@@ -23,6 +23,7 @@ use tern_core::capture_clock::ReportOutcome;
 use tern_core::cluster::backoff::Backoff;
 use tern_core::config::{RtspInput, RtspTransport};
 use tern_core::rtp_ingest::{Kind, RtpIngest, VideoCodec, AUDIO_TRACK, VIDEO_TRACK};
+use tern_core::stream_status::lasting_refusal;
 use tern_core::{MediaInfo, TrackInfo, TrackParams};
 use tern_net::Clock;
 use tracing::{debug, info, warn};
@@ -71,6 +72,17 @@ pub async fn run<C: Clock>(sink: Arc<dyn Sink>, opts: Options, clock: C, mut gat
     }
 }
 
+/// Why a request failed; a refusal retrying will not fix (401, 404...) also puts
+/// the stream in `error` until a frame arrives.
+fn refused(sink: &Arc<dyn Sink>, step: &str, e: &retina::Error) -> String {
+    let why = format!("{step} failed: {}", one_line(e));
+    if e.status_code().is_some_and(lasting_refusal) {
+        sink.hub()
+            .note_refused(format!("the camera refused {step}: {}", one_line(e)));
+    }
+    why
+}
+
 /// One RTSP session, from DESCRIBE to its end; returns why it ended.
 #[allow(clippy::disallowed_methods)] // driver: request and source timeouts on retina's session
 async fn session<C: Clock>(
@@ -99,7 +111,7 @@ async fn session<C: Clock>(
     .await;
     let mut described = match described {
         Err(_) => return "no answer to DESCRIBE within 10 s".to_owned(),
-        Ok(Err(e)) => return format!("DESCRIBE failed: {}", one_line(&e)),
+        Ok(Err(e)) => return refused(sink, "DESCRIBE", &e),
         Ok(Ok(s)) => s,
     };
     let streams = described.streams();
@@ -136,14 +148,14 @@ async fn session<C: Clock>(
             .frame_format(format);
         match tokio::time::timeout(RTSP_REQUEST_TIMEOUT, described.setup(i, setup)).await {
             Err(_) => return "no answer to SETUP within 10 s".to_owned(),
-            Ok(Err(e)) => return format!("SETUP failed: {}", one_line(&e)),
+            Ok(Err(e)) => return refused(sink, "SETUP", &e),
             Ok(Ok(())) => {}
         }
     }
     let play = described.play(PlayOptions::default());
     let playing = match tokio::time::timeout(RTSP_REQUEST_TIMEOUT, play).await {
         Err(_) => return "no answer to PLAY within 10 s".to_owned(),
-        Ok(Err(e)) => return format!("PLAY failed: {}", one_line(&e)),
+        Ok(Err(e)) => return refused(sink, "PLAY", &e),
         Ok(Ok(p)) => p,
     };
     let mut demuxed = match playing.demuxed() {
