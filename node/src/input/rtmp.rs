@@ -107,7 +107,9 @@ struct Refusals<C: Clock> {
 }
 
 impl<C: Clock> Refusals<C> {
-    fn refused(&self, cause: &'static str, stream: &str, peer: SocketAddr) {
+    /// `cause` is the whole message (`RTMP publish refused: wrong password`);
+    /// `detail` the stream or the error, never a stream key or password.
+    fn refused(&self, cause: &'static str, detail: &str, peer: Option<SocketAddr>) {
         let now = self.clock.now().as_millis() as u64;
         let hit = self
             .log
@@ -115,7 +117,8 @@ impl<C: Clock> Refusals<C> {
             .unwrap_or_else(|e| e.into_inner())
             .hit(cause, now);
         if let Some(count) = hit {
-            warn!(%peer, stream, count, "RTMP publish refused: {cause} (one line per cause per 10 s)");
+            let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+            warn!(peer, detail, count, "{cause} (one line per cause per 10 s)");
         }
     }
 }
@@ -141,7 +144,7 @@ pub async fn serve<L: Listener, C: Clock>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     if conns.len() >= MAX_RTMP_CONNECTIONS {
-                        refusals.refused("too many RTMP connections", "", peer);
+                        refusals.refused("RTMP connection refused: too many RTMP connections", "", Some(peer));
                         drop(stream);
                         continue;
                     }
@@ -157,7 +160,7 @@ pub async fn serve<L: Listener, C: Clock>(
                     conns.spawn(conn.instrument(tracing::info_span!("rtmp", %peer)));
                 }
                 Err(e) => {
-                    refusals.refused("accept failed", &e.to_string(), SocketAddr::from(([0, 0, 0, 0], 0)));
+                    refusals.refused("RTMP accept failed", &e.to_string(), None);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -263,9 +266,17 @@ async fn connection<S, C: Clock>(
         (Err(RtmpError::Refused(why)), Some(stream)) => warn!(stream, why, "RTMP publisher cut"),
         (Err(RtmpError::Refused(_)), None) => {} // logged when refused
         (Err(e @ RtmpError::HandshakeTimeout(_)), None) => {
-            refusals.refused("handshake timeout", &e.to_string(), peer);
+            refusals.refused(
+                "RTMP connection cut: handshake timeout",
+                &e.to_string(),
+                Some(peer),
+            );
         }
-        (Err(e), None) => refusals.refused("protocol error", &e.to_string(), peer),
+        (Err(e), None) => refusals.refused(
+            "RTMP connection cut: protocol error",
+            &e.to_string(),
+            Some(peer),
+        ),
         (Ok(()), Some(stream)) | (Err(RtmpError::Unpublished), Some(stream)) => {
             warn!(stream, "RTMP publisher stopped")
         }
@@ -289,9 +300,9 @@ fn decide<C: Clock>(
     let shown_app = app.split('?').next().unwrap_or_default();
     let Some(target) = target else {
         refusals.refused(
-            "no stream with `input publish://` has that name",
+            "RTMP publish refused: no stream with `input publish://` has that name",
             shown_app,
-            peer,
+            Some(peer),
         );
         return Err(session.refuse_publish(
             "NetStream.Publish.BadName",
@@ -305,7 +316,7 @@ fn decide<C: Clock>(
     if let Some(want) = &slot.password {
         let ok = target.password.as_deref().is_some_and(|p| want.matches(p));
         if !ok {
-            refusals.refused("wrong password", &name, peer);
+            refusals.refused("RTMP publish refused: wrong password", &name, Some(peer));
             return Err(session.refuse_publish(
                 "NetStream.Publish.BadName",
                 "wrong password for this stream",
@@ -316,7 +327,11 @@ fn decide<C: Clock>(
         let mut busy = slot.busy.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(other) = *busy {
             drop(busy);
-            refusals.refused("the stream already has a publisher", &name, peer);
+            refusals.refused(
+                "RTMP publish refused: the stream already has a publisher",
+                &name,
+                Some(peer),
+            );
             info!(stream = %name, publisher = %other, "second publisher refused");
             return Err(session.refuse_publish(
                 "NetStream.Publish.BadName",
