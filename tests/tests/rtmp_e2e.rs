@@ -103,9 +103,15 @@ fn a_publisher_plays_through_the_edge_and_comes_back_after_it_dies() {
     let src = source();
     let rtmp_port = free_port();
     let origin = origin(rtmp_port);
-    // Not published yet: the stream waits, the input shows without its password.
-    let cam = stream(&origin, "cam");
+    // Not published yet: the stream waits (`starting` for its first 3 s, then
+    // `waiting`), the input shows without its password.
+    let cam = poll_until(Duration::from_secs(10), || {
+        let cam = stream(&origin, "cam");
+        (cam["stats"]["status"] == "waiting").then_some(cam)
+    })
+    .unwrap_or_else(|| panic!("not waiting: {}", stream(&origin, "cam")));
     assert_eq!(cam["stats"]["alive"], false, "{cam}");
+    assert_eq!(cam["inputs"][0]["stats"]["active"], false, "{cam}");
     assert_eq!(cam["inputs"][0]["url"], "publish://?password=***", "{cam}");
 
     let url = rtmp_url(rtmp_port, &format!("cam?password={PASSWORD}"));
