@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
+use tern_core::cluster::archive_sender::{self, ArchiveSender};
 use tern_core::cluster::auth::{AuthError, Signature, SignedRequest, AUTH_HEADER, PROOF_HEADER};
 use tern_core::cluster::message::{self, Message, StreamAnnounce};
 use tern_core::cluster::sender::{FrameSender, SegmentSender, SignalingSender};
@@ -24,7 +25,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::api::ALIVE_TIMEOUT_MS;
-use crate::archive::{Archive, ArchiveSegment};
+use crate::archive::Archive;
 use crate::cluster::CONTENT_TYPE;
 use crate::ctx::NodeCtx;
 use crate::http::body::{respond, text, Body, Response};
@@ -230,31 +231,23 @@ fn parse_window(query: &str) -> Option<(u64, u64)> {
     (from < to).then_some((from, to))
 }
 
-/// M4F archive index: Hello, then `DvrIndex` (facts and the window's entries), or
-/// `End` with the reason it cannot be had.
+/// M4F archive index: the messages of `archive_sender::index_answer`.
 async fn dvr_index(
     archive: Arc<dyn Archive>,
     mut peer: Peer,
     window: Option<(u64, u64)>,
     node: String,
 ) {
-    if !peer.hello(node).await {
-        return;
+    let index = archive.index(window).await;
+    for msg in archive_sender::index_answer(peer.version, node, index) {
+        if !peer.send(&msg).await {
+            return;
+        }
     }
-    let msg = match archive.index(window).await {
-        Ok(ix) => Message::DvrIndex {
-            facts: ix.facts,
-            entries: ix.entries,
-        },
-        Err(e) => Message::End {
-            reason: e.to_string(),
-        },
-    };
-    let _ = peer.send(&msg).await;
 }
 
-/// M4F archive: Hello, the segments of the window one by one at the reader's pace,
-/// then `ArchiveEnd` (or `End` with the reason it stopped).
+/// M4F archive: drives an `ArchiveSender` with the archive's reader (one segment
+/// in flight: reading runs only as fast as the peer takes them).
 async fn archive_range(
     archive: Arc<dyn Archive>,
     mut peer: Peer,
@@ -262,56 +255,53 @@ async fn archive_range(
     to: u64,
     node: String,
 ) {
-    if !peer.hello(node).await {
-        return;
-    }
-    // One segment in flight: reading runs only as fast as the peer takes them.
+    let mut s = ArchiveSender::new(peer.version, node);
     let (seg_tx, mut seg_rx) = mpsc::channel(1);
     let reading = archive.range(from, to, seg_tx);
     tokio::pin!(reading);
     let mut result = None;
     loop {
+        let skipped = s.skipped();
+        while let Some(out) = s.poll_transmit() {
+            let sent = match out {
+                archive_sender::Outgoing::Message(m) => peer.send(&m).await,
+                // Stored bytes go out as they are: no decode, no copy.
+                archive_sender::Outgoing::Stored(bytes) => {
+                    let mut ok = true;
+                    for part in peer.enc.encode_raw(message::kind::SEGMENT, bytes) {
+                        ok = ok && peer.send_bytes(part).await;
+                    }
+                    ok
+                }
+            };
+            if !sent {
+                return;
+            }
+        }
+        if s.is_finished() {
+            return;
+        }
         tokio::select! {
             biased;
             seg = seg_rx.recv() => match seg {
-                Some(ArchiveSegment::Stored(bytes)) => {
-                    // Stored bytes go out as they are: no decode, no copy.
-                    match peer.enc.try_encode_raw(message::kind::SEGMENT, bytes) {
-                        Ok(parts) => {
-                            for part in parts {
-                                if !peer.send_bytes(part).await {
-                                    return;
-                                }
-                            }
-                        }
-                        // Skipped: a receiver refuses it (the range shows a gap).
-                        Err(e) => warn!(error = %e, "stored segment too large for M4F, skipped"),
+                Some(seg) => s.handle_segment(seg),
+                None => {
+                    let r = match result.take() {
+                        Some(r) => r,
+                        None => (&mut reading).await,
+                    };
+                    if let Err(e) = &r {
+                        warn!(error = %e, "archive range ended early");
                     }
+                    s.handle_end(r);
                 }
-                Some(ArchiveSegment::Decoded(seg)) => {
-                    if !peer.send(&Message::Segment(seg)).await {
-                        return;
-                    }
-                }
-                None => break,
             },
             r = &mut reading, if result.is_none() => result = Some(r),
         }
-    }
-    let r = match result {
-        Some(r) => r,
-        None => reading.await,
-    };
-    let msg = match r {
-        Ok(segments) => Message::ArchiveEnd { segments },
-        Err(e) => {
-            warn!(error = %e, "archive range ended early");
-            Message::End {
-                reason: e.to_string(),
-            }
+        if s.skipped() > skipped {
+            warn!("stored segment too large for M4F, skipped (the peer sees a gap)");
         }
-    };
-    let _ = peer.send(&msg).await;
+    }
 }
 
 /// `from=EPOCH.SEQ`.
@@ -357,15 +347,6 @@ impl Peer {
                 true
             }
         }
-    }
-
-    /// Every response starts with `Hello`.
-    async fn hello(&mut self, node: String) -> bool {
-        self.send(&Message::Hello {
-            version: self.version.number(),
-            node,
-        })
-        .await
     }
 
     /// Sends framed bytes; `false` when the receiver is gone or stalled.
