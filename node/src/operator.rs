@@ -593,6 +593,19 @@ async fn put<N: Net, C: Clock>(
             block,
         }));
     }
+    if let Some(i) = sc
+        .inputs
+        .iter()
+        .find(|i| i.url.is_cluster() && running.key_for_input(i).is_none())
+    {
+        return Err(OpError::Invalid(config::SpecError {
+            message: format!(
+                "input `{}` pulls from a Tern node and needs a cluster key: give it                  `\"cluster_key\"`, or set `cluster_key` at the top of the config",
+                i.url
+            ),
+            block,
+        }));
+    }
     let before = running.stream(&name).cloned();
     if before.is_none() && set.ctx().entry(&name).is_some_and(|e| e.remote.is_some()) {
         info!(stream = %name, "a stream of the API replaces the one a source discovered");

@@ -142,6 +142,18 @@ fn put_and_delete_persist_in_the_state_file() {
         assert!(msg.contains(says), "{bad}: {msg}");
         println!("PUT {bad}\n  -> {} {msg}", a.status);
     }
+    // A config-file check outside the parser: a cluster input needs a key.
+    let no_key = put(
+        &node,
+        EDIT,
+        "bad",
+        r#"{"inputs": [{"url": "m4s://origin:8888/x"}]}"#,
+    );
+    assert_eq!(no_key.status, 400);
+    assert!(json(&no_key.body)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("cluster key"));
     let huge = format!(
         r#"{{"inputs": [{{"url": "fake://fake?{}"}}]}}"#,
         "x".repeat(70 * 1024)
@@ -321,6 +333,8 @@ fn reload_keeps_viewers_of_unchanged_streams() {
     // `third` added, `keep` untouched.
     let anon = curl(&["-X", "POST"], &node.url("/streamer/api/v3/config/reload"));
     assert_eq!(anon.status, 401);
+    let get = curl(EDIT, &node.url("/streamer/api/v3/config/reload"));
+    assert_eq!((get.status, get.header("allow")), (405, "POST"));
     write_config(&node, &format!("{AUTH}{keep}stream added {{ input fake://fake?fps=30; }}\nstream third {{ input fake://fake; }}\n"));
     let api = curl(
         &[EDIT, &["-X", "POST"]].concat(),

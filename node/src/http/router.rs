@@ -79,6 +79,15 @@ async fn dispatch<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: Request<B>) -> Respon
     if path == "/streamer/api/v3/peers" {
         return api::peers(ctx);
     }
+    if path == CONFIG_RELOAD {
+        let mut r = operator::error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{CONFIG_RELOAD} takes POST"),
+        );
+        r.headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+        return r;
+    }
     if path == "/metrics" {
         return metrics::handle(ctx, req.uri().query());
     }
