@@ -109,19 +109,17 @@ pub const MAX_BLOCKING_THREADS: usize = 32;
 
 pub use crate::operator::MAX_CONFIG_BYTES;
 
-/// Reads and parses a config file; errors come out as `PATH:LINE:COLUMN: message`.
-fn load(path: &Path) -> Result<Config, String> {
-    crate::operator::load_config(path)
-}
-
 /// `1 stream`, `2 streams`.
 fn count(n: usize, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
+/// `tern check CONFIG`: the config file, and its state file (`CONFIG.state`, the
+/// API's changes) when there is one, checked as `tern run` would read them.
 fn check(path: &Path) -> ExitCode {
-    match load(path) {
-        Ok(cfg) => {
+    match crate::operator::load_files(path) {
+        Ok(files) => {
+            let cfg = &files.file;
             for w in cfg.warnings() {
                 eprintln!("{}: warning: {w}", path.display());
             }
@@ -131,6 +129,16 @@ fn check(path: &Path) -> ExitCode {
                 count(cfg.streams.len(), "stream"),
                 count(cfg.sources.len(), "source")
             );
+            let st = &files.state;
+            if !st.put.is_empty() || !st.deleted.is_empty() {
+                println!(
+                    "{}: valid: {} put and {} deleted through the API; the node runs {}",
+                    files.state_path.display(),
+                    count(st.put.len(), "stream"),
+                    st.deleted.len(),
+                    count(files.running().streams.len(), "stream")
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -327,7 +335,9 @@ mod tests {
     /// Both are refused from their metadata, and so is a file over the size limit.
     #[test]
     fn check_refuses_what_cannot_be_a_config() {
-        let e = load(Path::new("/dev/zero")).err().unwrap_or_default();
+        let e = crate::operator::load_config(Path::new("/dev/zero"))
+            .err()
+            .unwrap_or_default();
         assert!(e.contains("not a regular file"), "{e}");
         let dir = std::env::temp_dir().join(format!("tern-cli-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
@@ -338,19 +348,42 @@ mod tests {
             .map(|s| s.success())
             .unwrap_or(false);
         if made {
-            let e = load(&fifo).err().unwrap_or_default();
+            let e = crate::operator::load_config(&fifo)
+                .err()
+                .unwrap_or_default();
             assert!(e.contains("not a regular file"), "{e}");
         }
         let big = dir.join("big.conf");
         let f = std::fs::File::create(&big).unwrap_or_else(|e| panic!("{e}"));
         f.set_len(MAX_CONFIG_BYTES + 1)
             .unwrap_or_else(|e| panic!("{e}"));
-        let e = load(&big).err().unwrap_or_default();
+        let e = crate::operator::load_config(&big).err().unwrap_or_default();
         assert!(e.contains("larger than 4 MiB"), "{e}");
         let ok = dir.join("ok.conf");
         std::fs::write(&ok, "http 8080;\nstream main {\n  input fake://fake;\n}\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(load(&ok).is_ok(), "{:?}", load(&ok).err());
+        assert!(
+            crate::operator::load_config(&ok).is_ok(),
+            "{:?}",
+            crate::operator::load_config(&ok).err()
+        );
+        // `tern check` reads the state file beside it too, as `tern run` does.
+        let state = dir.join("ok.conf.state");
+        assert!(crate::operator::load_files(&ok).is_ok());
+        std::fs::write(
+            &state,
+            r#"{"tern_state": 1, "streams": {"x": {"inputs": []}}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let e = crate::operator::load_files(&ok).err().unwrap_or_default();
+        assert!(
+            e.contains("ok.conf.state") && e.contains("has no `input`"),
+            "{e}"
+        );
+        std::fs::write(&state, r#"{"tern_state": 1, "deleted": ["main"]}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let files = crate::operator::load_files(&ok).unwrap_or_else(|e| panic!("{e}"));
+        assert!(files.running().streams.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
