@@ -1,12 +1,13 @@
 //! A cluster peer that holds the key but sends what no Tern node would (issue 11,
 //! finding 4): signaling that announces `streams` streams, and for each an M4S
 //! response whose frames carry absurd timestamps now and then (decode time 2^64-1,
-//! capture time 0). It speaks protocol v1 (a v2 node falls back to it) on
+//! capture time 0); or, made with `start_not_found`, a 404 for every stream it
+//! announced, counting the requests. It speaks protocol v1 (a v2 node falls back to it) on
 //! `std::net`, one thread per connection, and runs until the test ends.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,26 +25,66 @@ use crate::{spawn_thread, utc_now_ms};
 pub struct HostilePeer {
     pub port: u16,
     stopped: Arc<AtomicBool>,
+    media_requests: Arc<AtomicU64>,
+}
+
+/// What the peer answers to a media request.
+#[derive(Clone, Copy)]
+struct Mode {
+    streams: usize,
+    not_found: bool,
 }
 
 impl HostilePeer {
     /// Listens on a free loopback port; `key` is the cluster key.
     pub fn start(key: &'static [u8], streams: usize) -> HostilePeer {
+        Self::listen(
+            key,
+            Mode {
+                streams,
+                not_found: false,
+            },
+        )
+    }
+
+    /// Announces `streams` streams and answers every request for one with a 404
+    /// (after checking the request's auth, as a node does).
+    pub fn start_not_found(key: &'static [u8], streams: usize) -> HostilePeer {
+        Self::listen(
+            key,
+            Mode {
+                streams,
+                not_found: true,
+            },
+        )
+    }
+
+    fn listen(key: &'static [u8], mode: Mode) -> HostilePeer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the hostile peer");
         let port = listener.local_addr().expect("addr").port();
         let guard = Arc::new(Mutex::new(ReplayGuard::new()));
         let stopped = Arc::new(AtomicBool::new(false));
-        let flag = stopped.clone();
+        let media_requests = Arc::new(AtomicU64::new(0));
+        let (flag, count) = (stopped.clone(), media_requests.clone());
         spawn_thread(move || {
             let mut nonce = 0u8;
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 nonce = nonce.wrapping_add(1);
-                let (guard, flag) = (guard.clone(), flag.clone());
-                spawn_thread(move || serve(conn, key, &guard, [nonce; 16], streams, &flag));
+                let (guard, flag, count) = (guard.clone(), flag.clone(), count.clone());
+                spawn_thread(move || serve(conn, key, &guard, [nonce; 16], mode, &flag, &count));
             }
         });
-        HostilePeer { port, stopped }
+        HostilePeer {
+            port,
+            stopped,
+            media_requests,
+        }
+    }
+
+    /// Requests for a stream (not signaling) received so far, authenticated or not.
+    pub fn media_requests(&self) -> u64 {
+        self.media_requests.load(Ordering::Relaxed)
     }
 
     /// From now on the peer announces no stream (so the node removes what it took)
@@ -73,9 +114,11 @@ fn serve(
     key: &[u8],
     guard: &Mutex<ReplayGuard>,
     nonce: [u8; 16],
-    streams: usize,
+    mode: Mode,
     stopped: &AtomicBool,
+    media_requests: &AtomicU64,
 ) {
+    let streams = mode.streams;
     let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
@@ -132,6 +175,13 @@ fn serve(
     if !verified {
         return refuse(&mut conn, "403 Forbidden", "cluster auth failed");
     }
+    let signaling = target.starts_with("/tern/v1/streams");
+    if !signaling {
+        media_requests.fetch_add(1, Ordering::Relaxed);
+        if mode.not_found {
+            return refuse(&mut conn, "404 Not Found", "no such stream");
+        }
+    }
     let proof = auth.prove(&sig, nonce);
     let keys = auth.session_keys(ProtocolVersion::V1, &sig.nonce, &proof.nonce);
     let mut enc = Encoder::new(ProtocolVersion::V1, keys.server_to_client);
@@ -154,7 +204,7 @@ fn serve(
     ) {
         return;
     }
-    if target.starts_with("/tern/v1/streams") {
+    if signaling {
         let list = (0..streams)
             .filter_map(|i| StreamName::new(&format!("h{i:05}")).ok())
             .map(|name| StreamAnnounce {

@@ -3,7 +3,8 @@
 //! loopback. The edge must discover and restream `main` (M4S and M4F), serve it as
 //! MPEG-TS and HLS that ffmpeg decodes with consecutive barcodes and the origin's
 //! segment names, refuse a wrong key, recover from an origin restart, and add little
-//! latency. Each test starts its own two nodes on their own ports; they run in
+//! latency; and streams a peer announces but answers 404 must back off one by one,
+//! with few log lines. Each test starts its own two nodes on their own ports; they run in
 //! parallel, a few seconds each.
 
 use std::collections::BTreeSet;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tern_tests::{
     assert_consecutive, decode_frames, now, poll_until, probe_latency, read_barcode, require_tool,
-    utc_now_ms, FrameReader, Node,
+    utc_now_ms, FrameReader, HostilePeer, Node,
 };
 
 /// The binary under test (see origin_e2e.rs).
@@ -410,4 +411,61 @@ fn the_example_configs_work_as_written() {
         );
     };
     println!("recording status through the edge: {status}");
+}
+
+/// Issue 11, finding 4: a peer holding the key announces 200 streams and answers
+/// 404 to every one. Each discovered stream backs off on its own (5 s doubling to
+/// 60 s after a 404), so after the first round of 200 requests the edge makes at
+/// most about two per stream in 8 s (with the 2 s cap it made five or more, a
+/// steady one or two a second each); the retry lines are one per peer and cause per
+/// 10 s, not one per request.
+#[test]
+fn streams_a_peer_answers_404_back_off_one_by_one_and_log_little() {
+    const STREAMS: u64 = 200;
+    let peer = HostilePeer::start_not_found(KEY.as_bytes(), STREAMS as usize);
+    let edge = Node::start(
+        TERN,
+        &format!(
+            "cluster_key {KEY};\nsource m4s://127.0.0.1:{} {{ static; }}\n",
+            peer.port
+        ),
+    );
+    // The first round: every stream tried once.
+    let first = poll_until(Duration::from_secs(15), || {
+        (peer.media_requests() >= STREAMS).then_some(())
+    });
+    assert!(
+        first.is_some(),
+        "only {} requests from the edge:\n{}",
+        peer.media_requests(),
+        edge.log()
+    );
+    let mut last = peer.media_requests();
+    let at_start = last;
+    let mut per_second = Vec::new();
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_secs(1));
+        let n = peer.media_requests();
+        per_second.push(n - last);
+        last = n;
+    }
+    let total = last - at_start;
+    let log = edge.log();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("cannot pull stream"))
+        .count();
+    println!(
+        "{STREAMS} streams answered 404: {at_start} requests in the first round, then {total} in 8 s, per second {per_second:?}; {lines} retry log lines"
+    );
+    assert!(
+        total <= STREAMS * 5 / 2,
+        "{total} requests in 8 s for {STREAMS} streams: {per_second:?}"
+    );
+    assert!(
+        per_second.iter().all(|n| *n <= STREAMS),
+        "a second with more requests than streams: {per_second:?}"
+    );
+    assert!(lines >= 1, "no retry line at all:\n{log}");
+    assert!(lines <= 4, "{lines} retry log lines:\n{log}");
 }

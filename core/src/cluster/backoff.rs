@@ -38,8 +38,15 @@ impl Backoff {
     /// The delay before the next attempt: `min(cap, base·2^n)` scaled by a random
     /// factor in [0.5, 1].
     pub fn next_delay(&mut self) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << self.attempt.min(20));
-        let d = exp.min(self.cap);
+        self.next_delay_within(self.base, self.cap)
+    }
+
+    /// Like [`Backoff::next_delay`], but from `base` up to `cap` for this attempt (a
+    /// failure that calls for longer waits, such as a peer answering 404, uses
+    /// larger ones); the attempt count is the same.
+    pub fn next_delay_within(&mut self, base: Duration, cap: Duration) -> Duration {
+        let exp = base.saturating_mul(1u32 << self.attempt.min(20));
+        let d = exp.min(cap);
         self.attempt = self.attempt.saturating_add(1);
         let jitter = 0.5 + (self.rng.next_u32() as f64 / u32::MAX as f64) * 0.5;
         d.mul_f64(jitter)

@@ -8,6 +8,11 @@
 //!   stopped (`resume_from`);
 //! - a failed attempt waits the next backoff delay, less the time the attempt took
 //!   (a connect timeout counts towards the wait);
+//! - a session made [`PullSession::with_not_found_backoff`] (a stream discovered on
+//!   a peer) waits longer when the peer answered that it has no such stream (404):
+//!   from [`NOT_FOUND_BACKOFF_BASE`] doubling to [`NOT_FOUND_BACKOFF_CAP`], so a peer
+//!   announcing many streams it does not serve costs a few requests a minute each,
+//!   not one or two a second;
 //! - a connection that carried something after its handshake (a frame, a segment,
 //!   a stream list, a heartbeat) resets the backoff when it ends; one that carried
 //!   nothing does not, so a peer that accepts and then fails at once is not
@@ -28,6 +33,20 @@ use crate::cluster::backoff::Backoff;
 use crate::cluster::message::Message;
 use crate::cluster::receiver::{Event, Receiver};
 use crate::Position;
+
+/// First wait after a peer answered 404 to a discovered stream (before jitter).
+pub const NOT_FOUND_BACKOFF_BASE: Duration = Duration::from_secs(5);
+/// Longest wait between two attempts at a discovered stream the peer answers 404.
+pub const NOT_FOUND_BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// Why an attempt to connect failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The peer could not be reached, or refused for another reason.
+    Unreachable,
+    /// The peer answered that it has no such stream (404).
+    NotFound,
+}
 
 /// What the driver must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +96,8 @@ pub struct PullSession {
     backoff: Backoff,
     state: State,
     gate_open: bool,
+    /// Waits after a 404 (`with_not_found_backoff`): base and cap.
+    not_found: Option<(Duration, Duration)>,
     /// No attempt before this (the end of the last backoff delay).
     not_before: Duration,
     actions: VecDeque<Action>,
@@ -91,6 +112,7 @@ impl PullSession {
             backoff,
             state: State::Idle,
             gate_open,
+            not_found: None,
             not_before: now,
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -99,6 +121,14 @@ impl PullSession {
             s.connect(now);
         }
         s
+    }
+
+    /// A 404 from the peer waits from [`NOT_FOUND_BACKOFF_BASE`] doubling to
+    /// [`NOT_FOUND_BACKOFF_CAP`] (with jitter) instead of the usual delays: for the
+    /// streams a `source` discovers, which the peer said it has.
+    pub fn with_not_found_backoff(mut self) -> Self {
+        self.not_found = Some((NOT_FOUND_BACKOFF_BASE, NOT_FOUND_BACKOFF_CAP));
+        self
     }
 
     pub fn receiver(&self) -> &Receiver {
@@ -149,14 +179,21 @@ impl PullSession {
 
     /// The attempt failed; returns how long the session waits before the next.
     pub fn handle_connect_failed(&mut self, now: Duration) -> Duration {
+        self.handle_failed(now, Failure::Unreachable)
+    }
+
+    /// The attempt failed for `why`; returns how long the session waits before the
+    /// next.
+    pub fn handle_failed(&mut self, now: Duration, why: Failure) -> Duration {
         let started = match self.state {
             State::Connecting { started } => started,
             _ => now,
         };
-        let delay = self
-            .backoff
-            .next_delay()
-            .saturating_sub(now.saturating_sub(started));
+        let next = match (why, self.not_found) {
+            (Failure::NotFound, Some((base, cap))) => self.backoff.next_delay_within(base, cap),
+            _ => self.backoff.next_delay(),
+        };
+        let delay = next.saturating_sub(now.saturating_sub(started));
         self.wait(now, delay);
         delay
     }
@@ -442,6 +479,79 @@ mod tests {
         s.handle_connected(t + BACKOFF_CAP);
         assert_eq!(expect_disconnect(&mut s), None);
         assert!(!s.is_connected());
+    }
+
+    /// Issue 11, finding 4: a discovered stream the peer answers 404 backs off on its
+    /// own, from 5 s doubling to 60 s; without `with_not_found_backoff` (a configured
+    /// input) a 404 is an ordinary failure.
+    #[test]
+    fn a_404_backs_off_from_5_s_to_60_s_for_a_discovered_stream() {
+        let mut s = session(true).with_not_found_backoff();
+        expect_connect(&mut s);
+        let mut now = Duration::ZERO;
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            let d = s.handle_failed(now, Failure::NotFound);
+            waits.push(d);
+            now = next_connect(&mut s);
+        }
+        assert!(
+            waits[0] >= NOT_FOUND_BACKOFF_BASE / 2 && waits[0] <= NOT_FOUND_BACKOFF_BASE,
+            "{waits:?}"
+        );
+        for w in waits.windows(2) {
+            // Doubling (jitter is a factor in [0.5, 1]) until the cap.
+            assert!(w[1] >= w[0] / 2, "{waits:?}");
+        }
+        assert!(waits.iter().all(|d| *d <= NOT_FOUND_BACKOFF_CAP));
+        assert!(waits[9] >= NOT_FOUND_BACKOFF_CAP / 2, "{waits:?}");
+        // Ten attempts take minutes, not seconds.
+        assert!(now >= Duration::from_secs(180), "{now:?}");
+        // An unreachable peer in between: the usual, short delays (same count).
+        let d = s.handle_failed(now, Failure::Unreachable);
+        assert!(d <= BACKOFF_CAP, "{d:?}");
+        // A configured input: a 404 is like any failure.
+        let mut s = session(true);
+        expect_connect(&mut s);
+        let d = s.handle_failed(Duration::ZERO, Failure::NotFound);
+        assert!(d <= BACKOFF_BASE, "{d:?}");
+    }
+
+    /// Each discovered stream has its own session: one that keeps failing does not
+    /// slow another, and 100 streams answered 404 make at most 2 attempts each in
+    /// their first 6 s (the usual 2 s cap made 5 or more).
+    #[test]
+    fn many_streams_answering_404_cost_few_attempts_each() {
+        let attempts_in = |not_found: bool, seed: u64, horizon: Duration| -> usize {
+            let mut s = PullSession::new(
+                Duration::ZERO,
+                Receiver::default(),
+                Backoff::new(seed),
+                true,
+            );
+            if not_found {
+                s = s.with_not_found_backoff();
+            }
+            expect_connect(&mut s);
+            let mut n = 1;
+            let mut now = Duration::ZERO;
+            loop {
+                s.handle_failed(now, Failure::NotFound);
+                let t = s.poll_timeout().expect("retry");
+                if t >= horizon {
+                    return n;
+                }
+                s.handle_timeout(t);
+                expect_connect(&mut s);
+                now = t;
+                n += 1;
+            }
+        };
+        let six = Duration::from_secs(6);
+        let after: Vec<usize> = (0..100).map(|i| attempts_in(true, i, six)).collect();
+        let before: Vec<usize> = (0..100).map(|i| attempts_in(false, i, six)).collect();
+        assert!(after.iter().all(|n| *n <= 2), "{after:?}");
+        assert!(before.iter().all(|n| *n >= 5), "{before:?}");
     }
 
     #[test]

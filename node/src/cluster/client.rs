@@ -26,6 +26,7 @@ use tern_core::cluster::auth::{
 use tern_core::cluster::message::Message;
 use tern_core::cluster::wire::{Decoder, WireError};
 use tern_core::cluster::{ProtocolVersion, PATH_PREFIX};
+use tern_core::log_limit::{LogLimiter, DEFAULT_LOG_INTERVAL_MS};
 use tern_core::rate::TokenBucket;
 use tern_net::{Clock, Net};
 use tokio::task::JoinHandle;
@@ -122,6 +123,11 @@ impl ClientError {
         }
     }
 
+    /// The peer answered that it has no such stream.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Rejected { status: 404, .. })
+    }
+
     /// Logs an auth refusal as what it is: clocks too far apart (the one refusal a
     /// peer explains, since the request's MAC was right), or a key that differs.
     pub fn warn_auth(&self, peer: &str) {
@@ -161,6 +167,10 @@ pub struct ClusterClient<N: Net, C: Clock> {
     link: Option<Arc<LinkStats>>,
     /// `archive_bandwidth`: archive responses are read no faster than this.
     archive_pace: Option<Arc<Mutex<TokenBucket>>>,
+    /// Retry log lines of the pulls made with this client: one line per peer and
+    /// cause per 10 s, with a count (a peer with 1000 failing streams costs a line,
+    /// not 1000 a second).
+    pull_log: Arc<Mutex<LogLimiter<(String, &'static str)>>>,
 }
 
 /// The node's seeded RNG, shared by everything that needs nonces or jitter.
@@ -176,6 +186,7 @@ impl<N: Net, C: Clock> Clone for ClusterClient<N, C> {
             versions: self.versions.clone(),
             link: self.link.clone(),
             archive_pace: self.archive_pace.clone(),
+            pull_log: self.pull_log.clone(),
         }
     }
 }
@@ -263,7 +274,19 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
             versions: Arc::default(),
             link: None,
             archive_pace: None,
+            pull_log: Arc::new(Mutex::new(LogLimiter::new(DEFAULT_LOG_INTERVAL_MS))),
         }
+    }
+
+    /// One retry of a pull from `peer` for `cause`: `Some(n)` when a line is due
+    /// (reporting `n` retries since the last line of that peer and cause), `None`
+    /// when it is only counted.
+    pub fn pull_log_due(&self, peer: &str, cause: &'static str) -> Option<u64> {
+        let now_ms = u64::try_from(self.clock.now().as_millis()).unwrap_or(u64::MAX);
+        self.pull_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .hit((peer.to_owned(), cause), now_ms)
     }
 
     /// Counts this client's responses in `link`.

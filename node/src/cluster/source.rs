@@ -210,6 +210,7 @@ async fn apply<N: Net, C: Clock>(
             port: src.port,
             name: s.name.clone(),
             protocol,
+            discovered: true,
         };
         let sink = Arc::new(Direct {
             hub: hub.clone(),

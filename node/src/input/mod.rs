@@ -396,6 +396,7 @@ fn spawn_input<N: Net, C: Clock>(
                 port: *port,
                 name: name.clone(),
                 protocol,
+                discovered: false,
             };
             tokio::spawn(remote::run(sink, client, target, gate).instrument(span))
         }

@@ -1,6 +1,9 @@
 //! The `m4s://` and `m4f://` input: pulls one stream from another node and keeps
 //! pulling — reconnecting with jittered backoff after a cut, a dead peer or a refusal,
-//! resuming from the last frame it published.
+//! resuming from the last frame it published. A stream a `source` discovered backs
+//! off longer when the peer answers 404 (the session's `with_not_found_backoff`).
+//! Retry lines are logged at most once per peer and cause per 10 s, with a count
+//! (the client's `pull_log_due`), whatever the number of streams pulled.
 //!
 //! Owns: the sockets and timers of tern-core's `PullSession` (which decides when to
 //! connect, when to give up on a peer and how long to wait). Must not: decide about
@@ -10,7 +13,7 @@ use std::sync::Arc;
 
 use tern_core::cluster::backoff::Backoff;
 use tern_core::cluster::message::Message;
-use tern_core::cluster::pull::{Action, PullSession};
+use tern_core::cluster::pull::{Action, Cause, Failure, PullSession};
 use tern_core::cluster::receiver::{Event, Receiver};
 use tern_core::StreamName;
 use tern_net::{Clock, Net};
@@ -42,6 +45,9 @@ pub struct Target {
     pub port: u16,
     pub name: StreamName,
     pub protocol: Protocol,
+    /// Discovered by a `source` (the peer announced it): a 404 backs off from 5 s
+    /// to 60 s. A configured input retries a 404 like any failure.
+    pub discovered: bool,
 }
 
 /// Runs until aborted (or until its failover is gone). While the gate is shut (a
@@ -60,6 +66,9 @@ pub async fn run<N: Net, C: Clock>(
         Backoff::new(client.seed()),
         gate.is_open(),
     );
+    if target.discovered {
+        session = session.with_not_found_backoff();
+    }
     let mut stream: Option<MessageStream> = None;
     loop {
         deliver(&mut session, sink.as_ref(), &clock, &peer);
@@ -80,24 +89,40 @@ pub async fn run<N: Net, C: Clock>(
                             session.handle_connected(clock.now());
                         }
                         Err(e) => {
-                            let delay = session.handle_connect_failed(clock.now());
+                            let (why, cause) = if e.is_not_found() {
+                                (Failure::NotFound, "not found")
+                            } else if e.is_auth() {
+                                (Failure::Unreachable, "auth")
+                            } else {
+                                (Failure::Unreachable, "unreachable")
+                            };
+                            let delay = session.handle_failed(clock.now(), why);
                             if let Some(why) = e.lasting_refusal() {
                                 sink.hub().note_refused(why);
                             }
+                            let Some(count) = client.pull_log_due(&peer, cause) else {
+                                continue;
+                            };
                             if e.is_auth() {
                                 e.warn_auth(&peer);
                             } else {
-                                info!(%peer, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot pull stream");
+                                info!(%peer, stream = %target.name, error = %e, retry_in_ms = delay.as_millis() as u64, count,
+                                    "cannot pull stream (one line per peer and cause per 10 s)");
                             }
                         }
                     }
                 }
                 Action::Disconnect {
-                    reason, retry_in, ..
+                    cause,
+                    reason,
+                    retry_in,
                 } => {
                     stream = None;
                     let retry_in_ms = retry_in.map(|d| d.as_millis() as u64);
-                    warn!(%peer, reason, ?retry_in_ms, "connection lost; reconnecting");
+                    if let Some(count) = client.pull_log_due(&peer, cause_name(cause)) {
+                        warn!(%peer, stream = %target.name, reason, ?retry_in_ms, count,
+                            "connection lost; reconnecting (one line per peer and cause per 10 s)");
+                    }
                     debug!(resume = ?session.receiver().resume_from());
                 }
             }
@@ -117,6 +142,17 @@ pub async fn run<N: Net, C: Clock>(
             },
             _ = until(deadline, clock.now()) => session.handle_timeout(clock.now()),
         }
+    }
+}
+
+/// The log key of a disconnect's cause.
+fn cause_name(cause: Cause) -> &'static str {
+    match cause {
+        Cause::Closed => "closed",
+        Cause::DeadPeer => "dead peer",
+        Cause::Ended => "ended",
+        Cause::Protocol => "protocol",
+        Cause::NotNeeded => "not needed",
     }
 }
 
