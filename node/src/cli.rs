@@ -212,6 +212,7 @@ fn run(path: Option<&Path>) -> ExitCode {
         None => tracing::warn!("cannot read the file descriptor limit"),
     }
     rt.block_on(async move {
+        crate::malloc_trim::start();
         let seed = os_seed();
         info!(seed, "node RNG seeded from the OS");
         let started = match files {

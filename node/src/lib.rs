@@ -22,6 +22,7 @@ pub mod fd_limit;
 pub mod http;
 pub mod hub;
 pub mod input;
+pub mod malloc_trim;
 pub mod metrics;
 pub mod operator;
 pub mod output;
