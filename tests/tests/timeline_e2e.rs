@@ -9,11 +9,38 @@ use std::process::Command;
 use std::time::Duration;
 
 use tern_tests::{
-    decode_all_frames, poll_until, require_tool, run_ok, Node, Proc, TempDir, FFMPEG_RW_TIMEOUT_US,
+    decode_all_frames, poll_until, require_check, require_tool, run_ok, Node, Proc, TempDir,
+    FFMPEG_RW_TIMEOUT_US,
 };
 
 const TERN: &str = env!("CARGO_BIN_EXE_tern-e2e");
 const KEY: &str = "e2e-timeline-key-5b1e9c2d7a";
+const BROWSER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/browser_check.py");
+
+/// hls.js (the status page's player, in headless Chromium) playing `url` for `secs`
+/// seconds, after seeking to `seek`: `tests/tools/browser_check.py --watch`.
+fn hls_js(page: &str, url: &str, secs: u32, seek: Option<f64>) -> Proc {
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.args([BROWSER, "--watch", page, url, &secs.to_string()]);
+    if let Some(s) = seek {
+        cmd.arg(format!("{s:.1}"));
+    }
+    Proc::spawn(&mut cmd, Duration::from_secs(u64::from(secs) + 60))
+}
+
+/// The currentTime samples of a `--watch` run; panics on a player error.
+fn watched(p: &mut Proc, what: &str) -> Vec<f64> {
+    let out = p.read_all();
+    let (_, err) = p.finish();
+    let v: serde_json::Value = serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("{what}: browser_check output ({e}): {err}"));
+    assert!(v["error"].is_null(), "{what}: hls.js error {}", v["error"]);
+    v["samples"]
+        .as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+        .unwrap_or_default()
+}
+
 /// How long the origin stays down.
 const PAUSE: Duration = Duration::from_secs(3);
 
@@ -68,8 +95,14 @@ fn timestamps_continue_across_an_origin_restart() {
     if !require_tool("ffmpeg") || !require_tool("ffprobe") {
         return;
     }
-    // Without mpv (and without TERN_REQUIRE_TOOLS=1) only its checks are skipped.
+    // Without mpv or Chromium (and without TERN_REQUIRE_TOOLS=1) only their checks
+    // are skipped.
     let have_mpv = require_tool("mpv");
+    let have_browser = require_check(
+        "headless Chromium with python3-websocket",
+        Command::new("/usr/bin/python3").args([BROWSER, "--check"]),
+        "chromium python3-websocket",
+    );
     let dvr = TempDir::new("timeline");
     let mut origin = Node::start(
         TERN,
@@ -96,6 +129,7 @@ fn timestamps_continue_across_an_origin_restart() {
             Duration::from_secs(40),
         )
     });
+    let mut live_js = have_browser.then(|| hls_js(&edge.url("/"), "/main/index.m3u8", 16, None));
     std::thread::sleep(Duration::from_secs(3));
     origin.stop();
     std::thread::sleep(PAUSE);
@@ -120,6 +154,20 @@ fn timestamps_continue_across_an_origin_restart() {
              (expected about {live_secs} s):\n{out}{err}"
         );
         println!("mpv, live through the edge across the origin restart: played to {pos:.1} s");
+    }
+    if let Some(p) = live_js.as_mut() {
+        let t = watched(p, "hls.js live");
+        let played = t.iter().cloned().fold(f64::MIN, f64::max)
+            - t.iter()
+                .cloned()
+                .filter(|x| *x > 0.0)
+                .fold(f64::MAX, f64::min);
+        let tail = &t[t.len().saturating_sub(4)..];
+        assert!(
+            played >= 8.0 && tail.windows(2).all(|w| w[1] > w[0]),
+            "hls.js, live through the edge across the origin restart: {t:?}"
+        );
+        println!("hls.js, live through the edge across the origin restart: played {played:.1} s, still playing");
     }
 
     // The archive across the restart: the gap is marked, and timestamps go on.
@@ -171,6 +219,18 @@ fn timestamps_continue_across_an_origin_restart() {
         "{m3u8}: ffmpeg -xerror decoded {} frames across the restart",
         frames.len()
     );
+    if have_browser {
+        // Seek to 2 s before the restart and watch hls.js play across it.
+        let seek = r[0].1 as f64 - 2.0;
+        let mut p = hls_js(&origin.url("/"), &m3u8, 8, Some(seek));
+        let t = watched(&mut p, "hls.js archive");
+        let last = t.last().copied().unwrap_or(0.0);
+        assert!(
+            last >= seek + 4.0,
+            "hls.js stopped at {last:.1} s of {m3u8}, seeking to {seek:.1} s, 2 s before the restart: {t:?}"
+        );
+        println!("hls.js {m3u8}: from {seek:.1} s across the restart to {last:.1} s");
+    }
     if have_mpv {
         for path in [&m3u8, &ts] {
             let mut p = mpv(&origin.url(path), &["--untimed"], Duration::from_secs(60));

@@ -13,6 +13,10 @@ on the status page (no credentials), plays each URL in turn with the page's own
 hls.js player and prints `{URL: {"advanced": S, "error": TEXT}}`, where S is how far
 the video's time moved (at least 2 s, or what it reached in 20 s).
 
+`--watch PAGE_URL URL SECONDS [SEEK]`: plays URL for SECONDS (after seeking to SEEK
+seconds) and prints `{"samples": [currentTime every 0.5 s], "error": TEXT}`
+(tests/tests/timeline_e2e.rs: hls.js through an origin restart).
+
 Needs: chromium, python3-websocket (websocket-client).
 """
 
@@ -131,6 +135,24 @@ def matrix(page, urls):
     return results
 
 
+def watch(page, url, seconds, seek):
+    """Plays `url` in the status page's player for `seconds`; the video's time every
+    half second (after seeking to `seek` once it can play), and the error if any."""
+    page.eval(f"document.getElementById('state').textContent = ''; attach({json.dumps(url)})")
+    if seek is not None:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not page.eval("document.getElementById('video').readyState >= 2"):
+            time.sleep(0.2)
+        page.eval(f"document.getElementById('video').currentTime = {seek}")
+    samples = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        samples.append(page.eval("document.getElementById('video').currentTime"))
+        time.sleep(0.5)
+    error = page.eval("document.getElementById('state').textContent")
+    return {"samples": samples, "error": error if error.startswith("error") else None}
+
+
 def launch():
     """Chromium with a fresh profile; (process, profile dir, page)."""
     profile = tempfile.mkdtemp(prefix="tern-chromium-")
@@ -166,6 +188,12 @@ def main():
     browser, profile, page = launch()
     seen = {}
     try:
+        if sys.argv[1] == "--watch":
+            page.send("Page.navigate", url=sys.argv[2])
+            wait(page, "page", "typeof attach === 'function' && typeof Hls === 'function'", 20, seen)
+            seek = float(sys.argv[5]) if len(sys.argv) > 5 else None
+            print(json.dumps(watch(page, sys.argv[3], float(sys.argv[4]), seek)))
+            return
         if sys.argv[1] == "--matrix":
             page.send("Page.navigate", url=sys.argv[2])
             wait(page, "page", "typeof attach === 'function' && typeof Hls === 'function'", 20, seen)
