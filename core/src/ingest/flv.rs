@@ -597,31 +597,7 @@ pub fn parse_asc(asc: &[u8]) -> Option<(u32, u8)> {
 }
 
 fn video_params(v: &Video) -> Option<TrackParams> {
-    let sps = v.sps.clone()?;
-    let pps = v.pps.clone()?;
-    match v.codec {
-        VideoCodec::H264 => {
-            let info = h26x::h264_sps(&sps)?;
-            Some(TrackParams::H264 {
-                sps,
-                pps,
-                width: info.width,
-                height: info.height,
-                fps: info.fps,
-            })
-        }
-        VideoCodec::H265 => {
-            let info = h26x::h265_sps(&sps)?;
-            Some(TrackParams::H265 {
-                vps: v.vps.clone()?,
-                sps,
-                pps,
-                width: info.width,
-                height: info.height,
-                fps: info.fps,
-            })
-        }
-    }
+    h26x::track_params(v.codec, v.vps.as_ref(), v.sps.as_ref(), v.pps.as_ref())
 }
 
 #[cfg(test)]

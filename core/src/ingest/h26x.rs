@@ -8,6 +8,8 @@
 
 use bytes::Bytes;
 
+use crate::media::TrackParams;
+
 /// Which of the two codecs an access unit is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VideoCodec {
@@ -356,6 +358,42 @@ pub fn h265_sps(nal: &[u8]) -> Option<SpsInfo> {
         profile,
         level,
     })
+}
+
+/// The track parameters of a video track once its parameter sets have arrived: the
+/// SPS, PPS (and for H.265 the VPS) with the size and frame rate read from the SPS.
+/// `None` until all of them are there or when the SPS cannot be read.
+pub fn track_params(
+    codec: VideoCodec,
+    vps: Option<&Bytes>,
+    sps: Option<&Bytes>,
+    pps: Option<&Bytes>,
+) -> Option<TrackParams> {
+    let sps = sps?.clone();
+    let pps = pps?.clone();
+    match codec {
+        VideoCodec::H264 => {
+            let info = h264_sps(&sps)?;
+            Some(TrackParams::H264 {
+                sps,
+                pps,
+                width: info.width,
+                height: info.height,
+                fps: info.fps,
+            })
+        }
+        VideoCodec::H265 => {
+            let info = h265_sps(&sps)?;
+            Some(TrackParams::H265 {
+                vps: vps?.clone(),
+                sps,
+                pps,
+                width: info.width,
+                height: info.height,
+                fps: info.fps,
+            })
+        }
+    }
 }
 
 #[cfg(test)]

@@ -434,31 +434,7 @@ fn au_has(au: &Bytes, codec: VideoCodec, types: &[u8]) -> bool {
 /// Track parameters from the parameter sets seen; `None` until they are all in and
 /// the SPS parses.
 fn video_params(v: &Video) -> Option<TrackParams> {
-    let sps = v.sps.clone()?;
-    let pps = v.pps.clone()?;
-    match v.codec {
-        VideoCodec::H264 => {
-            let info = h26x::h264_sps(&sps)?;
-            Some(TrackParams::H264 {
-                sps,
-                pps,
-                width: info.width,
-                height: info.height,
-                fps: info.fps,
-            })
-        }
-        VideoCodec::H265 => {
-            let info = h26x::h265_sps(&sps)?;
-            Some(TrackParams::H265 {
-                vps: v.vps.clone()?,
-                sps,
-                pps,
-                width: info.width,
-                height: info.height,
-                fps: info.fps,
-            })
-        }
-    }
+    h26x::track_params(v.codec, v.vps.as_ref(), v.sps.as_ref(), v.pps.as_ref())
 }
 
 #[cfg(test)]

@@ -127,6 +127,30 @@ impl<F: Fs> FsStore<F> {
     }
 }
 
+impl<F: Fs> FsStore<F> {
+    /// Writes `name` in the stream's directory whole or not at all (`write_atomic`),
+    /// creating the directory first: a segment and a rewritten journal go this way.
+    fn replace_file<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        what: &'static str,
+        name: String,
+        bytes: Bytes,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let root = self.root.clone();
+        let dir = self.dir(stream);
+        let fs = self.fs.clone();
+        Box::pin(async move {
+            let d = dir.clone();
+            blocking(what, &dir, move || {
+                Self::ensure_dir(&fs, &root, &d)?;
+                write_atomic(&fs, &d, &name, &bytes)
+            })
+            .await
+        })
+    }
+}
+
 impl<F: Fs> DvrStore for FsStore<F> {
     fn location(&self, stream: &StreamName) -> String {
         self.dir(stream).display().to_string()
@@ -151,17 +175,12 @@ impl<F: Fs> DvrStore for FsStore<F> {
         utc_start_ms: u64,
         bytes: Bytes,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let root = self.root.clone();
-        let dir = self.dir(stream);
-        let fs = self.fs.clone();
-        Box::pin(async move {
-            let d = dir.clone();
-            blocking("write segment in", &dir, move || {
-                Self::ensure_dir(&fs, &root, &d)?;
-                write_atomic(&fs, &d, &segment_name(utc_start_ms), &bytes)
-            })
-            .await
-        })
+        self.replace_file(
+            stream,
+            "write segment in",
+            segment_name(utc_start_ms),
+            bytes,
+        )
     }
 
     fn read_segment<'a>(
@@ -318,17 +337,12 @@ impl<F: Fs> DvrStore for FsStore<F> {
         stream: &'a StreamName,
         bytes: Bytes,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let root = self.root.clone();
-        let dir = self.dir(stream);
-        let fs = self.fs.clone();
-        Box::pin(async move {
-            let d = dir.clone();
-            blocking("rewrite the journal in", &dir, move || {
-                Self::ensure_dir(&fs, &root, &d)?;
-                write_atomic(&fs, &d, JOURNAL_FILE, &bytes)
-            })
-            .await
-        })
+        self.replace_file(
+            stream,
+            "rewrite the journal in",
+            JOURNAL_FILE.to_string(),
+            bytes,
+        )
     }
 
     fn free_space(&self) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
