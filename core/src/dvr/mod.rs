@@ -5,11 +5,16 @@
 //! Owns: [`index::Index`] (sorted entries, cached time ranges, O(log n + k) window
 //! queries, retention decisions) and [`journal`] (the append-only, length-prefixed,
 //! CRC-checked record format, its replay with torn-tail detection, snapshots and the
-//! compaction rule). Must not: touch a file, a clock or a task — the node's
-//! `dvr` module does the I/O and decides when to call what.
+//! compaction rule), and [`machine::DvrMachine`], the lifecycle (open and reconcile,
+//! record, retention, making room on a full disk, compaction, pause) as a state
+//! machine that asks for store operations ([`op::Op`]). Must not: touch a file, a
+//! clock or a task — the node's `dvr` module is the driver that runs the operations.
 
 pub mod index;
 pub mod journal;
+pub mod machine;
+pub mod op;
+mod open;
 
 pub use index::{Index, IndexEntry, DEFAULT_GAP_TOLERANCE_MS};
 pub use journal::{JournalError, Record, Replay, Tail};
