@@ -4,7 +4,8 @@
 //! directly; an origin ingesting it; an edge restreaming the origin over M4S; and
 //! ffmpeg decoding the edge. The barcodes must run on by one (no frame lost or
 //! duplicated on the way), H.265 must play, and B-frames must reach the player with
-//! monotonic DTS.
+//! monotonic DTS. A sender that dies and comes back (through a relay the test
+//! switches off and on) plays again within the bound, its gap declared.
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::process::Command;
@@ -12,8 +13,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tern_tests::{
-    assert_consecutive, decode_frames, poll_until, probe_latency, require_tool, run_ok, Node, Proc,
-    FFMPEG_RW_TIMEOUT_US,
+    assert_consecutive, decode_frames, now, poll_until, probe_latency, require_tool, run_ok, Node,
+    Proc, FFMPEG_RW_TIMEOUT_US,
 };
 
 /// The binary under test (see origin_e2e.rs).
@@ -233,4 +234,243 @@ fn b_frames_reach_the_player_with_monotonic_dts() {
     assert!(reordered > 0, "no packet with pts != dts: {packets:?}");
     let frames = decode_frames(&edge.url("/cam/mpegts"), 50);
     assert_consecutive("b-frames udp -> origin -> edge /cam/mpegts", &frames);
+}
+
+/// How the relay hands the sender's MPEG-TS to the origin.
+#[derive(Clone, Copy)]
+enum Leg {
+    /// UDP datagrams to this port on 127.0.0.1.
+    Udp(u16),
+    /// An endless HTTP response on this port (`GET` any path).
+    Http(u16),
+}
+
+/// What the relay threads share.
+#[derive(Default)]
+struct RelayState {
+    up: bool,
+    /// When the first bytes went out after the last `up()`.
+    first_sent: Option<std::time::Instant>,
+    /// The origin's HTTP connection, while one is open.
+    conn: Option<std::net::TcpStream>,
+    stop: bool,
+}
+
+/// A sender that dies and comes back, at a moment the test knows to the millisecond:
+/// ffmpeg sends its MPEG-TS to the relay over UDP, and the relay passes it on to the
+/// origin while up, and drops it while down. Over HTTP, down means the connection is
+/// closed and the port refuses connections, as when an encoder's process dies.
+struct Relay {
+    inbound: u16,
+    state: std::sync::Arc<std::sync::Mutex<RelayState>>,
+}
+
+impl Relay {
+    fn start(leg: Leg) -> Relay {
+        use std::io::{Read, Write};
+        use std::sync::{Arc, Mutex};
+        let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the relay's udp port");
+        let inbound = sock.local_addr().expect("local_addr").port();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("set_read_timeout");
+        // The fake source's keyframe is ~90 datagrams sent at once: more than the
+        // default receive buffer holds (as Tern's own UDP input knows, net/src/udp.rs).
+        let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(8 << 20);
+        let state = Arc::new(Mutex::new(RelayState {
+            up: true,
+            ..RelayState::default()
+        }));
+        let st = state.clone();
+        tern_tests::spawn_thread(move || {
+            let out = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind udp");
+            let mut buf = vec![0u8; 65536];
+            loop {
+                // A timeout reads as 0 bytes: the loop looks at `stop` again.
+                let n = sock.recv(&mut buf).unwrap_or_default();
+                let mut s = st.lock().expect("relay state");
+                if s.stop {
+                    return;
+                }
+                if n == 0 || !s.up {
+                    continue;
+                }
+                let sent = match leg {
+                    Leg::Udp(port) => out.send_to(&buf[..n], (Ipv4Addr::LOCALHOST, port)).is_ok(),
+                    Leg::Http(_) => match s.conn.as_mut().map(|c| c.write_all(&buf[..n])) {
+                        Some(Ok(())) => true,
+                        Some(Err(_)) => {
+                            s.conn = None;
+                            false
+                        }
+                        None => false,
+                    },
+                };
+                if sent && s.first_sent.is_none() {
+                    s.first_sent = Some(now());
+                }
+            }
+        });
+        if let Leg::Http(port) = leg {
+            let st = state.clone();
+            tern_tests::spawn_thread(move || {
+                let mut listener: Option<std::net::TcpListener> = None;
+                loop {
+                    let up = {
+                        let mut s = st.lock().expect("relay state");
+                        if s.stop {
+                            return;
+                        }
+                        if !s.up {
+                            s.conn = None;
+                        }
+                        s.up
+                    };
+                    if !up {
+                        listener = None;
+                    } else if listener.is_none() {
+                        let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+                            .expect("bind the relay's http port again");
+                        l.set_nonblocking(true).expect("nonblocking");
+                        listener = Some(l);
+                    }
+                    if let Some(Ok((mut c, _))) = listener.as_ref().map(|l| l.accept()) {
+                        // Read the request head, answer with an endless body.
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                            match c.read(&mut byte) {
+                                Ok(1) => head.push(byte[0]),
+                                _ => break,
+                            }
+                        }
+                        let ok = c
+                            .write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n\
+                                  Connection: close\r\n\r\n",
+                            )
+                            .is_ok();
+                        if ok {
+                            st.lock().expect("relay state").conn = Some(c);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            });
+        }
+        Relay { inbound, state }
+    }
+
+    fn down(&self) {
+        let mut s = self.state.lock().expect("relay state");
+        s.up = false;
+        s.conn = None;
+    }
+
+    fn up(&self) {
+        let mut s = self.state.lock().expect("relay state");
+        s.up = true;
+        s.first_sent = None;
+    }
+
+    /// When the relay sent again after `up()`, if it has.
+    fn first_sent(&self) -> Option<std::time::Instant> {
+        self.state.lock().expect("relay state").first_sent
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.stop = true;
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+fn free_tcp_port() -> u16 {
+    let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind tcp 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// The sender goes away for longer than `source_timeout` and comes back: the stream
+/// plays again within the issue's bound of the sender's first packet (1 s, plus the
+/// input's reconnect backoff cap, plus one GOP of the fake source), with the gap
+/// declared as a discontinuity, and the barcodes run on at the edge afterwards.
+fn sender_dies_and_comes_back(leg: Leg, input: &str, backoff_cap: Duration) {
+    let src = source();
+    let (origin, edge) = origin_and_edge(input);
+    let relay = Relay::start(leg);
+    let _ffmpeg = republish(&src, &["-c", "copy"], relay.inbound);
+    wait_alive(&edge, "cam");
+    assert_consecutive(
+        "before the sender dies",
+        &decode_frames(&edge.url("/cam/mpegts"), 25),
+    );
+
+    let stream = |node: &Node| -> Value {
+        let (_, body) = node.get("/streamer/api/v3/streams/cam");
+        serde_json::from_str(&body).unwrap_or(Value::Null)
+    };
+    let before = stream(&origin)["stats"]["discontinuities"]
+        .as_u64()
+        .unwrap_or(0);
+    relay.down();
+    // Longer than source_timeout (3 s): the input declares the sender gone.
+    std::thread::sleep(Duration::from_secs(5));
+    let gone = stream(&origin);
+    assert_eq!(
+        gone["stats"]["alive"], false,
+        "still alive with the sender gone: {gone}"
+    );
+
+    relay.up();
+    let resumed = poll_until(Duration::from_secs(20), || {
+        let s = stream(&origin);
+        let d = s["stats"]["discontinuities"].as_u64().unwrap_or(0);
+        (d > before && s["stats"]["alive"] == true).then(now)
+    });
+    let log = origin.log();
+    let resumed = resumed.unwrap_or_else(|| panic!("not playing again within 20 s:\n{log}"));
+    let back = relay
+        .first_sent()
+        .unwrap_or_else(|| panic!("the relay sent nothing after coming back:\n{log}"));
+    let took = resumed.saturating_duration_since(back);
+    // 1 s, the input's reconnect backoff cap, one GOP of the fake source (1 s).
+    let bound = Duration::from_secs(1) + backoff_cap + Duration::from_secs(1);
+    println!("{input}: playing again {took:?} after the sender's first packet (bound {bound:?})");
+    assert!(
+        took <= bound,
+        "{input}: playing again only {took:?} after the sender's return:\n{log}"
+    );
+    let frames = decode_frames(&edge.url("/cam/mpegts"), 50);
+    assert_consecutive("after the sender's return", &frames);
+}
+
+#[test]
+fn a_udp_sender_that_dies_and_comes_back_plays_again() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let port = free_udp_port();
+    sender_dies_and_comes_back(
+        Leg::Udp(port),
+        &format!("udp://127.0.0.1:{port}"),
+        Duration::ZERO,
+    );
+}
+
+#[test]
+fn an_http_sender_that_dies_and_comes_back_plays_again() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let port = free_tcp_port();
+    // The http:// input's reconnect backoff: 100 ms doubling to 2 s (README).
+    sender_dies_and_comes_back(
+        Leg::Http(port),
+        &format!("http://127.0.0.1:{port}/cam.ts"),
+        Duration::from_secs(2),
+    );
 }

@@ -67,26 +67,31 @@ pub async fn run<N: Net, C: Clock>(
         };
         info!(input = %label, "pulling MPEG-TS over HTTP");
         let mut pump = TsPump::new(sink.clone(), label.clone(), clock.utc_ms());
-        let reason = loop {
+        // `stale`: the sender went silent, so what is buffered is a source timeout old.
+        let (reason, stale) = loop {
             tokio::select! {
                 biased;
-                () = gate.closed() => break "input not needed (failover, or no viewers)".to_owned(),
+                () = gate.closed() => break ("input not needed (failover, or no viewers)".to_owned(), false),
                 r = tokio::time::timeout(source_timeout, body.frame()) => match r {
                     Ok(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {
                             pump.feed(clock.utc_ms(), data);
                         }
                     }
-                    Ok(Some(Err(e))) => break e.to_string(),
-                    Ok(None) => break "the server ended the response".to_owned(),
-                    Err(_) => break format!("no data within the source timeout ({} ms)", source_timeout.as_millis()),
+                    Ok(Some(Err(e))) => break (e.to_string(), false),
+                    Ok(None) => break ("the server ended the response".to_owned(), false),
+                    Err(_) => break (format!("no data within the source timeout ({} ms)", source_timeout.as_millis()), true),
                 },
             }
         };
-        pump.end();
         conn.abort();
         if pump.frames > 0 {
             backoff.reset();
+        }
+        if stale {
+            pump.abandon();
+        } else {
+            pump.end();
         }
         let delay = backoff.next_delay();
         warn!(input = %label, reason, retry_in_ms = delay.as_millis() as u64, "HTTP input stopped; reconnecting");

@@ -49,6 +49,14 @@ impl TsPump {
         self.report();
     }
 
+    /// The sender went silent for the source timeout: what is still buffered (the
+    /// frame whose end was never seen) is that old, and is dropped, not published.
+    /// Published late, it would reach live viewers a source timeout behind and keep
+    /// a dead stream `running` for another source timeout.
+    pub fn abandon(mut self) {
+        self.report();
+    }
+
     fn drain(&mut self) {
         while let Some(ev) = self.ingest.poll_event() {
             match ev {

@@ -75,8 +75,7 @@ pub async fn run<C: Clock>(
                     Err(_) if got_data => {
                         // The sender went quiet: whatever comes next is a new epoch.
                         warn!(input = %label, timeout_ms = source_timeout.as_millis() as u64, "no datagram within the source timeout");
-                        pump.end();
-                        pump = TsPump::new(sink.clone(), label.clone(), clock.utc_ms());
+                        std::mem::replace(&mut pump, TsPump::new(sink.clone(), label.clone(), clock.utc_ms())).abandon();
                         got_data = false;
                     }
                     Err(_) => {}
