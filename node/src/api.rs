@@ -419,7 +419,7 @@ pub fn one<C: Clock>(ctx: &NodeCtx<C>, name: &StreamName, query: Option<&str>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dvr::{DvrError, Reason, StoreError};
+    use crate::dvr::{DvrError, StoreError};
 
     #[test]
     fn dvr_state_names_and_reasons() {
@@ -433,7 +433,7 @@ mod tests {
             location: "/srv/secret/dvr".into(),
         };
         let paused = DvrJson::from(summary(RecordingState::Paused {
-            reason: Reason::of(&full),
+            reason: full.reason(),
         }));
         assert_eq!(paused.state, "paused");
         assert_eq!(paused.reason, Some(full.public_reason()));
@@ -449,9 +449,7 @@ mod tests {
             "/srv/secret/dvr/main",
             std::io::Error::from(std::io::ErrorKind::PermissionDenied),
         ));
-        let failing = DvrJson::from(summary(RecordingState::Failing {
-            error: Reason::of(&io),
-        }));
+        let failing = DvrJson::from(summary(RecordingState::Failing { error: io.reason() }));
         assert_eq!(failing.state, "failing");
         assert_eq!(
             failing.reason.as_deref(),
@@ -478,7 +476,7 @@ mod tests {
             },
         ];
         for e in errors {
-            let r = Reason::of(&e);
+            let r = e.reason();
             assert!(r.logged.contains("/srv/secret"), "{}", r.logged);
             for state in [
                 RecordingState::Paused { reason: r.clone() },

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tern_core::config::DvrConfig;
 use tern_core::segment_codec;
 
 use super::store::crash::{CrashFs, Op};

@@ -138,10 +138,12 @@ async fn record_query_read_and_reopen() {
     ));
 
     // A second open of the same stream under the same root is refused.
-    assert!(matches!(
-        dvr.root().open(name("cams/yard"), config(None, None)).await,
-        Err(DvrError::AlreadyOpen { .. })
-    ));
+    let second = dvr.root().open(name("cams/yard"), config(None, None)).await;
+    assert!(
+        matches!(second, Err(DvrError::AlreadyOpen { .. })),
+        "{:?}",
+        second.as_ref().map(|_| ())
+    );
 
     drop(dvr);
     let again = open_mem(&store, "cams/yard", config(Some(3600), None)).await;

@@ -14,7 +14,7 @@
 //! `fs.rs` holds [`FsStore`], `mem.rs` [`MemStore`].
 //!
 //! Owns: the store contract (what is durable when) that both stores keep. Must not:
-//! decide what to record or delete (that is `Dvr`).
+//! decide what to record or delete (that is the DVR machine in core).
 
 #[cfg(test)]
 pub mod crash;
@@ -43,12 +43,8 @@ pub const SEGMENT_SUFFIX: &str = ".tseg";
 /// Suffix of files being written (removed by listing).
 pub const TEMP_SUFFIX: &str = ".tmp";
 
-/// A stored segment file, as listed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SegmentFile {
-    pub utc_start_ms: u64,
-    pub bytes: u64,
-}
+/// A stored segment file, as listed (the machine's type: a listing is an op result).
+pub use tern_core::dvr::op::SegmentFile;
 
 /// A failed storage operation: what, where, and the OS's reason.
 #[derive(Debug, thiserror::Error)]
