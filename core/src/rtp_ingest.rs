@@ -12,6 +12,7 @@
 use bytes::Bytes;
 
 use crate::capture_clock::{CaptureClock, CaptureSource, ReportOutcome};
+use crate::ingest::decode_time::{DecodeTimes, NoDts};
 pub use crate::ingest::h26x::VideoCodec;
 use crate::media::{Frame, Position, UtcMs, VIDEO_TIMESCALE};
 
@@ -42,9 +43,13 @@ pub enum Dropped {
     BeforeStart,
     /// Its timestamp does not fit the track's timescale in 64 bits.
     OutOfRange,
-    /// Its timestamp is not after the track's previous one (RTP carries presentation
-    /// times: a B-frame source, or a sender that stepped back).
+    /// Its timestamp is not after the track's previous one (audio), or repeats or
+    /// steps back beyond what B-frame reordering explains (video).
     Backwards,
+    /// A video frame while the reorder depth of a B-frame source is learnt (until
+    /// the next keyframe), or one shown before the keyframe a run starts at
+    /// (see [`crate::ingest::decode_time`]).
+    Reordering,
     /// An empty access unit.
     Empty,
 }
@@ -56,16 +61,24 @@ struct Track {
     /// The frame timestamps' timescale (90 kHz video, the sample rate audio).
     timescale: u32,
     clock: CaptureClock,
-    /// The previous frame's timestamp (ticks): timestamps must go up.
+    /// The previous frame's timestamp (ticks): audio timestamps must go up.
     last: Option<u64>,
 }
+
+/// Every track's timeline starts this far above zero, so that the first frames of a
+/// B-frame source have room for decode times below their presentation times.
+pub const TIMELINE_START_SECS: i64 = 2;
+
+/// A video frame's duration until the stream shows its own (25 fps).
+const DEFAULT_FRAME_TICKS: u64 = VIDEO_TIMESCALE as u64 / 25;
 
 impl Track {
     fn ticks(&self, elapsed: i64) -> Result<u64, Dropped> {
         if elapsed < 0 {
             return Err(Dropped::BeforeStart);
         }
-        let t = i128::from(elapsed) * i128::from(self.timescale) / i128::from(self.clock_rate);
+        let t = i128::from(elapsed) * i128::from(self.timescale) / i128::from(self.clock_rate)
+            + i128::from(TIMELINE_START_SECS) * i128::from(self.timescale);
         u64::try_from(t).map_err(|_| Dropped::OutOfRange)
     }
 }
@@ -80,6 +93,10 @@ pub struct RtpIngest {
     last_capture: UtcMs,
     video: Option<Track>,
     audio: Option<Track>,
+    /// Decode times of the video frames (RTP carries presentation times only).
+    decode: DecodeTimes,
+    /// The smallest gap between two video timestamps seen: a frame's duration.
+    frame_ticks: Option<u64>,
 }
 
 impl RtpIngest {
@@ -93,7 +110,22 @@ impl RtpIngest {
             last_capture: 0,
             video: None,
             audio: None,
+            decode: DecodeTimes::new(0),
+            frame_ticks: None,
         }
+    }
+
+    /// The reorder depth the video's SPS states (B-frames: how many frames may
+    /// arrive before one they are shown after), when the driver knows it; without
+    /// it the depth is learnt from the timestamps, at the cost of the frames up to a
+    /// keyframe once (see [`crate::ingest::decode_time`]).
+    pub fn set_reorder_depth(&mut self, depth: usize) {
+        self.decode.raise_depth(depth);
+    }
+
+    /// The reorder depth assumed now (0: no B-frames seen).
+    pub fn reorder_depth(&self) -> usize {
+        self.decode.depth()
     }
 
     /// Sets up the video track (`codec` on a `clock_rate` RTP clock, 90 kHz in
@@ -168,9 +200,26 @@ impl RtpIngest {
         }
         let track = self.track(kind).ok_or(Dropped::NoTrack)?;
         let ts = track.ticks(elapsed)?;
-        if track.last.is_some_and(|last| ts <= last) {
-            return Err(Dropped::Backwards);
-        }
+        let last = track.last;
+        let dts = match kind {
+            Kind::Audio => {
+                if last.is_some_and(|last| ts <= last) {
+                    return Err(Dropped::Backwards);
+                }
+                ts
+            }
+            Kind::Video => {
+                if let Some(gap) = last.map(|l| l.abs_diff(ts)).filter(|&g| g > 0) {
+                    self.frame_ticks = Some(self.frame_ticks.map_or(gap, |f| f.min(gap)));
+                }
+                let ticks = self.frame_ticks.unwrap_or(DEFAULT_FRAME_TICKS);
+                self.decode.dts(ts, keyframe, ticks).map_err(|e| match e {
+                    NoDts::Repeated | NoDts::Backwards | NoDts::TooDeep => Dropped::Backwards,
+                    NoDts::Relearning | NoDts::Leading => Dropped::Reordering,
+                })?
+            }
+        };
+        let track = self.track(kind).ok_or(Dropped::NoTrack)?;
         track.last = Some(ts);
         // When the sender's clock takes over from arrival times (its first report),
         // it usually says frames were captured earlier than they arrived: capture
@@ -190,9 +239,7 @@ impl RtpIngest {
         self.next_seq += 1;
         Ok(Frame {
             track: id,
-            // RTP carries presentation times only; without B-frames (IP cameras'
-            // usual profile) decoding order is presentation order.
-            dts: ts,
+            dts,
             pts: ts,
             keyframe,
             capture_ms,
@@ -231,6 +278,8 @@ mod tests {
     use crate::fake::h264::nal_units;
 
     const NOW: UtcMs = 1_795_000_000_000;
+    /// Where a 90 kHz timeline starts.
+    const START: u64 = TIMELINE_START_SECS as u64 * 90_000;
     const IDR: &[u8] = &[
         0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 1, 0x65, 9,
     ];
@@ -245,7 +294,7 @@ mod tests {
             .expect("video");
         assert_eq!(
             (v.track, v.dts, v.pts, v.keyframe),
-            (VIDEO_TRACK, 3_600, 3_600, true)
+            (VIDEO_TRACK, START + 3_600, START + 3_600, true)
         );
         assert_eq!(v.pos, Position { epoch: 7, seq: 0 });
         assert_eq!(v.capture_ms, NOW);
@@ -264,7 +313,11 @@ mod tests {
         let a = ing
             .frame(Kind::Audio, 2_048, 9, false, vec![0x21, 0], NOW + 40)
             .expect("audio");
-        assert_eq!((a.track, a.dts, a.keyframe), (AUDIO_TRACK, 2_048, true));
+        let audio_start = TIMELINE_START_SECS as u64 * 48_000;
+        assert_eq!(
+            (a.track, a.dts, a.keyframe),
+            (AUDIO_TRACK, audio_start + 2_048, true)
+        );
         assert_eq!(a.pos.seq, 2);
         // A step back (or a repeat) of a track's timestamp is dropped, and takes no
         // sequence number; the other track is not affected.
@@ -322,7 +375,46 @@ mod tests {
         );
         ing.set_video(90_000, VideoCodec::H264);
         let big = ing.frame(Kind::Video, i64::MAX, i64::MAX, true, IDR.to_vec(), NOW);
-        assert_eq!(big.map(|f| f.dts), Ok(i64::MAX as u64));
+        assert_eq!(big.map(|f| f.dts), Ok(i64::MAX as u64 + START));
+    }
+
+    #[test]
+    fn b_frames_get_decode_times_below_their_presentation_times() {
+        // Decode order I0 P3 B1 B2 P6 B4 B5 P7, then a closed GOP from I8
+        // (presentation times in frames of 3600).
+        let order = [0i64, 3, 1, 2, 6, 4, 5, 7, 8, 11, 9, 10];
+        let feed = |ing: &mut RtpIngest| -> Vec<Result<(u64, u64), Dropped>> {
+            order
+                .iter()
+                .map(|&p| {
+                    let key = p == 0 || p == 8;
+                    ing.frame(Kind::Video, p * 3_600, p * 3_600, key, IDR.to_vec(), NOW)
+                        .map(|f| (f.dts, f.pts))
+                })
+                .collect()
+        };
+        let valid = |out: &[Result<(u64, u64), Dropped>]| {
+            let taken: Vec<(u64, u64)> = out.iter().filter_map(|r| (*r).ok()).collect();
+            assert!(taken.iter().all(|(d, p)| d <= p), "{out:?}");
+            assert!(taken.windows(2).all(|w| w[0].0 < w[1].0), "{out:?}");
+            taken.len()
+        };
+        // The depth stated (the SPS): every frame taken, DTS increasing, none after
+        // its PTS.
+        let mut ing = RtpIngest::new(1);
+        ing.set_video(90_000, VideoCodec::H264);
+        ing.set_reorder_depth(1);
+        let out = feed(&mut ing);
+        assert_eq!(valid(&out), order.len(), "{out:?}");
+        // Not stated: learnt from the first B-frame; frames until the next keyframe
+        // (presentation 8) are dropped, then every one is taken.
+        let mut ing = RtpIngest::new(1);
+        ing.set_video(90_000, VideoCodec::H264);
+        let out = feed(&mut ing);
+        assert_eq!(out[2], Err(Dropped::Reordering));
+        assert_eq!(ing.reorder_depth(), 1);
+        assert!(out[8..].iter().all(Result::is_ok), "{out:?}");
+        valid(&out);
     }
 
     #[test]

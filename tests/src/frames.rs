@@ -179,6 +179,64 @@ pub fn median(v: &[u32]) -> Option<u32> {
     s.get(s.len().saturating_sub(1) / 2).copied()
 }
 
+/// The x264 arguments that give a B-frame stream (`-bf 2`, a GOP of 25), audio copied.
+pub const X264_B_FRAMES: [&str; 10] = [
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-bf",
+    "2",
+    "-g",
+    "25",
+    "-c:a",
+    "copy",
+];
+
+/// ffprobe's video packets of the first 3 s of `url`, as (DTS, PTS), checked: at
+/// least 25 of them, DTS strictly increasing, and some reordered (PTS ≠ DTS), as a
+/// B-frame stream must reach a player. Returns how many were reordered.
+pub fn assert_b_frames_reach(url: &str) -> (usize, usize) {
+    let mut cmd = Command::new("ffprobe");
+    cmd.args([
+        "-hide_banner",
+        "-v",
+        "error",
+        "-rw_timeout",
+        FFMPEG_RW_TIMEOUT_US,
+    ])
+    .args(["-read_intervals", "%+3"])
+    .args(["-select_streams", "v", "-show_packets", "-of", "json"])
+    .arg(url);
+    let (out, _) = run_ok(&mut cmd, Duration::from_secs(30));
+    let probe: serde_json::Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
+        panic!(
+            "ffprobe output not JSON ({e}): {}",
+            String::from_utf8_lossy(&out)
+        )
+    });
+    let packets: Vec<(i64, i64)> = probe["packets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no packets: {probe}"))
+        .iter()
+        .filter_map(|p| Some((p["dts"].as_i64()?, p["pts"].as_i64()?)))
+        .collect();
+    assert!(
+        packets.len() >= 25,
+        "{} video packets: {packets:?}",
+        packets.len()
+    );
+    for w in packets.windows(2) {
+        assert!(w[1].0 > w[0].0, "DTS not monotonic: {packets:?}");
+    }
+    for (dts, pts) in &packets {
+        assert!(dts <= pts, "a DTS after its PTS: {packets:?}");
+    }
+    let reordered = packets.iter().filter(|(dts, pts)| pts != dts).count();
+    assert!(reordered > 0, "no packet with pts != dts: {packets:?}");
+    (packets.len(), reordered)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

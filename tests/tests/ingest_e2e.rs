@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tern_tests::{
-    assert_consecutive, decode_frames, now, poll_until, probe_latency, require_tool, run_ok, Node,
-    Proc, FFMPEG_RW_TIMEOUT_US,
+    assert_b_frames_reach, assert_consecutive, decode_frames, now, poll_until, probe_latency,
+    require_tool, run_ok, Node, Proc, FFMPEG_RW_TIMEOUT_US, X264_B_FRAMES,
 };
 
 /// The binary under test (see origin_e2e.rs).
@@ -199,39 +199,10 @@ fn b_frames_reach_the_player_with_monotonic_dts() {
     let src = source();
     let port = free_udp_port();
     let (_origin, edge) = origin_and_edge(&format!("udp://127.0.0.1:{port}"));
-    let x264 = [
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-bf",
-        "2",
-        "-g",
-        "25",
-        "-c:a",
-        "copy",
-    ];
-    let _ffmpeg = republish(&src, &x264, port);
+    let _ffmpeg = republish(&src, &X264_B_FRAMES, port);
     wait_alive(&edge, "cam");
-    let probe = ffprobe(&edge.url("/cam/mpegts"), 3);
-    let video_index = probe["streams"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["codec_type"] == "video"))
-        .and_then(|v| v["index"].as_i64())
-        .unwrap_or_else(|| panic!("no video stream: {probe}"));
-    let packets: Vec<(i64, i64)> = probe["packets"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no packets: {probe}"))
-        .iter()
-        .filter(|p| p["stream_index"].as_i64() == Some(video_index))
-        .filter_map(|p| Some((p["dts"].as_i64()?, p["pts"].as_i64()?)))
-        .collect();
-    assert!(packets.len() >= 25, "{} video packets", packets.len());
-    for w in packets.windows(2) {
-        assert!(w[1].0 > w[0].0, "DTS not monotonic: {packets:?}");
-    }
-    let reordered = packets.iter().filter(|(dts, pts)| pts != dts).count();
-    assert!(reordered > 0, "no packet with pts != dts: {packets:?}");
+    let (packets, reordered) = assert_b_frames_reach(&edge.url("/cam/mpegts"));
+    println!("b-frames over udp at the edge: {packets} video packets, {reordered} reordered");
     let frames = decode_frames(&edge.url("/cam/mpegts"), 50);
     assert_consecutive("b-frames udp -> origin -> edge /cam/mpegts", &frames);
 }
@@ -388,12 +359,6 @@ impl Drop for Relay {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, read, released).
-fn free_tcp_port() -> u16 {
-    let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind tcp 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
-}
-
 /// The sender goes away for longer than `source_timeout` and comes back: the stream
 /// plays again within the bound of the sender's first packet (1 s, plus the
 /// input's reconnect backoff cap, plus one GOP of the fake source), with the gap
@@ -466,7 +431,7 @@ fn an_http_sender_that_dies_and_comes_back_plays_again() {
     if !require_tool("ffmpeg") {
         return;
     }
-    let port = free_tcp_port();
+    let port = tern_tests::free_port();
     // The http:// input's reconnect backoff: 100 ms doubling to 2 s (README).
     sender_dies_and_comes_back(
         Leg::Http(port),

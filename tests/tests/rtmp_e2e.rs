@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tern_tests::{
-    assert_consecutive, decode_frames, free_port, now, poll_until, probe_latency, require_tool,
-    run_ok, Node, Proc, FFMPEG_RW_TIMEOUT_US,
+    assert_b_frames_reach, assert_consecutive, decode_frames, free_port, now, poll_until,
+    probe_latency, require_tool, Node, Proc, FFMPEG_RW_TIMEOUT_US, X264_B_FRAMES,
 };
 
 /// The binary under test (see origin_e2e.rs).
@@ -310,52 +310,13 @@ fn b_frames_reach_the_player_with_monotonic_dts() {
     let src = source();
     let rtmp_port = free_port();
     let origin = origin(rtmp_port);
-    let x264 = [
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-bf",
-        "2",
-        "-g",
-        "25",
-        "-c:a",
-        "copy",
-    ];
     let url = rtmp_url(rtmp_port, &format!("cam?password={PASSWORD}"));
-    let _publisher = publish(&src, &x264, &url);
+    let _publisher = publish(&src, &X264_B_FRAMES, &url);
     wait_alive(&origin, "cam");
     let edge = edge_of(&origin);
     wait_alive(&edge, "cam");
-    let mut cmd = Command::new("ffprobe");
-    cmd.args([
-        "-hide_banner",
-        "-v",
-        "error",
-        "-rw_timeout",
-        FFMPEG_RW_TIMEOUT_US,
-    ])
-    .args(["-read_intervals", "%+3"])
-    .args(["-select_streams", "v", "-show_packets", "-of", "json"])
-    .arg(edge.url("/cam/mpegts"));
-    let (out, _) = run_ok(&mut cmd, Duration::from_secs(30));
-    let probe: Value = serde_json::from_slice(&out).expect("ffprobe JSON");
-    let packets: Vec<(i64, i64)> = probe["packets"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no packets: {probe}"))
-        .iter()
-        .filter_map(|p| Some((p["dts"].as_i64()?, p["pts"].as_i64()?)))
-        .collect();
-    assert!(packets.len() >= 25, "{} video packets", packets.len());
-    for w in packets.windows(2) {
-        assert!(w[1].0 > w[0].0, "DTS not monotonic: {packets:?}");
-    }
-    let reordered = packets.iter().filter(|(dts, pts)| pts != dts).count();
-    assert!(reordered > 0, "no packet with pts != dts: {packets:?}");
-    println!(
-        "b-frames over rtmp at the edge: {} video packets, {reordered} reordered",
-        packets.len()
-    );
+    let (packets, reordered) = assert_b_frames_reach(&edge.url("/cam/mpegts"));
+    println!("b-frames over rtmp at the edge: {packets} video packets, {reordered} reordered");
     let frames = decode_frames(&edge.url("/cam/mpegts"), 50);
     assert_consecutive("b-frames rtmp -> origin -> edge /cam/mpegts", &frames);
 }

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tern_tests::{
-    assert_consecutive, decode_frames, free_port, now, poll_until, probe_latency, read_barcode,
-    require_check, require_tool, Latency, Node, Proc,
+    assert_b_frames_reach, assert_consecutive, decode_frames, free_port, now, poll_until,
+    probe_latency, read_barcode, require_check, require_tool, Latency, Node, Proc, X264_B_FRAMES,
 };
 
 const TERN: &str = env!("CARGO_BIN_EXE_tern-e2e");
@@ -45,11 +45,17 @@ fn camera(port: u16, node: &Node) -> Proc {
 
 /// The stand-in camera with extra flags first (`--h265`).
 fn camera_with(flags: &[&str], port: u16, node: &Node) -> Proc {
+    camera_fed(flags, port, &node.url("/src/mpegts"))
+}
+
+/// The stand-in camera serving what it reads from `feed` (an http:// URL or a UDP
+/// port).
+fn camera_fed(flags: &[&str], port: u16, feed: &str) -> Proc {
     Proc::spawn(
         Command::new("/usr/bin/python3")
             .arg(CAMERA)
             .args(flags)
-            .args([&port.to_string(), &node.url("/src/mpegts"), USER, PASSWORD]),
+            .args([&port.to_string(), feed, USER, PASSWORD]),
         Duration::from_secs(300),
     )
 }
@@ -318,5 +324,52 @@ fn an_h265_camera_plays_live_and_from_the_archive_through_the_edge() {
         frames.len(),
         idx[0],
         idx[idx.len() - 1]
+    );
+}
+
+/// A camera that sends B-frames (x264 `-bf 2`, re-encoded by ffmpeg from the
+/// source's stream and fed to the test camera over UDP): RTP carries presentation
+/// times only, and the origin gives each frame a decode time from the reorder depth
+/// the SPS states, so every frame reaches the player with DTS going up and none
+/// after its PTS.
+#[test]
+fn a_b_frame_camera_reaches_the_player_with_monotonic_dts() {
+    if !camera_available() || !require_tool("ffprobe") {
+        return;
+    }
+    let rtsp_port = free_port();
+    let feed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free udp port");
+    let origin = Node::start(
+        TERN,
+        &format!(
+            "cluster_key {KEY};\nsegment_duration 1;\n\
+             stream src {{ input fake://fake; }}\n\
+             stream cam {{ input rtsp://{USER}:{PASSWORD}@127.0.0.1:{rtsp_port}/cam; }}\n"
+        ),
+    );
+    let _cam = camera_fed(&[], rtsp_port, &feed.to_string());
+    let mut ffmpeg = Command::new("ffmpeg");
+    ffmpeg
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error"])
+        .args(["-i", &origin.url("/src/mpegts")])
+        .args(X264_B_FRAMES)
+        .args(["-f", "mpegts"])
+        .arg(format!("udp://127.0.0.1:{feed}?pkt_size=1316"));
+    let _encoder = Proc::spawn(&mut ffmpeg, Duration::from_secs(120));
+    wait_alive(&origin, "cam", Duration::from_secs(30));
+    let edge = edge_of(&origin);
+    wait_alive(&edge, "cam", Duration::from_secs(20));
+    let (packets, reordered) = assert_b_frames_reach(&edge.url("/cam/mpegts"));
+    println!("b-frames over rtsp at the edge: {packets} video packets, {reordered} reordered");
+    let frames = decode_frames(&edge.url("/cam/mpegts"), 50);
+    in_order("b-frame camera through the edge", &frames);
+    // The depth came from the SPS (x264 states 2): nothing was dropped to learn it.
+    let log = origin.log();
+    assert!(
+        log.contains("reorder depth from the SPS") && !log.contains("reorder depth learnt"),
+        "the reorder depth did not come from the SPS:\n{log}"
     );
 }

@@ -44,8 +44,13 @@ def main():
     port, feed = args[0], args[1]
     if feed.startswith("http://"):
         source = f'souphttpsrc location="{feed}" is-live=true do-timestamp=true'
+        demux = "tsdemux name=d"
     else:
         source = f'udpsrc port={int(feed)} caps="video/mpegts,systemstream=(boolean)true"'
+        # Timestamps straight from the PES, as a camera's encoder gives them: with the
+        # PCR as its clock, tsdemux's skew correction made them jump by ±100 ms on a
+        # bursty loopback feed, which B-frames' presentation times cannot survive.
+        demux = "tsdemux name=d ignore-pcr=true"
 
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
@@ -61,7 +66,7 @@ def main():
         video = "h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96"
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(
-        f"( {source} ! tsdemux name=d "
+        f"( {source} ! {demux} "
         f"d. ! queue ! {video} "
         "d. ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97 )"
     )

@@ -100,6 +100,11 @@ pub struct SpsInfo {
     pub fps: u16,
     pub profile: u8,
     pub level: u8,
+    /// How many frames may arrive before a frame yet be shown after it (B-frames),
+    /// when the SPS says: H.264's VUI `max_num_reorder_frames` (0 for a Baseline
+    /// profile or picture order count type 2, which cannot reorder), H.265's
+    /// `sps_max_num_reorder_pics`. `None` when it does not.
+    pub reorder_depth: Option<u8>,
 }
 
 /// Removes emulation-prevention bytes (`00 00 03` → `00 00`).
@@ -212,7 +217,8 @@ pub fn h264_sps(nal: &[u8]) -> Option<SpsInfo> {
         }
     }
     b.ue()?; // log2_max_frame_num_minus4
-    match b.ue()? {
+    let poc_type = b.ue()?;
+    match poc_type {
         0 => {
             b.ue()?;
         }
@@ -261,9 +267,14 @@ pub fn h264_sps(nal: &[u8]) -> Option<SpsInfo> {
     let crop_y = sub_h * field;
     let width = (width_mbs * 16).checked_sub(crop_x * (cl + cr))?;
     let height = (field * height_map_units * 16).checked_sub(crop_y * (ct + cb))?;
-    let mut fps = 0;
+    let (mut fps, mut reorder_depth) = (0, None);
     if b.flag().unwrap_or(false) {
-        fps = h264_vui_fps(&mut b).unwrap_or(0);
+        let vui = h264_vui(&mut b);
+        fps = vui.fps;
+        reorder_depth = vui.reorder_depth;
+    }
+    if profile == 66 || poc_type == 2 {
+        reorder_depth = Some(0);
     }
     Some(SpsInfo {
         width: to_u16(width)?,
@@ -271,10 +282,25 @@ pub fn h264_sps(nal: &[u8]) -> Option<SpsInfo> {
         fps,
         profile,
         level,
+        reorder_depth,
     })
 }
 
-fn h264_vui_fps(b: &mut Bits) -> Option<u16> {
+/// What Tern reads of an H.264 VUI: whatever could be read before a field was
+/// missing.
+#[derive(Default)]
+struct Vui {
+    fps: u16,
+    reorder_depth: Option<u8>,
+}
+
+fn h264_vui(b: &mut Bits) -> Vui {
+    let mut vui = Vui::default();
+    let _ = h264_vui_fields(b, &mut vui);
+    vui
+}
+
+fn h264_vui_fields(b: &mut Bits, vui: &mut Vui) -> Option<()> {
     if b.flag()? {
         // aspect_ratio_info_present_flag
         if b.u(8)? == 255 {
@@ -294,12 +320,47 @@ fn h264_vui_fps(b: &mut Bits) -> Option<u16> {
         b.ue()?;
         b.ue()?;
     }
-    if !b.flag()? {
+    if b.flag()? {
+        let units = b.u(32)?;
+        let scale = b.u(32)?;
+        vui.fps = fps_of(units, scale, true);
+        b.flag()?; // fixed_frame_rate_flag
+    }
+    let nal_hrd = b.flag()?;
+    if nal_hrd {
+        h264_skip_hrd(b)?;
+    }
+    let vcl_hrd = b.flag()?;
+    if vcl_hrd {
+        h264_skip_hrd(b)?;
+    }
+    if nal_hrd || vcl_hrd {
+        b.flag()?; // low_delay_hrd_flag
+    }
+    b.flag()?; // pic_struct_present_flag
+    if b.flag()? {
+        // bitstream_restriction_flag
+        b.flag()?; // motion_vectors_over_pic_boundaries_flag
+        for _ in 0..4 {
+            b.ue()?; // max_bytes_per_pic_denom .. log2_max_mv_length_vertical
+        }
+        vui.reorder_depth = Some(u8::try_from(b.ue()?).unwrap_or(u8::MAX));
+    }
+    Some(())
+}
+
+fn h264_skip_hrd(b: &mut Bits) -> Option<()> {
+    let cpb_cnt = b.ue()? + 1;
+    if cpb_cnt > 32 {
         return None;
     }
-    let units = b.u(32)?;
-    let scale = b.u(32)?;
-    Some(fps_of(units, scale, true))
+    b.skip(8)?; // bit_rate_scale, cpb_size_scale
+    for _ in 0..cpb_cnt {
+        b.ue()?;
+        b.ue()?;
+        b.flag()?;
+    }
+    b.skip(20) // four delay / offset lengths
 }
 
 /// Parses an H.265 SPS NAL unit (with its 2-byte header). The frame rate is not read
@@ -357,7 +418,35 @@ pub fn h265_sps(nal: &[u8]) -> Option<SpsInfo> {
         fps: 0,
         profile,
         level,
+        reorder_depth: h265_reorder(&mut b, max_sub_layers_minus1),
     })
+}
+
+/// `sps_max_num_reorder_pics` of the highest sub-layer, read after the conformance
+/// window.
+fn h265_reorder(b: &mut Bits, max_sub_layers_minus1: usize) -> Option<u8> {
+    b.ue()?; // bit_depth_luma_minus8
+    b.ue()?; // bit_depth_chroma_minus8
+    b.ue()?; // log2_max_pic_order_cnt_lsb_minus4
+    let all_layers = b.flag()?;
+    let first = if all_layers { 0 } else { max_sub_layers_minus1 };
+    let mut reorder = 0;
+    for _ in first..=max_sub_layers_minus1 {
+        b.ue()?; // sps_max_dec_pic_buffering_minus1
+        reorder = b.ue()?;
+        b.ue()?; // sps_max_latency_increase_plus1
+    }
+    Some(u8::try_from(reorder).unwrap_or(u8::MAX))
+}
+
+/// The reorder depth a video track's SPS states (see [`SpsInfo::reorder_depth`]);
+/// `None` for audio or when the SPS does not say.
+pub fn reorder_depth(params: &TrackParams) -> Option<u8> {
+    match params {
+        TrackParams::H264 { sps, .. } => h264_sps(sps)?.reorder_depth,
+        TrackParams::H265 { sps, .. } => h265_sps(sps)?.reorder_depth,
+        _ => None,
+    }
 }
 
 /// The track parameters of a video track once its parameter sets have arrived: the
@@ -401,6 +490,37 @@ mod tests {
     use super::*;
     use crate::fake::{FakeOptions, FakeSource};
     use crate::media::TrackParams;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or(0))
+            .collect()
+    }
+
+    /// SPS written by x264 and x265 (`ffmpeg -c:v libx264 -bf 2`, without `-bf`,
+    /// `libx265 -x265-params bframes=3`, 320x240): the reorder depth is what ffprobe
+    /// reports as `has_b_frames` for the same streams (2, 0, 2).
+    #[test]
+    fn reorder_depth_comes_from_the_sps() {
+        let bf = h264_sps(&hex("67f4000d919b28283f6022000003000200000300641e28532c"));
+        assert_eq!(
+            bf.map(|i| (i.width, i.height, i.fps, i.reorder_depth)),
+            Some((320, 240, 25, Some(2)))
+        );
+        let no_bf = h264_sps(&hex("67f4000d91968141fb011000000300100000030320f142aa"));
+        assert_eq!(
+            no_bf.map(|i| (i.width, i.reorder_depth)),
+            Some((320, Some(0)))
+        );
+        let h265 = h265_sps(&hex(
+            "4201010408000003009e0800000300003c90014101e2cb2b2c9265780b7020200040000003004000000642",
+        ));
+        assert_eq!(
+            h265.map(|i| (i.width, i.height, i.reorder_depth)),
+            Some((320, 240, Some(2)))
+        );
+    }
 
     #[test]
     fn fake_sps_gives_its_size_and_rate() {

@@ -7,6 +7,7 @@
 //! read clocks (the node's input drivers own sockets and give arrival times).
 
 pub mod adts_frames;
+pub mod decode_time;
 pub mod flv;
 pub mod h26x;
 pub mod rtmp;

@@ -22,6 +22,7 @@ use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec}
 use tern_core::capture_clock::ReportOutcome;
 use tern_core::cluster::backoff::Backoff;
 use tern_core::config::{RtspInput, RtspTransport};
+use tern_core::ingest::h26x::reorder_depth;
 use tern_core::rtp_ingest::{Kind, RtpIngest, VideoCodec, AUDIO_TRACK, VIDEO_TRACK};
 use tern_core::stream_status::lasting_refusal;
 use tern_core::{MediaInfo, TrackInfo, TrackParams};
@@ -191,6 +192,7 @@ async fn session<C: Clock>(
     }
     info!(%camera, epoch, video = video.is_some(), audio = media.audio.is_some(), "camera playing");
     let mut capture_source = None;
+    let mut reorder = ingest.reorder_depth();
     loop {
         let item = match tokio::time::timeout(opts.source_timeout, demuxed.next()).await {
             Err(_) => {
@@ -210,8 +212,17 @@ async fn session<C: Clock>(
                     let params = demuxed.streams()[f.stream_id()].parameters();
                     if let Some(ParametersRef::Video(p)) = params {
                         media.video = video_params(p);
-                        if media.video.is_none() {
+                        let Some(params) = &media.video else {
                             return "the camera's video parameters are not usable".to_owned();
+                        };
+                        // B-frames: RTP has presentation times only, decode times
+                        // follow from the reorder depth (learnt when not stated).
+                        if let Some(depth) = reorder_depth(params) {
+                            ingest.set_reorder_depth(depth.into());
+                            reorder = ingest.reorder_depth();
+                            if depth > 0 {
+                                info!(%camera, depth, "B-frames: reorder depth from the SPS");
+                            }
                         }
                         sink.media_info(Arc::new(media.info()));
                     }
@@ -235,6 +246,10 @@ async fn session<C: Clock>(
                         *delivered = true;
                     }
                     Err(why) => debug!(%camera, ?why, "video frame dropped"),
+                }
+                if ingest.reorder_depth() != reorder {
+                    reorder = ingest.reorder_depth();
+                    warn!(%camera, depth = reorder, "B-frames reordered deeper than the SPS states: reorder depth learnt from the timestamps, video frames dropped until the next keyframe");
                 }
             }
             CodecItem::AudioFrame(f) => {
