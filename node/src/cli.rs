@@ -62,6 +62,10 @@ enum Command {
         /// MiB of archive to generate for the M4F transfer figure (0 skips it).
         #[arg(long, default_value_t = 300)]
         archive_mib: u64,
+        /// RTSP cameras (2 Mbit/s each, from GStreamer's RTSP server) for the ingest
+        /// phase; 0 skips it.
+        #[arg(long, default_value_t = 100)]
+        cameras: usize,
         /// A tiny run that only checks the benchmark works (1 stream, 5 viewers, 1 s).
         #[arg(long)]
         smoke: bool,
@@ -81,6 +85,7 @@ pub fn main() -> ExitCode {
             archive_mib,
             large,
             peer_nginx,
+            cameras,
             smoke,
         }) => crate::bench::run(if smoke {
             crate::bench::BenchArgs::smoke()
@@ -96,6 +101,7 @@ pub fn main() -> ExitCode {
                 bitrate,
                 archive_mib,
                 peer_nginx,
+                cameras,
             }
         }),
         None => run(None),

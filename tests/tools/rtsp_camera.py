@@ -6,9 +6,10 @@ rtsp://127.0.0.1:PORT/cam, with its
 H.264 video (RTP payload type 96) and AAC audio (97) re-packetized but not re-encoded,
 so the barcodes of Tern's fake stream survive the trip. With --h265 the video is
 decoded and encoded again as H.265 (x265; the barcodes survive that too). With USER and PASS it requires
-HTTP Basic credentials, as cameras do.
+HTTP Basic credentials, as cameras do. With --shared every client gets the same
+session of one pipeline (`tern bench`'s many cameras), not a pipeline of its own.
 
-Usage: rtsp_camera.py [--h265] PORT HTTP_URL|UDP_PORT [USER PASS]
+Usage: rtsp_camera.py [--h265] [--shared] PORT HTTP_URL|UDP_PORT [USER PASS]
        rtsp_camera.py --check      (exits 0 when GStreamer's RTSP server is usable)
 
 Packages (Debian): python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
@@ -38,9 +39,10 @@ def main():
             sys.exit(1)
         sys.exit(0)
     args = sys.argv[1:]
-    h265 = args[:1] == ["--h265"]
-    if h265:
-        args = args[1:]
+    flags = set()
+    while args and args[0] in ("--h265", "--shared"):
+        flags.add(args.pop(0))
+    h265 = "--h265" in flags
     port, feed = args[0], args[1]
     if feed.startswith("http://"):
         source = f'souphttpsrc location="{feed}" is-live=true do-timestamp=true'
@@ -70,8 +72,9 @@ def main():
         f"d. ! queue ! {video} "
         "d. ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97 )"
     )
-    # Like a camera: every client gets its own session (starting at a keyframe).
-    factory.set_shared(False)
+    # Like a camera: every client gets its own session (starting at a keyframe);
+    # --shared: one pipeline for all, as a load generator.
+    factory.set_shared("--shared" in flags)
     if len(args) > 3:
         user, password = args[2], args[3]
         auth = GstRtspServer.RTSPAuth()

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::cluster::client::ClusterClient;
 
+mod ingest;
 mod nginx;
 
 const KEY: &str = "tern-bench-cluster-key-0123456789";
@@ -45,7 +46,12 @@ pub struct BenchArgs {
     pub archive_mib: u64,
     /// Run the same fan-out through nginx-rtmp too, side by side.
     pub peer_nginx: bool,
+    /// RTSP cameras for the ingest phase (0: skip it).
+    pub cameras: usize,
 }
+
+/// Bit rate of each camera of the ingest phase, bit/s (the 2 Mbit/s).
+pub const CAMERA_BITRATE: u64 = 2_000_000;
 
 impl BenchArgs {
     pub fn smoke() -> Self {
@@ -56,6 +62,7 @@ impl BenchArgs {
             bitrate: 1_000_000,
             archive_mib: 8,
             peer_nginx: false,
+            cameras: 2,
         }
     }
 }
@@ -740,6 +747,9 @@ pub fn run(args: BenchArgs) -> ExitCode {
         }
         if args.archive_mib > 0 {
             archive_phase(args.archive_mib).await?;
+        }
+        if args.cameras > 0 {
+            ingest::ingest_phase(args.cameras, args.seconds, CAMERA_BITRATE).await?;
         }
         Ok::<(), String>(())
     });
