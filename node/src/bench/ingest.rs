@@ -4,7 +4,8 @@
 //!
 //! The cameras are one GStreamer RTSP server (the end-to-end tests' stand-in camera,
 //! `tests/tools/rtsp_camera.py --shared`: one pipeline, a session per client) reading
-//! a source node's `fake://` stream over HTTP. Only the origin's CPU is counted.
+//! a source node's `fake://` stream (256×16 padded to the rate: a picture small enough
+//! that filler, not pictures, makes the 2 Mbit/s) over HTTP. Only the origin's CPU is counted.
 //!
 //! Owns: that phase. Must not: assert anything (figures for people), or run when the
 //! camera cannot (it says why and skips).
@@ -79,7 +80,7 @@ pub(super) async fn ingest_phase(cameras: usize, seconds: u64, bitrate: u64) -> 
     }
     let source = spawn_node(
         "camera-source",
-        &format!("stream src {{ input fake://fake?bitrate={bitrate}; }}\n"),
+        &format!("stream src {{ input fake://fake?width=256&height=16&bitrate={bitrate}; }}\n"),
     )?;
     wait_alive(source.port, 1, Duration::from_secs(20)).await?;
     let rtsp_port = free_port().map_err(|e| format!("no free port: {e}"))?;
