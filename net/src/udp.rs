@@ -1,5 +1,6 @@
 //! `UdpInput`: the receiving UDP socket of a `udp://` input (unicast, or a multicast
-//! group joined on one interface), over tokio's real sockets.
+//! group joined on one interface) or of an `srt://` input (which also answers its
+//! peer), over tokio's real sockets.
 //!
 //! Owns: binding and joining. Must not: parse what arrives (core's `TsIngest` does).
 //! Not part of `Net`: the simulation does not drive UDP inputs (their parsing is pure
@@ -50,6 +51,16 @@ impl UdpInput {
     /// Receives one datagram into `buf` (a longer one is cut to `buf`'s length).
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.socket.recv(buf).await
+    }
+
+    /// Receives one datagram and its sender's address.
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.socket.recv_from(buf).await
+    }
+
+    /// Sends one datagram to `to` (an `srt://` input answers its sender).
+    pub async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.socket.send_to(buf, to).await
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {

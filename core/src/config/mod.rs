@@ -8,7 +8,7 @@
 //! - `lexer`: text to tokens with line and column;
 //! - `parser`: tokens to a tree of directives (the shape only);
 //! - `directives`: the tree to the typed [`Config`], with every per-directive check,
-//!   helped by `url` (URLs, addresses, `fake://` options), [`units`] (seconds,
+//!   helped by `url` (URLs, addresses, `fake://` options), [`srt`] (`srt://`), [`units`] (seconds,
 //!   depths, sizes, bitrates) and [`pattern`] (`only`/`except` patterns);
 //! - [`model`]: the typed config, its defaults and warnings;
 //! - [`error`]: [`ConfigError`], one for every failure, with line and column;
@@ -27,6 +27,7 @@
 //! source m4f://origin:8888 { only cams/*; except cams/test; cache /cache 1d 50G; }
 //! rtmp 1935;                          # RTMP publishers' port (default: none)
 //! stream studio { input publish://?password=SECRET; }
+//! stream enc { input srt://:9000?passphrase=SECRET&latency=200; }  # or srt://HOST:PORT
 //! ```
 
 pub mod diff;
@@ -36,6 +37,7 @@ mod lexer;
 pub mod model;
 mod parser;
 pub mod pattern;
+pub mod srt;
 pub mod state;
 pub mod units;
 mod url;
@@ -52,6 +54,7 @@ pub use model::{
     DEFAULT_SEGMENT_DURATION_MS, MIN_GOOD_KEY_CHARS,
 };
 pub use pattern::NamePattern;
+pub use srt::{SrtInput, SrtMode, SrtPassphrase, DEFAULT_SRT_LATENCY_MS};
 pub use state::{DvrSpec, InputSpec, SpecError, StreamSpec, StreamState};
 
 /// Parses a whole config file. The first error found is returned, with its line and

@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 
 use super::pattern::NamePattern;
+use super::srt::SrtInput;
 use super::units::format_seconds;
 use crate::fake::FakeOptions;
 use crate::stream_name::StreamName;
@@ -123,6 +124,8 @@ pub enum InputUrl {
     /// `publish://[?password=SECRET]`: an RTMP publisher (OBS, ffmpeg, an encoder)
     /// pushes to this node's `rtmp` port.
     Publish(PublishInput),
+    /// `srt://:PORT` (listen) or `srt://HOST:PORT` (call): MPEG-TS over SRT.
+    Srt(SrtInput),
 }
 
 impl InputUrl {
@@ -525,6 +528,7 @@ impl fmt::Display for InputUrl {
                 write!(f, "m4f://{}/{name}", host_port(host, *port))
             }
             InputUrl::Rtsp(r) => r.fmt(f),
+            InputUrl::Srt(s) => s.fmt(f),
             InputUrl::Publish(p) => match p.password {
                 Some(_) => f.write_str("publish://?password=***"),
                 None => f.write_str("publish://"),

@@ -14,6 +14,7 @@ const ORIGIN: &str = include_str!("../../../examples/origin.conf");
 const EDGE: &str = include_str!("../../../examples/edge.conf");
 const API_AUTH: &str = include_str!("../../../examples/api-auth.conf");
 const RTMP_STUDIO: &str = include_str!("../../../examples/rtmp-studio-origin.conf");
+const SRT_ORIGIN: &str = include_str!("../../../examples/srt-encoder-origin.conf");
 
 fn ok(text: &str) -> Config {
     parse(text).unwrap_or_else(|e| panic!("{e}\n{}", e.excerpt(text)))
@@ -256,6 +257,40 @@ fn config_rtmp_studio_example() {
     );
     assert_eq!(studio.inputs[0].source_timeout_ms, Some(5000));
     assert!(studio.dvr.is_some());
+}
+
+#[test]
+fn config_srt_example() {
+    use crate::config::{InputUrl, SrtMode};
+    let c = ok(SRT_ORIGIN);
+    let urls: Vec<String> = c
+        .streams
+        .iter()
+        .map(|s| s.inputs[0].url.to_string())
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            "srt://0.0.0.0:9000?passphrase=***&latency=200",
+            "srt://encoder.example.net:9001?passphrase=***"
+        ]
+    );
+    let modes: Vec<SrtMode> = c
+        .streams
+        .iter()
+        .filter_map(|s| match &s.inputs[0].url {
+            InputUrl::Srt(i) => Some(i.mode),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(modes, [SrtMode::Listener, SrtMode::Caller]);
+    let e = parse("http 8080; stream a { input srt://:9000?passphrase=short; }")
+        .expect_err("short passphrase");
+    assert!(
+        e.to_string().contains("has 5 bytes; SRT takes 10 to 79"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("short"), "{e}");
 }
 
 #[test]

@@ -37,8 +37,8 @@ fn chars_to(s: &str, i: usize) -> usize {
 
 const SUPPORTED_INPUTS: &str = "supported inputs are `fake://fake`, `m4s://HOST:PORT/NAME`, \
      `m4f://HOST:PORT/NAME`, `rtsp://[USER:PASS@]HOST[:PORT]/PATH`, `udp://ADDR:PORT` \
-     (MPEG-TS), `http://HOST[:PORT]/PATH` (MPEG-TS) and `publish://[?password=SECRET]` \
-     (RTMP publishing)";
+     (MPEG-TS), `http://HOST[:PORT]/PATH` (MPEG-TS), `srt://:PORT` or `srt://HOST:PORT` \
+     (MPEG-TS over SRT) and `publish://[?password=SECRET]` (RTMP publishing)";
 
 /// Parses an `input` URL.
 pub fn input_url(url: &str) -> Result<InputUrl, UrlError> {
@@ -68,6 +68,7 @@ pub fn input_url(url: &str) -> Result<InputUrl, UrlError> {
         "udp" => udp(rest).map_err(shift),
         "http" => http(rest).map_err(shift),
         "publish" => publish(rest).map(InputUrl::Publish).map_err(shift),
+        "srt" => super::srt::srt(rest).map(InputUrl::Srt).map_err(shift),
         "rtmp" | "rtmps" => err(
             0,
             format!(
@@ -167,7 +168,7 @@ fn rtsp(rest: &str) -> Result<RtspInput, UrlError> {
 
 /// `%XX` decoding of a URL's user or password; `None` on a bad escape or bytes that
 /// are not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+pub(super) fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

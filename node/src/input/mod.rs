@@ -1,5 +1,5 @@
 //! Inputs: tasks that feed a stream's hub — `fake://`, `m4s://` / `m4f://` from
-//! another node, MPEG-TS over `udp://` and `http://`, RTSP cameras, RTMP
+//! another node, MPEG-TS over `udp://`, `http://` and `srt://`, RTSP cameras, RTMP
 //! publishers (`publish://`) — and the failover between
 //! several inputs of one stream.
 //!
@@ -12,6 +12,8 @@ pub mod on_demand;
 pub mod remote;
 pub mod rtmp;
 pub mod rtsp;
+pub mod srt;
+pub mod srt_session;
 pub mod ts_pump;
 pub mod udp;
 
@@ -412,6 +414,17 @@ fn spawn_input<N: Net, C: Clock>(
                 label: url.to_string(),
             };
             let run = udp::run(sink, target, source_timeout(input), ctx.clock.clone(), gate);
+            tokio::spawn(run.instrument(span))
+        }
+        InputUrl::Srt(s) => {
+            let run = srt::run(
+                sink,
+                s.clone(),
+                source_timeout(input),
+                ctx.clock.clone(),
+                ctx.seed(),
+                gate,
+            );
             tokio::spawn(run.instrument(span))
         }
         InputUrl::Http { host, port, path } => {
