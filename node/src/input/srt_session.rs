@@ -24,15 +24,17 @@ use bytes::Bytes;
 use srt_protocol::connection::DuplexConnection;
 use srt_protocol::options::{KeySize, Passphrase};
 use srt_protocol::packet::{
-    ControlPacket, ControlTypes, CoreRejectReason, HandshakeVsInfo, Packet, RejectReason,
-    SeqNumber, ServerRejectReason, ShakeType, SocketId, SrtControlPacket, TimeStamp,
+    ControlPacket, ControlTypes, CoreRejectReason, HandshakeVsInfo, KeyingMaterialMessage, Packet,
+    RejectReason, SeqNumber, ServerRejectReason, ShakeType, SocketId, SrtControlPacket, TimeStamp,
 };
 use srt_protocol::protocol::pending_connection::connect::Connect;
 use srt_protocol::protocol::pending_connection::listen::Listen;
 use srt_protocol::protocol::pending_connection::{
     AccessControlResponse, ConnectionReject, ConnectionResult,
 };
-use srt_protocol::settings::{ConnInitSettings, KeySettings};
+use srt_protocol::settings::{
+    CipherSettings, ConnInitSettings, KeyMaterialRefreshSettings, KeySettings,
+};
 
 /// Handshakes a listener keeps in flight at once (from distinct addresses); a
 /// newer one pushes out the oldest.
@@ -122,8 +124,8 @@ pub enum SrtEvent {
 struct Pending {
     listen: Listen,
     since: Duration,
-    /// Whether its conclusion brought key material.
-    km: bool,
+    /// The key material its conclusion brought.
+    km: Option<KeyingMaterialMessage>,
 }
 
 enum Role {
@@ -324,7 +326,7 @@ impl SrtSession {
                 Pending {
                     listen: Listen::new(init, true),
                     since: now,
-                    km: false,
+                    km: None,
                 },
             );
         }
@@ -345,8 +347,10 @@ impl SrtSession {
         let Some(p) = pending.get_mut(&from) else {
             return;
         };
-        p.km |= km;
-        let km = p.km;
+        if km.is_some() {
+            p.km = km;
+        }
+        let km = p.km.clone();
         let r = catch_unwind(AssertUnwindSafe(|| {
             p.listen.handle_packet(t, Ok((packet, from)))
         }));
@@ -398,33 +402,44 @@ impl SrtSession {
         &mut self,
         now: Duration,
         key_size: KeySize,
-        km: bool,
+        km: Option<KeyingMaterialMessage>,
         stream_id: Option<String>,
     ) -> AccessControlResponse {
         use AccessControlResponse::{Accepted, Rejected};
-        let busy = self.conn.is_some() && now.saturating_sub(self.last_rx) < SRT_TAKEOVER_SILENCE;
-        if busy {
-            return Rejected(RejectReason::Server(ServerRejectReason::Conflict));
-        }
+        // The passphrase first: a caller without it learns nothing of the stream.
+        let keys = match (&self.settings.passphrase, km) {
+            (None, None) => None,
+            (None, Some(_)) | (Some(_), None) => {
+                return Rejected(RejectReason::Core(CoreRejectReason::Unsecure))
+            }
+            (Some(p), Some(km)) => {
+                let Ok(passphrase) = Passphrase::try_from(p.clone()) else {
+                    return Rejected(RejectReason::Core(CoreRejectReason::BadSecret));
+                };
+                // The handshake's key size as it is (`srt-protocol` compares them).
+                let keys = KeySettings {
+                    key_size,
+                    passphrase,
+                };
+                let unwrapped = catch_unwind(AssertUnwindSafe(|| {
+                    CipherSettings::new(&keys, &KeyMaterialRefreshSettings::default(), &km)
+                }));
+                if !matches!(unwrapped, Ok(Ok(_))) {
+                    return Rejected(RejectReason::Core(CoreRejectReason::BadSecret));
+                }
+                Some(keys)
+            }
+        };
         if let Some(want) = &self.settings.stream_id {
             if stream_id.as_deref() != Some(want.as_str()) {
                 return Rejected(RejectReason::Server(ServerRejectReason::Notfound));
             }
         }
-        match (&self.settings.passphrase, km) {
-            (None, false) => Accepted(None),
-            (None, true) | (Some(_), false) => {
-                Rejected(RejectReason::Core(CoreRejectReason::Unsecure))
-            }
-            (Some(p), true) => match Passphrase::try_from(p.clone()) {
-                // The handshake's key size as it is (`srt-protocol` compares them).
-                Ok(passphrase) => Accepted(Some(KeySettings {
-                    key_size,
-                    passphrase,
-                })),
-                Err(_) => Rejected(RejectReason::Core(CoreRejectReason::BadSecret)),
-            },
+        let busy = self.conn.is_some() && now.saturating_sub(self.last_rx) < SRT_TAKEOVER_SILENCE;
+        if busy {
+            return Rejected(RejectReason::Server(ServerRejectReason::Conflict));
         }
+        Accepted(keys)
     }
 
     fn refuse_pending(&mut self, from: SocketAddr, why: Refusal) {
@@ -629,25 +644,25 @@ impl SrtSession {
 /// Vets a listener's handshake before `srt-protocol` sees it, refusing what it
 /// would panic on: key material that is not a request (KMREQ), or whose key length
 /// differs from the handshake's (libsrt announces none for its default 16 bytes,
-/// and `srt-protocol` then only takes 16). `Ok(true)`: a conclusion with key
+/// and `srt-protocol` then only takes 16). `Ok(Some(km))`: a conclusion with key
 /// material. (A caller does not read the listener's key material: libsrt
 /// listeners refuse a wrong passphrase themselves.)
-fn vet_handshake(packet: &Packet) -> Result<bool, String> {
+fn vet_handshake(packet: &Packet) -> Result<Option<KeyingMaterialMessage>, String> {
     let Packet::Control(ControlPacket {
         control_type: ControlTypes::Handshake(h),
         ..
     }) = packet
     else {
-        return Ok(false);
+        return Ok(None);
     };
     let HandshakeVsInfo::V5(info) = &h.info else {
-        return Ok(false);
+        return Ok(None);
     };
     if h.shake_type != ShakeType::Conclusion {
-        return Ok(false);
+        return Ok(None);
     }
     let km = match &info.ext_km {
-        None => return Ok(false),
+        None => return Ok(None),
         Some(SrtControlPacket::KeyRefreshRequest(km)) => km,
         Some(_) => {
             return Err("a handshake extension where the key material request belongs".to_owned())
@@ -670,7 +685,7 @@ fn vet_handshake(packet: &Packet) -> Result<bool, String> {
              `pbkeylen` on both sides)"
         ));
     }
-    Ok(true)
+    Ok(Some(km.clone()))
 }
 
 /// Our reading of a reject reason this node chose.

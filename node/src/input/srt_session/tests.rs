@@ -296,6 +296,20 @@ fn a_second_sender_is_refused_while_the_first_sends_and_takes_over_after_silence
     }
     assert_eq!(w.refusals(), vec![Refusal::Busy]);
     assert!(w.senders[1].refused);
+    // While busy, an encrypted caller hears about its passphrase, not the sender.
+    w.senders.push(Sender::new(
+        addr(5003),
+        addr(9000),
+        Some(PASS),
+        KeySize::Unspecified,
+    ));
+    for _ in 0..10 {
+        let t = w.base + w.now;
+        w.senders[0].send(t, b"still here");
+        w.run(Duration::from_millis(20));
+    }
+    assert_eq!(w.refusals(), vec![Refusal::Busy, Refusal::Unencrypted]);
+    w.senders.pop();
     // The first sender dies without a word; a third calls after the silence.
     w.senders.remove(0);
     w.run(SRT_TAKEOVER_SILENCE + Duration::from_millis(100));
