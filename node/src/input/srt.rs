@@ -211,9 +211,10 @@ impl<C: Clock> Connection<'_, C> {
                         warn!(input = %self.label, timeout_ms = self.source_timeout.as_millis() as u64, "no media from the SRT sender within the source timeout; closing the connection");
                         self.session.close(now);
                         self.transmit().await;
-                        if let Some(mut p) = pump.take() {
-                            p.end();
+                        // What is still buffered is a source timeout old: dropped.
+                        if let Some(p) = pump.take() {
                             self.frames += p.frames;
+                            p.abandon();
                         }
                         if caller {
                             return Ended::Retry("no media within the source timeout".to_owned());
@@ -247,9 +248,11 @@ impl<C: Clock> Connection<'_, C> {
                 stream_id,
             } => {
                 info!(input = %self.label, %peer, encrypted, stream_id = stream_id.as_deref().unwrap_or(""), "SRT sender connected");
-                if let Some(p) = pump {
-                    p.end();
+                // A sender that took over from a silent one: the old one's
+                // buffered frame is not published late.
+                if let Some(p) = pump.take() {
                     self.frames += p.frames;
+                    p.abandon();
                 }
                 *pump = Some(TsPump::new(
                     self.sink.clone(),
@@ -276,9 +279,11 @@ impl<C: Clock> Connection<'_, C> {
             ))),
             SrtEvent::Closed { why } => {
                 warn!(input = %self.label, reason = why, "SRT connection ended");
-                if let Some(mut p) = pump.take() {
-                    p.end();
+                // The sender went idle (or closed after its last frame): what is still
+                // buffered is not published late.
+                if let Some(p) = pump.take() {
                     self.frames += p.frames;
+                    p.abandon();
                 }
                 caller.then(|| Ended::Retry(why.to_owned()))
             }
