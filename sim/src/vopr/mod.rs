@@ -11,6 +11,7 @@
 //! Owns: running worlds and reporting. Must not: read the real clock inside a run
 //! (the caller times it), or share anything between runs.
 
+pub mod dvr;
 pub mod oracle;
 pub mod source;
 pub mod world;
@@ -51,6 +52,7 @@ pub fn trace(seed: u64, steps: u64, from: Duration, to: Duration) -> Report {
 fn report(seed: u64, w: &World) -> Report {
     let mut counts = w.counts.clone();
     counts.gaps = w.gaps();
+    counts.dvr = w.dvr_counts();
     Report {
         seed,
         simulated: w.now(),

@@ -23,14 +23,18 @@ use tern_core::cluster::ProtocolVersion;
 use tern_core::gop::Gop;
 use tern_core::keyframe::{starts_decoding, video_track};
 use tern_core::segmenter::Segmenter;
-use tern_core::{Frame, MediaInfo, Position};
+use tern_core::{Frame, MediaInfo, Position, StreamName};
 
+use super::dvr::{DvrCounts, SimDvr};
 use super::oracle::{Excuses, Published, Violation, WireCheck};
 use super::source::SimSource;
 
 /// Which node each node pulls from (`None`: the origin). Node 0 is the origin;
 /// 1 and 3 pull from it, 2 pulls from 1 (an edge of an edge).
 pub const UPSTREAM: [Option<usize>; 4] = [None, Some(0), Some(1), Some(0)];
+/// Size limit of the origin's simulated DVR (with its depth limit, retention runs
+/// at every segment).
+pub const DVR_LIMIT_BYTES: u64 = 400_000;
 /// Frames kept in each node's fan-out ring (a slower receiver lags past them).
 pub const RING: usize = 48;
 /// One-way link delay: between these, in order per connection.
@@ -207,6 +211,8 @@ pub struct Counts {
     pub restarts: u64,
     pub duplicated_requests: u64,
     pub late_deliveries: u64,
+    /// The origin's DVR.
+    pub dvr: DvrCounts,
 }
 
 impl Counts {
@@ -230,6 +236,7 @@ impl Counts {
             restarts,
             duplicated_requests,
             late_deliveries,
+            dvr,
         } = o;
         self.steps += steps;
         self.frames += frames;
@@ -251,6 +258,7 @@ impl Counts {
         self.restarts += restarts;
         self.duplicated_requests += duplicated_requests;
         self.late_deliveries += late_deliveries;
+        self.dvr.add(dvr);
     }
 }
 
@@ -271,6 +279,8 @@ pub struct World {
     pending: Vec<VecDeque<(Duration, Position, Duration)>>,
     pub counts: Counts,
     pub violations: Vec<Violation>,
+    /// The origin's archive (node 0 records every segment it cuts).
+    dvr: SimDvr,
     /// Mean time between faults (`None`: a fault-free run).
     fault_every: Option<Duration>,
     /// Prints the world's decisions between these times (to debug a seed).
@@ -314,6 +324,12 @@ impl World {
             pending: (0..n).map(|_| VecDeque::new()).collect(),
             counts: Counts::default(),
             violations: Vec::new(),
+            dvr: SimDvr::new(
+                seed,
+                StreamName::new("origin/main").unwrap_or_else(|_| unreachable!()),
+                Some(DVR_LIMIT_BYTES),
+                fault_every.is_some(),
+            ),
             fault_every,
             trace: None,
         };
@@ -531,6 +547,12 @@ impl World {
         }
         for (seg, last_gap) in self.hubs[node].publish(f) {
             self.counts.segments += 1;
+            if node == 0 {
+                // The origin records it (with the DVR's own faults and crashes).
+                for what in self.dvr.record(self.now, &seg) {
+                    self.violation(0, format!("DVR: {what}"));
+                }
+            }
             if self
                 .trace
                 .is_some_and(|(a, b)| a <= self.now && self.now <= b)
@@ -961,6 +983,11 @@ impl World {
 
     pub fn now(&self) -> Duration {
         self.now
+    }
+
+    /// What the origin's DVR did.
+    pub fn dvr_counts(&self) -> DvrCounts {
+        self.dvr.counts.clone()
     }
 
     pub fn gaps(&self) -> [u64; 4] {

@@ -10,6 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tern_core::dvr::op::{Done, Op};
 use tern_core::StreamName;
 
 use super::{
@@ -34,7 +35,7 @@ pub enum Fault {
 /// A file's data: what the process sees, and how much of it is durable. Every file
 /// of the store is written append-only (or cut back, then appended to), so the
 /// durable content is always a prefix.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Inode {
     data: Vec<u8>,
     synced_len: usize,
@@ -43,7 +44,7 @@ struct Inode {
 /// An in-memory filesystem with a page cache: names and data become durable only
 /// when fsynced (data: fsync of the file; a name: fsync of its directory), and
 /// [`MemStore::crash`] forgets the rest, as a power cut would.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct MemFs {
     inodes: BTreeMap<u64, Inode>,
     next_ino: u64,
@@ -360,6 +361,14 @@ impl MemStore {
             .collect()
     }
 
+    /// How many bytes of `path` would survive a crash now: `None` if its name is
+    /// not durable, else the synced length of the file it names.
+    pub fn durable_len(&self, path: &str) -> Option<u64> {
+        let fs = self.fs();
+        let ino = fs.durable.get(path)?;
+        Some(fs.inodes.get(ino).map_or(0, |i| i.synced_len as u64))
+    }
+
     /// A visible file's content.
     pub fn read_file(&self, path: &str) -> Option<Bytes> {
         self.fs().read(path)
@@ -393,6 +402,178 @@ impl MemStore {
     }
 }
 
+/// The store's operations, synchronous (the trait's futures wait for the latency,
+/// then run these). The pure simulator calls them directly through
+/// [`MemStore::run_op`].
+impl MemStore {
+    fn write_segment_now(
+        &self,
+        stream: &StreamName,
+        utc_start_ms: u64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let dir = Self::dir(stream);
+        let name = segment_name(utc_start_ms);
+        self.fs()
+            .write_atomic(&dir, &name, bytes)
+            .map_err(|e| self.err("write segment", &format!("{dir}/{name}"), e))
+    }
+
+    fn read_segment_now(
+        &self,
+        stream: &StreamName,
+        utc_start_ms: u64,
+        expected_len: Option<u64>,
+    ) -> Result<Bytes, StoreError> {
+        let path = format!("{}/{}", Self::dir(stream), segment_name(utc_start_ms));
+        let b = self.fs().read(&path).ok_or_else(|| {
+            self.err(
+                "read",
+                &path,
+                sim_err(ErrorKind::NotFound, "No such file or directory"),
+            )
+        })?;
+        check_segment_file(b.len() as u64, expected_len, None)
+            .map_err(|e| self.err("read", &path, e))?;
+        Ok(b)
+    }
+
+    fn delete_segment_now(&self, stream: &StreamName, utc_start_ms: u64) {
+        let path = format!("{}/{}", Self::dir(stream), segment_name(utc_start_ms));
+        self.fs().unlink(&path);
+    }
+
+    fn list_segments_now(&self, stream: &StreamName) -> Vec<SegmentFile> {
+        let dir = Self::dir(stream);
+        let prefix = format!("{dir}/");
+        let mut fs = self.fs();
+        let mut out = Vec::new();
+        let mut temps = Vec::new();
+        for (path, ino) in fs.live.range(prefix.clone()..) {
+            let Some(name) = path.strip_prefix(&prefix) else {
+                break;
+            };
+            if name.contains('/') {
+                continue;
+            }
+            if name.ends_with(TEMP_SUFFIX) {
+                temps.push(path.clone());
+            } else if let Some(utc) = parse_segment_name(name) {
+                let len = fs.inodes.get(ino).map_or(0, |i| i.data.len() as u64);
+                out.push(SegmentFile {
+                    utc_start_ms: utc,
+                    bytes: len,
+                });
+            }
+        }
+        for t in temps {
+            fs.unlink(&t);
+        }
+        // Path order is not numeric order (`9.tseg` after `10.tseg`); the
+        // contract is by UTC start.
+        out.sort_by_key(|f| f.utc_start_ms);
+        out
+    }
+
+    fn read_journal_now(&self, stream: &StreamName) -> Option<Bytes> {
+        let path = format!("{}/{JOURNAL_FILE}", Self::dir(stream));
+        self.fs().read(&path)
+    }
+
+    fn append_journal_now(
+        &self,
+        stream: &StreamName,
+        at: u64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let path = format!("{}/{JOURNAL_FILE}", Self::dir(stream));
+        let mut fs = self.fs();
+        let len = fs.read(&path).map(|b| b.len() as u64).ok_or_else(|| {
+            self.err(
+                "append to",
+                &path,
+                sim_err(ErrorKind::NotFound, "No such file or directory"),
+            )
+        })?;
+        if len < at {
+            return Err(self.err(
+                "append to",
+                &path,
+                sim_err(
+                    ErrorKind::UnexpectedEof,
+                    &format!("the journal is {len} bytes, shorter than the {at} this node wrote"),
+                ),
+            ));
+        }
+        fs.truncate(&path, at as usize)
+            .and_then(|_| fs.append(&path, bytes))
+            .and_then(|_| fs.fsync(&path))
+            .map_err(|e| self.err("append to", &path, e))
+    }
+
+    fn rewrite_journal_now(&self, stream: &StreamName, bytes: &[u8]) -> Result<(), StoreError> {
+        let dir = Self::dir(stream);
+        self.fs()
+            .write_atomic(&dir, JOURNAL_FILE, bytes)
+            .map_err(|e| self.err("rewrite", &format!("{dir}/{JOURNAL_FILE}"), e))
+    }
+
+    fn free_space_now(&self) -> Option<u64> {
+        let fs = self.fs();
+        fs.capacity.map(|c| c.saturating_sub(fs.used()))
+    }
+
+    /// Runs one DVR machine operation at once (no latency): the pure simulator's
+    /// disk.
+    pub fn run_op(&self, op: &Op) -> Result<Done, StoreError> {
+        Ok(match op {
+            // Directories are implicit.
+            Op::Prepare { .. } => Done::Ok,
+            Op::ReadJournal { stream } => Done::Journal(self.read_journal_now(stream)),
+            Op::List { stream } => Done::Listed(self.list_segments_now(stream)),
+            Op::ReadSegment {
+                stream,
+                utc_start_ms,
+                len,
+            } => Done::Segment(self.read_segment_now(stream, *utc_start_ms, Some(*len))?),
+            Op::FreeSpace => Done::FreeSpace(self.free_space_now()),
+            Op::Write {
+                stream,
+                utc_start_ms,
+                bytes,
+            } => {
+                self.write_segment_now(stream, *utc_start_ms, bytes)?;
+                Done::Ok
+            }
+            Op::Delete {
+                stream,
+                utc_start_ms,
+            } => {
+                self.delete_segment_now(stream, *utc_start_ms);
+                Done::Ok
+            }
+            Op::AppendJournal { stream, at, bytes } => {
+                self.append_journal_now(stream, *at, bytes)?;
+                Done::Ok
+            }
+            Op::RewriteJournal { stream, bytes } => {
+                self.rewrite_journal_now(stream, bytes)?;
+                Done::Ok
+            }
+        })
+    }
+
+    /// A copy of the whole disk (names, data, what is durable, capacity, pending
+    /// faults), e.g. to crash it at one point and go on with the original.
+    pub fn snapshot(&self) -> MemStore {
+        MemStore {
+            label: self.label.clone(),
+            fs: Mutex::new(self.fs().clone()),
+            latency: Mutex::new(Duration::ZERO),
+        }
+    }
+}
+
 impl DvrStore for MemStore {
     fn location(&self, stream: &StreamName) -> String {
         format!("mem:{}/{}", self.label, stream)
@@ -411,11 +592,7 @@ impl DvrStore for MemStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             self.delay().await;
-            let dir = Self::dir(stream);
-            let name = segment_name(utc_start_ms);
-            self.fs()
-                .write_atomic(&dir, &name, &bytes)
-                .map_err(|e| self.err("write segment", &format!("{dir}/{name}"), e))
+            self.write_segment_now(stream, utc_start_ms, &bytes)
         })
     }
 
@@ -425,19 +602,7 @@ impl DvrStore for MemStore {
         utc_start_ms: u64,
         expected_len: Option<u64>,
     ) -> BoxFuture<'a, Result<Bytes, StoreError>> {
-        Box::pin(async move {
-            let path = format!("{}/{}", Self::dir(stream), segment_name(utc_start_ms));
-            let b = self.fs().read(&path).ok_or_else(|| {
-                self.err(
-                    "read",
-                    &path,
-                    sim_err(ErrorKind::NotFound, "No such file or directory"),
-                )
-            })?;
-            check_segment_file(b.len() as u64, expected_len, None)
-                .map_err(|e| self.err("read", &path, e))?;
-            Ok(b)
-        })
+        Box::pin(async move { self.read_segment_now(stream, utc_start_ms, expected_len) })
     }
 
     fn delete_segment<'a>(
@@ -447,8 +612,7 @@ impl DvrStore for MemStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             self.delay().await;
-            let path = format!("{}/{}", Self::dir(stream), segment_name(utc_start_ms));
-            self.fs().unlink(&path);
+            self.delete_segment_now(stream, utc_start_ms);
             Ok(())
         })
     }
@@ -457,44 +621,14 @@ impl DvrStore for MemStore {
         &'a self,
         stream: &'a StreamName,
     ) -> BoxFuture<'a, Result<Vec<SegmentFile>, StoreError>> {
-        Box::pin(async move {
-            let dir = Self::dir(stream);
-            let prefix = format!("{dir}/");
-            let mut fs = self.fs();
-            let mut out = Vec::new();
-            let mut temps = Vec::new();
-            for (path, ino) in fs.live.range(prefix.clone()..) {
-                let Some(name) = path.strip_prefix(&prefix) else {
-                    break;
-                };
-                if name.contains('/') {
-                    continue;
-                }
-                if name.ends_with(TEMP_SUFFIX) {
-                    temps.push(path.clone());
-                } else if let Some(utc) = parse_segment_name(name) {
-                    let len = fs.inodes.get(ino).map_or(0, |i| i.data.len() as u64);
-                    out.push(SegmentFile {
-                        utc_start_ms: utc,
-                        bytes: len,
-                    });
-                }
-            }
-            for t in temps {
-                fs.unlink(&t);
-            }
-            Ok(out)
-        })
+        Box::pin(async move { Ok(self.list_segments_now(stream)) })
     }
 
     fn read_journal<'a>(
         &'a self,
         stream: &'a StreamName,
     ) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
-        Box::pin(async move {
-            let path = format!("{}/{JOURNAL_FILE}", Self::dir(stream));
-            Ok(self.fs().read(&path))
-        })
+        Box::pin(async move { Ok(self.read_journal_now(stream)) })
     }
 
     fn append_journal<'a>(
@@ -505,31 +639,7 @@ impl DvrStore for MemStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             self.delay().await;
-            let path = format!("{}/{JOURNAL_FILE}", Self::dir(stream));
-            let mut fs = self.fs();
-            let len = fs.read(&path).map(|b| b.len() as u64).ok_or_else(|| {
-                self.err(
-                    "append to",
-                    &path,
-                    sim_err(ErrorKind::NotFound, "No such file or directory"),
-                )
-            })?;
-            if len < at {
-                return Err(self.err(
-                    "append to",
-                    &path,
-                    sim_err(
-                        ErrorKind::UnexpectedEof,
-                        &format!(
-                            "the journal is {len} bytes, shorter than the {at} this node wrote"
-                        ),
-                    ),
-                ));
-            }
-            fs.truncate(&path, at as usize)
-                .and_then(|_| fs.append(&path, &bytes))
-                .and_then(|_| fs.fsync(&path))
-                .map_err(|e| self.err("append to", &path, e))
+            self.append_journal_now(stream, at, &bytes)
         })
     }
 
@@ -540,18 +650,12 @@ impl DvrStore for MemStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             self.delay().await;
-            let dir = Self::dir(stream);
-            self.fs()
-                .write_atomic(&dir, JOURNAL_FILE, &bytes)
-                .map_err(|e| self.err("rewrite", &format!("{dir}/{JOURNAL_FILE}"), e))
+            self.rewrite_journal_now(stream, &bytes)
         })
     }
 
     fn free_space(&self) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
-        Box::pin(async move {
-            let fs = self.fs();
-            Ok(fs.capacity.map(|c| c.saturating_sub(fs.used())))
-        })
+        Box::pin(async move { Ok(self.free_space_now()) })
     }
 }
 
