@@ -105,6 +105,34 @@ fn dvr_crash_after_every_prefix_of_store_operations() {
     assert!(r.crashes > r.ops);
 }
 
+/// Failover: a node with two inputs whose primary stalls (shorter and longer than
+/// its timeout) and comes back always returns to the primary, switches at keyframes
+/// and takes over within the bound.
+#[test]
+fn failover_returns_to_the_first_input() {
+    let started = Instant::now();
+    let mut total = vopr::failover::FailoverReport::default();
+    for seed in 0..20 {
+        let r = vopr::failover::run(seed, 100_000);
+        assert!(r.violations.is_empty(), "seed {seed}: {:#?}", r.violations);
+        total.steps += r.steps;
+        total.stalls += r.stalls;
+        total.to_backup += r.to_backup;
+        total.returns += r.returns;
+        total.published += r.published;
+    }
+    println!(
+        "failover: {} steps, {} stalls, {} switches to the backup, {} returns, {} frames published, in {:.2} s",
+        total.steps,
+        total.stalls,
+        total.to_backup,
+        total.returns,
+        total.published,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(total.to_backup > 50 && total.returns > 50, "{total:?}");
+}
+
 /// `TERN_VOPR_TRACE=SEED:FROM_S:TO_S cargo test -p tern-sim --test vopr trace -- --nocapture`
 /// prints one seed's decisions in a window of simulated time.
 #[test]

@@ -12,6 +12,7 @@
 //! (the caller times it), or share anything between runs.
 
 pub mod dvr;
+pub mod failover;
 pub mod oracle;
 pub mod source;
 pub mod world;
