@@ -152,3 +152,17 @@ pub fn run_ok(cmd: &mut Command, timeout: Duration) -> (Vec<u8>, String) {
     }
     (out, stderr)
 }
+
+/// (VmRSS, VmHWM) of `pid` in bytes.
+pub fn rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}

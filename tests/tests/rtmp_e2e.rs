@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tern_tests::{
     assert_b_frames_reach, assert_consecutive, decode_frames, free_port, now, poll_until,
-    probe_latency, require_tool, Node, Proc, FFMPEG_RW_TIMEOUT_US, X264_B_FRAMES,
+    probe_latency, require_tool, rss, Node, Proc, FFMPEG_RW_TIMEOUT_US, X264_B_FRAMES,
 };
 
 /// The binary under test (see origin_e2e.rs).
@@ -214,20 +214,6 @@ fn a_publisher_plays_through_the_edge_and_comes_back_after_it_dies() {
             "{what} shows the password:\n{text}"
         );
     }
-}
-
-/// (VmRSS, VmHWM) of `pid` in bytes.
-fn rss(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 #[test]

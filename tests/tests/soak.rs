@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, Type};
-use tern_tests::{now, spawn_thread, try_http_get, utc_now_ms, HostilePeer, Node};
+use tern_tests::{now, rss, spawn_thread, try_http_get, utc_now_ms, HostilePeer, Node};
 
 const TERN: &str = env!("CARGO_BIN_EXE_tern-e2e");
 const KEY: &[u8] = b"the soak test's cluster key";
@@ -41,20 +41,6 @@ fn threads(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("Threads:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
-}
-
-/// (VmRSS, VmHWM) of `pid` in bytes.
-fn rss(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// A TCP connection to the node from `from` (a 127.0.0.x address), with a small
