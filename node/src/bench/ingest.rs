@@ -11,14 +11,13 @@
 //! camera cannot (it says why and skips).
 
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::{
-    cpu_seconds, free_port, http_get_text, peak_rss_mib, percentile, record, spawn_node,
-    wait_alive, Arrivals, CpuTimes, KEY,
+    cpu_seconds, free_port, http_get_text, peak_rss_mib, percentile, spawn_node, time_two_hops,
+    wait_alive, CpuTimes, KEY,
 };
 
 /// The stand-in camera script, in the repository this binary was built from.
@@ -160,46 +159,8 @@ pub(super) async fn ingest_phase(cameras: usize, seconds: u64, bitrate: u64) -> 
 
     // Latency window: frames of a few streams timed at the origin and at the edge.
     let timed = cameras.min(TIMED_STREAMS);
-    let t0 = Instant::now();
-    let until = t0 + Duration::from_secs(seconds);
-    let at_origin: Arrivals = Arc::default();
-    let at_edge: Arrivals = Arc::default();
-    let delay_origin = Arc::new(Mutex::new(Vec::new()));
-    let delay_edge = Arc::new(Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for i in 0..timed {
-        tasks.push(tokio::spawn(record(
-            origin.port,
-            i,
-            at_origin.clone(),
-            delay_origin.clone(),
-            t0,
-            until,
-        )));
-        tasks.push(tokio::spawn(record(
-            edge.port,
-            i,
-            at_edge.clone(),
-            delay_edge.clone(),
-            t0,
-            until,
-        )));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let o = at_origin.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let e = at_edge.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut hop: Vec<u128> = e
-        .iter()
-        .filter_map(|(k, te)| o.get(k).map(|to| te.saturating_sub(*to).as_micros()))
-        .collect();
-    hop.sort_unstable();
-    let mut ingest = delay_origin
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    ingest.sort_unstable();
+    let times = time_two_hops(origin.port, edge.port, timed, seconds).await;
+    let (hop, ingest) = (times.hop_us, times.delay_origin_ms);
     println!(
         "  ingest hop (camera's capture time by its RTCP sender reports -> origin's M4S subscriber), {} frames of {timed} streams: p50 {} ms, p99 {} ms, max {} ms",
         ingest.len(),

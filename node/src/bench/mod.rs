@@ -278,6 +278,55 @@ fn percentile<T: Copy + Ord>(sorted: &[T], p: f64) -> Option<T> {
     sorted.get(idx).copied()
 }
 
+/// Frames timed at an origin's and an edge's M4S subscribers: how much the edge hop
+/// adds, and how far behind capture each side is.
+struct HopTimes {
+    /// Edge arrival minus origin arrival of the same frame, sorted (µs).
+    hop_us: Vec<u128>,
+    /// Capture to the origin's subscriber, sorted (ms).
+    delay_origin_ms: Vec<u64>,
+    /// Capture to the edge's subscriber, sorted (ms).
+    delay_edge_ms: Vec<u64>,
+}
+
+/// Subscribes to streams `s0`..`s{n-1}` on both nodes for `seconds` and times them.
+#[allow(clippy::disallowed_methods)] // bench driver: one task per recorder
+async fn time_two_hops(origin: u16, edge: u16, n: usize, seconds: u64) -> HopTimes {
+    let t0 = Instant::now();
+    let until = t0 + Duration::from_secs(seconds);
+    let at_origin: Arrivals = Arc::default();
+    let at_edge: Arrivals = Arc::default();
+    let delay_origin = Arc::new(Mutex::new(Vec::new()));
+    let delay_edge = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (arrivals, delays) = (at_origin.clone(), delay_origin.clone());
+        tasks.push(tokio::spawn(record(origin, i, arrivals, delays, t0, until)));
+        let (arrivals, delays) = (at_edge.clone(), delay_edge.clone());
+        tasks.push(tokio::spawn(record(edge, i, arrivals, delays, t0, until)));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let o = at_origin.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let e = at_edge.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut hop_us: Vec<u128> = e
+        .iter()
+        .filter_map(|(k, te)| o.get(k).map(|to| te.saturating_sub(*to).as_micros()))
+        .collect();
+    hop_us.sort_unstable();
+    let sorted = |v: &Mutex<Vec<u64>>| {
+        let mut v = v.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        v.sort_unstable();
+        v
+    };
+    HopTimes {
+        hop_us,
+        delay_origin_ms: sorted(&delay_origin),
+        delay_edge_ms: sorted(&delay_edge),
+    }
+}
+
 #[allow(clippy::disallowed_methods)] // bench driver: one task per recorder
 async fn latency_phase(n: usize, seconds: u64) -> Result<(), String> {
     let streams: String = (0..n)
@@ -296,35 +345,9 @@ async fn latency_phase(n: usize, seconds: u64) -> Result<(), String> {
     )?;
     wait_alive(edge.port, n, Duration::from_secs(30)).await?;
     let t0 = Instant::now();
-    let until = t0 + Duration::from_secs(seconds);
     let pids = [origin.child.id(), edge.child.id(), std::process::id()];
     let cpu0: Vec<Option<f64>> = pids.iter().map(|p| cpu_seconds(*p)).collect();
-    let at_origin: Arrivals = Arc::default();
-    let at_edge: Arrivals = Arc::default();
-    let abs_origin = Arc::new(Mutex::new(Vec::new()));
-    let abs_edge = Arc::new(Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        tasks.push(tokio::spawn(record(
-            origin.port,
-            i,
-            at_origin.clone(),
-            abs_origin.clone(),
-            t0,
-            until,
-        )));
-        tasks.push(tokio::spawn(record(
-            edge.port,
-            i,
-            at_edge.clone(),
-            abs_edge.clone(),
-            t0,
-            until,
-        )));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
+    let times = time_two_hops(origin.port, edge.port, n, seconds).await;
     let wall = t0.elapsed().as_secs_f64();
     let busy: Vec<String> = pids
         .iter()
@@ -334,15 +357,7 @@ async fn latency_phase(n: usize, seconds: u64) -> Result<(), String> {
             _ => "?".into(),
         })
         .collect();
-    let o = at_origin.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let e = at_edge.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut hop: Vec<u128> = e
-        .iter()
-        .filter_map(|(k, te)| o.get(k).map(|to| te.saturating_sub(*to).as_micros()))
-        .collect();
-    hop.sort_unstable();
-    let mut abs_e = abs_edge.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    abs_e.sort_unstable();
+    let (hop, abs_e) = (times.hop_us, times.delay_edge_ms);
     println!(
         "M4S hop, {n} stream(s) x 25 fps (+audio), {} frames matched: edge adds p50 {} us, p99 {} us, max {} us",
         hop.len(),
