@@ -152,6 +152,10 @@ pub struct SrtSession {
     /// The connection's peer and when it last sent anything.
     peer: Option<SocketAddr>,
     last_rx: Duration,
+    /// A listener's answer to the sender's conclusion, sent again while the sender
+    /// repeats its conclusion (the answer was lost): `srt-protocol`'s connection
+    /// ignores handshakes addressed to socket 0.
+    conclusion_answer: Option<Vec<u8>>,
     /// The latest `now` given.
     now: Duration,
     /// Socket ids and initial sequence numbers, from the node's seeded RNG.
@@ -188,6 +192,7 @@ impl SrtSession {
             conn: None,
             peer: None,
             last_rx: now,
+            conclusion_answer: None,
             now,
             ids,
             transmit: VecDeque::new(),
@@ -254,6 +259,11 @@ impl SrtSession {
         };
         let t = self.at(now);
         if self.peer == Some(from) {
+            if let (Some(answer), true) = (&self.conclusion_answer, is_conclusion(&packet)) {
+                self.last_rx = now;
+                self.transmit.push_back((answer.clone(), from));
+                return;
+            }
             if let Some(conn) = &mut self.conn {
                 self.last_rx = now;
                 let handled = catch_unwind(AssertUnwindSafe(|| {
@@ -469,8 +479,12 @@ impl SrtSession {
                 self.events.push_back(SrtEvent::Refused { peer: from, why });
             }
             ConnectionResult::Connected(packet, connection) => {
+                self.conclusion_answer = None;
                 if let Some((p, to)) = packet {
                     self.send(&p, to);
+                    let mut answer = Vec::with_capacity(p.wire_size());
+                    p.serialize(&mut answer);
+                    self.conclusion_answer = Some(answer);
                 }
                 match &mut self.role {
                     Role::Listener { pending } => {
@@ -569,6 +583,7 @@ impl SrtSession {
             Ok(false) => {
                 self.conn = None;
                 self.peer = None;
+                self.conclusion_answer = None;
                 self.events.push_back(SrtEvent::Closed {
                     why: "the sender closed the connection or went idle",
                 });
@@ -580,6 +595,7 @@ impl SrtSession {
     fn drop_connection(&mut self, why: &'static str) {
         self.conn = None;
         self.peer = None;
+        self.conclusion_answer = None;
         self.events.push_back(SrtEvent::Closed { why });
     }
 
@@ -598,6 +614,7 @@ impl SrtSession {
         }
         self.conn = None;
         self.peer = None;
+        self.conclusion_answer = None;
     }
 
     fn send(&mut self, p: &Packet, to: SocketAddr) {
@@ -639,6 +656,14 @@ impl SrtSession {
             (a, b) => a.or(b),
         }
     }
+}
+
+/// Whether `packet` is a conclusion handshake.
+fn is_conclusion(packet: &Packet) -> bool {
+    matches!(packet, Packet::Control(ControlPacket {
+        control_type: ControlTypes::Handshake(h),
+        ..
+    }) if h.shake_type == ShakeType::Conclusion)
 }
 
 /// Vets a listener's handshake before `srt-protocol` sees it, refusing what it
