@@ -33,6 +33,10 @@ pub const OUT_RATE_WINDOW: Duration = Duration::from_secs(5);
 pub struct Clients {
     streaming: AtomicU64,
     bytes_out: AtomicU64,
+    /// Live MPEG-TS viewers skipped forward to a keyframe, and cut for taking
+    /// nothing.
+    skips: AtomicU64,
+    cuts: AtomicU64,
     hls: Mutex<BTreeMap<IpAddr, Duration>>,
     /// Two (time, bytes out) snapshots: the rate runs from the older to now.
     rate: Mutex<[Option<(Duration, u64)>; 2]>,
@@ -88,6 +92,24 @@ impl Clients {
                 hls.remove(&oldest);
             }
         }
+    }
+
+    /// A live MPEG-TS viewer fell behind the fan-out ring and skipped `n` times.
+    pub fn skipped(&self, n: u64) {
+        self.skips.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A live MPEG-TS viewer was cut (its socket took nothing).
+    pub fn cut(&self) {
+        self.cuts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (skips, cuts) of live MPEG-TS viewers since the stream started.
+    pub fn skips_and_cuts(&self) -> (u64, u64) {
+        (
+            self.skips.load(Ordering::Relaxed),
+            self.cuts.load(Ordering::Relaxed),
+        )
     }
 
     /// Bytes sent to a client of this stream.

@@ -5,7 +5,9 @@
 //! Owns: publishing frames (one lock, one broadcast send) and subscribing viewers so
 //! that a new viewer starts at the latest keyframe with no gap and no duplicate; the
 //! stream's live MPEG-TS, muxed once for all `/NAME/mpegts` viewers while there are
-//! any (`core::mux::live_ts`), so that fan-out hands out `Bytes` and copies nothing.
+//! any (`core::mux::live_ts`), so that fan-out hands out `Bytes` and copies nothing:
+//! each chunk goes once to each of the stream's writers (`TsSink`,
+//! `output::ts_writer`) and to the broadcast of viewers served through hyper.
 //! Must not: do I/O or anything per viewer (outputs do that on their own tasks).
 
 use std::collections::VecDeque;
@@ -86,7 +88,44 @@ pub struct TsSubscription {
 /// The shared live TS of a stream and its fan-out, while it has viewers.
 struct TsFanout {
     live: LiveTs,
+    /// Viewers served through hyper (a live MPEG-TS request that was not the first
+    /// on its connection): one task each.
     tx: broadcast::Sender<TsChunk>,
+    /// Writers that own many viewers' sockets (`output::ts_writer`).
+    sinks: Vec<Arc<dyn TsSink>>,
+    /// Sequence number of the next chunk (the writers find their viewers' places
+    /// and gaps by it).
+    next_seq: u64,
+}
+
+impl Drop for TsFanout {
+    fn drop(&mut self) {
+        for s in &self.sinks {
+            s.close();
+        }
+    }
+}
+
+/// Where the hub hands each muxed live MPEG-TS chunk besides its broadcast: a
+/// writer of many viewers (`output::ts_writer`). Called under the hub's lock, so
+/// it must only queue and wake.
+pub trait TsSink: Send + Sync {
+    /// Takes chunk `seq`; `false` once the sink is gone (the hub forgets it).
+    fn push(&self, seq: u64, chunk: &TsChunk) -> bool;
+    /// The stream's live TS ended (the pull went idle): its viewers end.
+    fn close(&self);
+    /// Viewers it serves (to balance new ones).
+    fn load(&self) -> usize;
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// What a live MPEG-TS writer gets when it joins a viewer (under the hub's lock):
+/// the muxed chunks since the latest keyframe, the sequence number of the chunk
+/// after them, and the stream's writers (to pick one or add one).
+pub struct TsJoin<'a> {
+    pub gop: &'a [TsChunk],
+    pub next_seq: u64,
+    pub sinks: &'a mut Vec<Arc<dyn TsSink>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -518,11 +557,34 @@ impl StreamHub {
         let ts = ts.get_or_insert_with(|| TsFanout {
             live: LiveTs::new(segmenter.media_info(), gop.items()),
             tx: broadcast::channel(FANOUT_CAPACITY).0,
+            sinks: Vec::new(),
+            next_seq: 0,
         });
         TsSubscription {
             gop: ts.live.gop().to_vec(),
             rx: ts.tx.subscribe(),
         }
+    }
+
+    /// A new live MPEG-TS viewer of a writer (`output::ts_writer`): `join` runs
+    /// under the hub's lock with the current GOP and the writers, so the viewer
+    /// starts at the latest keyframe with no gap and no duplicate.
+    pub fn join_ts<R>(&self, join: impl FnOnce(TsJoin<'_>) -> R) -> R {
+        let mut st = self.lock();
+        let State {
+            segmenter, gop, ts, ..
+        } = &mut *st;
+        let ts = ts.get_or_insert_with(|| TsFanout {
+            live: LiveTs::new(segmenter.media_info(), gop.items()),
+            tx: broadcast::channel(FANOUT_CAPACITY).0,
+            sinks: Vec::new(),
+            next_seq: 0,
+        });
+        join(TsJoin {
+            gop: ts.live.gop(),
+            next_seq: ts.next_seq,
+            sinks: &mut ts.sinks,
+        })
     }
 
     /// What the live playlist lists.
@@ -618,12 +680,17 @@ impl State {
         let Some(ts) = &mut self.ts else {
             return;
         };
-        if ts.tx.receiver_count() == 0 {
+        if ts.tx.receiver_count() == 0 && ts.sinks.is_empty() {
             self.ts = None;
             return;
         }
         if let Some(chunk) = ts.live.push(frame) {
-            let _ = ts.tx.send(chunk);
+            let seq = ts.next_seq;
+            ts.next_seq += 1;
+            ts.sinks.retain(|s| s.push(seq, &chunk));
+            if ts.tx.receiver_count() > 0 {
+                let _ = ts.tx.send(chunk);
+            }
         }
     }
 

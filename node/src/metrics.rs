@@ -55,6 +55,16 @@ pub fn families<C: Clock>(ctx: &NodeCtx<C>) -> Vec<Family> {
         Counter,
         "Bytes sent to this node's players of the stream (HLS, MPEG-TS, archive).",
     );
+    let mut skips = Family::new(
+        "tern_stream_viewer_skips",
+        Counter,
+        "Times a live MPEG-TS viewer fell behind the fan-out ring and skipped to the next keyframe.",
+    );
+    let mut cuts = Family::new(
+        "tern_stream_viewer_cuts",
+        Counter,
+        "Live MPEG-TS viewers cut because their socket took nothing for 5 s.",
+    );
     let mut clients = Family::new(
         "tern_stream_clients",
         Gauge,
@@ -95,6 +105,9 @@ pub fn families<C: Clock>(ctx: &NodeCtx<C>) -> Vec<Family> {
         bytes_in.push(l(), st.bytes_in as f64);
         bytes_out.push(l(), st.bytes_out as f64);
         clients.push(l(), st.online_clients as f64);
+        let (sk, cu) = e.hub.clients.skips_and_cuts();
+        skips.push(l(), sk as f64);
+        cuts.push(l(), cu as f64);
         frames.push(l(), e.hub.figures().frames_in as f64);
         discontinuities.push(l(), st.discontinuities as f64);
         for v in StreamStatus::ALL {
@@ -143,6 +156,8 @@ pub fn families<C: Clock>(ctx: &NodeCtx<C>) -> Vec<Family> {
         bitrate_out,
         bytes_in,
         bytes_out,
+        skips,
+        cuts,
         clients,
         frames,
         discontinuities,

@@ -48,7 +48,15 @@ pub struct BenchArgs {
     pub peer_nginx: bool,
     /// RTSP cameras for the ingest phase (0: skip it).
     pub cameras: usize,
+    /// Add the large fan-out: [`LARGE_VIEWERS`] readers of a [`LARGE_BITRATE`]
+    /// stream for [`LARGE_SECONDS`].
+    pub large: bool,
 }
+
+/// The large fan-out (`--large`): readers, the stream's bit rate, seconds measured.
+pub const LARGE_VIEWERS: usize = 10_000;
+pub const LARGE_BITRATE: u64 = 100_000;
+pub const LARGE_SECONDS: u64 = 30;
 
 /// Bit rate of each camera of the ingest phase, bit/s (the 2 Mbit/s).
 pub const CAMERA_BITRATE: u64 = 2_000_000;
@@ -63,6 +71,7 @@ impl BenchArgs {
             archive_mib: 8,
             peer_nginx: false,
             cameras: 2,
+            large: false,
         }
     }
 }
@@ -387,16 +396,19 @@ async fn viewer(
     port: u16,
     bytes: Arc<std::sync::atomic::AtomicU64>,
     until: Instant,
-) -> Option<Duration> {
+    buf_len: usize,
+) -> Reader {
     let start = Instant::now();
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return Reader::Nothing;
+    };
+    if s.write_all(b"GET /main/mpegts HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
-        .ok()?;
-    s.write_all(b"GET /main/mpegts HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        .await
-        .ok()?;
-    // 64 KiB: 10 000 viewers in this process stay within 640 MiB.
-    let mut buf = vec![0u8; 64 * 1024];
+        .is_err()
+    {
+        return Reader::Nothing;
+    }
+    let mut buf = vec![0u8; buf_len];
     let mut first = None;
     loop {
         let r = tokio::time::timeout_at(until, s.read(&mut buf)).await;
@@ -405,9 +417,40 @@ async fn viewer(
                 first.get_or_insert_with(|| start.elapsed());
                 bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             }
-            _ => return first,
+            // The phase ended with the viewer still reading.
+            Err(_) => return first.map_or(Reader::Nothing, Reader::ToTheEnd),
+            // Cut, refused or closed before the end.
+            _ if first.is_some() => return Reader::EndedEarly,
+            _ => return Reader::Nothing,
         }
     }
+}
+
+/// How a bench reader did.
+enum Reader {
+    /// Read until the phase ended; its first bytes came after this long.
+    ToTheEnd(Duration),
+    /// Read, then its response ended (cut, or closed) before the phase did.
+    EndedEarly,
+    /// Got no byte (not connected, refused, or nothing sent before the end).
+    Nothing,
+}
+
+/// The edge's `tern_stream_viewer_skips` and `tern_stream_viewer_cuts` (from
+/// `/metrics`; NaN when it does not answer).
+async fn viewer_skips_and_cuts(port: u16) -> (f64, f64) {
+    let text = http_get_text(port, "/metrics").await.unwrap_or_default();
+    let get = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (
+        get("tern_stream_viewer_skips"),
+        get("tern_stream_viewer_cuts"),
+    )
 }
 
 /// What one server's fan-out measured.
@@ -454,14 +497,23 @@ async fn fanout_phase(
     bitrate: u64,
     nginx: Option<&nginx::Tools>,
 ) -> Result<(), String> {
+    // Below 1 Mbit/s a small picture at 5 fps: the fake source's own rate (its
+    // uncompressed keyframes) would otherwise be several times the bit rate.
+    let size = if bitrate < 1_000_000 {
+        "&width=256&height=16&fps=5"
+    } else {
+        ""
+    };
     let origin = spawn_node(
         "origin",
-        &format!("cluster_key {KEY};\nsegment_duration 1;\nstream main {{ input fake://fake?bitrate={bitrate}; }}\n"),
+        &format!("cluster_key {KEY};\nsegment_duration 1;\nstream main {{ input fake://fake?bitrate={bitrate}{size}; }}\n"),
     )?;
+    // Room for every reader (the default max_connections is 4096).
     let edge = spawn_node(
         "edge",
         &format!(
-            "cluster_key {KEY};\nsource m4s://127.0.0.1:{} {{ static; }}\n",
+            "cluster_key {KEY};\nmax_connections {};\nsource m4s://127.0.0.1:{} {{ static; }}\n",
+            (viewers + 256).max(4096),
             origin.port
         ),
     )?;
@@ -489,8 +541,15 @@ async fn fanout_phase(
     let warmup = Instant::now() + Duration::from_secs(1) + Duration::from_millis(viewers as u64);
     let until = warmup + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
+    // 64 KiB each, 8 KiB past 3000 readers (this process's memory).
+    let buf_len = if viewers > 3000 { 8 * 1024 } else { 64 * 1024 };
     for _ in 0..viewers {
-        tasks.push(tokio::spawn(viewer(edge.port, bytes.clone(), until)));
+        tasks.push(tokio::spawn(viewer(
+            edge.port,
+            bytes.clone(),
+            until,
+            buf_len,
+        )));
     }
     tokio::time::sleep_until(warmup).await;
     let cpu0 = CpuTimes::of(pid);
@@ -501,10 +560,14 @@ async fn fanout_phase(
     let b1 = bytes.load(std::sync::atomic::Ordering::Relaxed);
     let wall = t0.elapsed().as_secs_f64();
     let rss_mib = peak_rss_mib(pid).unwrap_or(f64::NAN);
+    let (skips, cuts) = viewer_skips_and_cuts(edge.port).await;
     let mut first_bytes = Vec::new();
+    let (mut ended_early, mut never) = (0, 0);
     for t in tasks {
-        if let Ok(Some(d)) = t.await {
-            first_bytes.push(d.as_micros());
+        match t.await {
+            Ok(Reader::ToTheEnd(d)) => first_bytes.push(d.as_micros()),
+            Ok(Reader::EndedEarly) => ended_early += 1,
+            Ok(Reader::Nothing) | Err(_) => never += 1,
         }
     }
     first_bytes.sort_unstable();
@@ -523,6 +586,10 @@ async fn fanout_phase(
         first_bytes.len()
     );
     tern.print("Tern edge (M4S from the origin, MPEG-TS readers)", viewers);
+    println!(
+        "  {:.0} kbit/s per reader; readers that ended before the phase did: {ended_early}, that got nothing: {never}; the edge's count of viewers skipped to a keyframe: {skips}, cut: {cuts}",
+        tern.mbit * 1000.0 / tern.wall / first_bytes.len().max(1) as f64
+    );
     println!(
         "  time to first frame, new M4S subscriber on the edge: p50 {} us, max {} us; MPEG-TS first byte under load: p50 {} us, max {} us",
         percentile(&ttff, 0.5).unwrap_or(0),
@@ -738,6 +805,8 @@ pub fn run(args: BenchArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The readers are this process's sockets: as many as the system allows.
+    let _ = crate::fd_limit::raise();
     println!(
         "tern bench: origin and edge are separate processes on loopback; the load generator (this process) shares the machine's {} cores with them",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -759,6 +828,11 @@ pub fn run(args: BenchArgs) -> ExitCode {
         };
         for v in &args.viewers {
             fanout_phase(*v, args.seconds, args.bitrate, nginx.as_ref()).await?;
+        }
+        if args.large {
+            // Not through nginx-rtmp: 10 000 rtmpdump processes would measure the
+            // machine, not the server.
+            fanout_phase(LARGE_VIEWERS, LARGE_SECONDS, LARGE_BITRATE, None).await?;
         }
         if args.archive_mib > 0 {
             archive_phase(args.archive_mib).await?;

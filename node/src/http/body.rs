@@ -17,6 +17,10 @@ use crate::clients::{Clients, Counted, Open, Viewer};
 pub enum Body {
     Full(Option<Bytes>),
     Live(mpsc::Receiver<Bytes>),
+    /// A live MPEG-TS viewer not yet fed: the server hands its connection to a
+    /// writer of many viewers, or makes it [`Body::Live`] for hyper
+    /// ([`Body::for_hyper`]).
+    LiveTs(crate::output::mpegts::LiveTsStart),
     /// Chunks, each with what it holds of a shared memory budget (released when
     /// hyper takes the chunk), or an error that aborts the response.
     Fallible(mpsc::Receiver<Result<Budgeted, Aborted>>),
@@ -58,6 +62,16 @@ impl Body {
         Body::Full(None)
     }
 
+    /// This body as hyper serves it: a live MPEG-TS viewer gets its own feeding
+    /// task.
+    pub fn for_hyper(self) -> Self {
+        match self {
+            Body::LiveTs(start) => crate::output::mpegts::spawn_feed(start),
+            Body::Counted(inner, c, open) => Body::Counted(Box::new(inner.for_hyper()), c, open),
+            b => b,
+        }
+    }
+
     /// This body, counted for the stream of `c` (see `crate::clients`).
     pub fn counted(self, c: Counted) -> Self {
         let open = matches!(c.viewer, Viewer::Streaming).then(|| c.clients.open());
@@ -76,6 +90,8 @@ impl hyper::body::Body for Body {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Live(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+            // Made into `Live` before hyper sees it; ends at once if not.
+            Body::LiveTs(_) => Poll::Ready(None),
             // The permit is dropped here: the chunk has left the channel.
             Body::Fallible(rx) => rx
                 .poll_recv(cx)
@@ -103,7 +119,7 @@ impl hyper::body::Body for Body {
         match self {
             Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Body::Full(None) => SizeHint::with_exact(0),
-            Body::Live(_) | Body::Fallible(_) => SizeHint::default(),
+            Body::Live(_) | Body::LiveTs(_) | Body::Fallible(_) => SizeHint::default(),
             Body::Counted(inner, ..) => inner.size_hint(),
         }
     }

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -141,6 +142,9 @@ impl Drop for ConnTicket {
 pub struct ConnState {
     guard: Arc<Guard>,
     inner: Mutex<StateInner>,
+    /// Whether `inner`'s phase is `Responding` with writes blocked: lets a write
+    /// that changes nothing skip the lock and the clock.
+    blocked: AtomicBool,
 }
 
 struct StateInner {
@@ -157,12 +161,31 @@ impl ConnState {
                 phase: ConnPhase::Idle { since_ms },
                 responses: 0,
             }),
+            blocked: AtomicBool::new(false),
         })
     }
 
     fn update(&self, f: impl FnOnce(&mut StateInner, u64)) {
         let now = self.guard.now_ms();
-        f(&mut lock(&self.inner), now);
+        let mut s = lock(&self.inner);
+        f(&mut s, now);
+        let blocked = matches!(
+            s.phase,
+            ConnPhase::Responding {
+                blocked_since_ms: Some(_)
+            }
+        );
+        self.blocked.store(blocked, Ordering::Relaxed);
+    }
+
+    /// Whether the connection is due to be cut now, and why (`tern_core::limits`).
+    pub fn cut_due(&self) -> Option<Refusal> {
+        cut_due(self.guard.limits(), self.phase(), self.guard.now_ms())
+    }
+
+    /// Logs a refusal or cut of this connection, rate-limited ([`RefusalLog`]).
+    pub fn refused(&self, cause: Refusal, detail: &dyn std::fmt::Display) {
+        self.guard.refused(cause, detail);
     }
 
     /// A request was dispatched: a response is in progress until the returned
@@ -211,6 +234,10 @@ impl<S> GuardedIo<S> {
     }
 
     fn wrote(&self, pending: bool) {
+        // Most writes change nothing (not blocked before, not now): no lock.
+        if pending == self.state.blocked.load(Ordering::Relaxed) {
+            return;
+        }
         self.state.update(|s, now| {
             if let ConnPhase::Responding { blocked_since_ms } = &mut s.phase {
                 match (pending, *blocked_since_ms) {
@@ -279,6 +306,30 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// A connection taken out of hyper after its request head, to be written by an
+/// output's own writer (`output::ts_writer`): its slot, its state (which its
+/// [`GuardedIo`] keeps up to date) and its response in progress. The writer asks
+/// [`Handed::cut_due`] — the same decision [`watch`] makes — at least once a second.
+pub struct Handed {
+    pub state: Arc<ConnState>,
+    _ticket: ConnTicket,
+    _response: ResponseTicket,
+}
+
+impl Handed {
+    pub fn new(state: Arc<ConnState>, ticket: ConnTicket, response: ResponseTicket) -> Self {
+        Handed {
+            state,
+            _ticket: ticket,
+            _response: response,
+        }
+    }
+
+    pub fn cut_due(&self) -> Option<Refusal> {
+        self.state.cut_due()
     }
 }
 

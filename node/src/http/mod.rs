@@ -5,3 +5,4 @@ pub mod guard;
 pub mod manners;
 pub mod router;
 pub mod server;
+pub mod sniff;

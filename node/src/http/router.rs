@@ -301,6 +301,14 @@ async fn player<C: Clock>(
     r
 }
 
+/// Whether a `GET` of `path` and `query` asks for a live MPEG-TS stream (the
+/// server takes such a connection from hyper when it is its first request).
+pub fn is_live_ts(path: &str, query: Option<&str>) -> bool {
+    split_player_path(path).is_ok_and(|(_, tracks_dir, file)| {
+        play_url::parse(tracks_dir, file, query).is_ok_and(|r| matches!(r.output, Output::LiveTs))
+    })
+}
+
 /// `/NAME/FILE` or `/NAME/tracks-…/FILE`: the stream name, the track selection
 /// directory (a last name segment that starts with `tracks-`) and the file.
 fn split_player_path(path: &str) -> Result<(StreamName, Option<&str>, &str), NameError> {

@@ -3,3 +3,4 @@
 pub mod archive;
 pub mod hls;
 pub mod mpegts;
+pub mod ts_writer;

@@ -1,11 +1,16 @@
 //! Live MPEG-TS: `/NAME/mpegts` is one endless response. A viewer starts at the
 //! latest keyframe (the hub's muxed GOP), continuity counters carry across the whole
 //! response, and a source restart sets the discontinuity indicator. The stream is
-//! muxed once for all viewers (`core::mux::live_ts`, driven by the hub); a viewer's
-//! task only forwards the shared chunks. A viewer that falls behind the fan-out ring
-//! is skipped forward to the next keyframe, where it first sends that chunk's resync
-//! packets (the jump is declared, not a continuity error); its memory is the bounded
-//! channel to its connection.
+//! muxed once for all viewers (`core::mux::live_ts`, driven by the hub).
+//!
+//! The handler answers with [`Body::LiveTs`]: a viewer held on the stream, not yet
+//! fed. When the request was the first on its connection, the server takes the
+//! socket from there and hands it to a writer that owns many viewers
+//! (`output::ts_writer`, the usual path). Otherwise hyper serves it and
+//! [`spawn_feed`] gives the viewer a task of its own that forwards the shared
+//! chunks through a bounded channel. Either way a viewer that falls behind the
+//! fan-out ring is skipped forward to the next keyframe, where it first sends that
+//! chunk's resync packets (the jump is declared, not a continuity error).
 
 use std::sync::Arc;
 
@@ -15,35 +20,64 @@ use tern_net::Clock;
 use tokio::sync::{broadcast, mpsc};
 use tracing::debug;
 
+use crate::clients::Clients;
 use crate::http::body::{respond, Body, Response};
 use crate::hub::{StreamHub, TsSubscription, VIEWER_STALL_TIMEOUT};
 
 /// Chunks (one per frame) queued towards one viewer's socket.
 const VIEWER_QUEUE: usize = 64;
 
-#[allow(clippy::disallowed_methods)] // driver: one task per live MPEG-TS viewer
+/// A live MPEG-TS viewer held on its stream (it keeps an on-demand pull open),
+/// waiting for whoever writes its response.
+pub struct LiveTsStart {
+    pub hub: Arc<StreamHub>,
+    /// The stream's `ViewerGuard`, dropped with the viewer.
+    pub hold: Box<dyn Send + Sync>,
+}
+
 pub fn live<C: Clock>(hub: &Arc<StreamHub>, clock: C) -> Response {
     // Held first: a pull that went idle in between would drop the fan-out.
-    let viewer = hub.hold_viewer(clock);
+    let hold = Box::new(hub.hold_viewer(clock));
+    respond(
+        StatusCode::OK,
+        "video/mp2t",
+        Body::LiveTs(LiveTsStart {
+            hub: hub.clone(),
+            hold,
+        }),
+    )
+}
+
+/// The body hyper serves for a live MPEG-TS viewer: a task of its own forwards the
+/// shared chunks.
+#[allow(clippy::disallowed_methods)] // driver: one task per live MPEG-TS viewer served through hyper
+pub fn spawn_feed(start: LiveTsStart) -> Body {
+    let LiveTsStart { hub, hold } = start;
     let sub = hub.subscribe_ts();
     let (tx, rx) = mpsc::channel(VIEWER_QUEUE);
     let name = hub.name.clone();
-    let h = hub.clone();
+    let h = hub;
     tokio::spawn(async move {
-        let _viewer = viewer;
+        let _viewer = hold;
         tokio::select! {
             biased;
             _ = h.closed() => {}
-            _ = feed(sub, tx) => {}
+            _ = feed(sub, tx, &h.clients) => {}
         }
         debug!(stream = %name, "mpegts viewer left");
     });
-    respond(StatusCode::OK, "video/mp2t", Body::Live(rx))
+    Body::Live(rx)
 }
 
-async fn feed(sub: TsSubscription, tx: mpsc::Sender<Bytes>) {
+async fn feed(sub: TsSubscription, tx: mpsc::Sender<Bytes>, clients: &Clients) {
     let TsSubscription { gop, mut rx } = sub;
-    let send = |b: Bytes| tx.send_timeout(b, VIEWER_STALL_TIMEOUT);
+    let send = |b: Bytes| async {
+        let r = tx.send_timeout(b, VIEWER_STALL_TIMEOUT).await;
+        if let Err(mpsc::error::SendTimeoutError::Timeout(_)) = r {
+            clients.cut();
+        }
+        r
+    };
     // The GOP goes out as one write (copied once per viewer, at its start).
     if !gop.is_empty() {
         let mut first = Vec::with_capacity(gop.iter().map(|c| c.data.len()).sum());
@@ -67,6 +101,9 @@ async fn feed(sub: TsSubscription, tx: mpsc::Sender<Bytes>) {
                     skipped = n,
                     "mpegts viewer too slow, skipping to next keyframe"
                 );
+                if !want_keyframe {
+                    clients.skipped(1);
+                }
                 want_keyframe = true;
                 continue;
             }
