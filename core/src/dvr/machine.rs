@@ -4,7 +4,10 @@
 //! [`DvrMachine::handle_result`]), store operations, events and job outcomes come out
 //! (`poll_op`, `poll_event`, `take_outcome`), and time is passed in.
 //!
-//! Owns: opening a stream's archive (the plan from journal + listing, `open.rs`),
+//! Owns: the jobs and their order (one store operation out at a time), the open
+//! streams, outcomes and events. The jobs are `open.rs` (the plan from journal +
+//! listing) and `record.rs` (record, retention, making room), journaling one change
+//! is `log_step.rs`. Together they decide: opening a stream's archive,
 //! recording a segment (write, index, journal, retention), making room on a full disk
 //! from the oldest segment under the root, journal compaction and its retry, and the
 //! recording state (pause on a full disk and its retry time). Must not: do I/O, read a
@@ -27,16 +30,18 @@
 //! [`DvrMachine::handle_abandoned`]: the job ends there, as a crash of that job would.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::ErrorKind;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::journal::{self, JournalError, Record};
-use super::op::{Done, Op, OpError, Reason, RecordingState};
+use super::journal::JournalError;
+use super::op::{Done, Op, OpError, RecordingState};
 use super::open::OpenJob;
-use super::{Index, IndexEntry};
+use super::record::{RecAt, RecordJob};
+use super::Index;
 use crate::{segment_codec, Segment, StreamName};
+
+pub use super::record::Encoded;
 
 /// The newest entries decoded at open (the only ones a crash can have touched).
 pub const VERIFY_TAIL: usize = 3;
@@ -209,7 +214,7 @@ impl Shared {
         self.events.push_back(e);
     }
 
-    fn set_state(&mut self, name: &StreamName, new: RecordingState) {
+    pub(super) fn set_state(&mut self, name: &StreamName, new: RecordingState) {
         let Some(st) = self.streams.get_mut(name) else {
             return;
         };
@@ -225,7 +230,7 @@ impl Shared {
     }
 
     /// The stream holding the oldest segment under the root.
-    fn oldest_stream(&self) -> Option<StreamName> {
+    pub(super) fn oldest_stream(&self) -> Option<StreamName> {
         self.streams
             .iter()
             .filter_map(|(n, s)| s.index.first().map(|e| (e.utc_start_ms, n)))
@@ -240,177 +245,6 @@ pub(super) enum Step {
     Done(Outcome),
 }
 
-/// Journal change in progress, and what follows it.
-#[derive(Clone, Debug)]
-pub(super) struct LogStep<T> {
-    stream: StreamName,
-    rec: Record,
-    phase: LogPhase,
-    then: T,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum LogPhase {
-    /// A rewrite because the length is unknown; `n` bytes of `records` records.
-    Rewrite {
-        n: u64,
-        records: usize,
-    },
-    /// A compaction; on failure, append at `at` instead.
-    Compact {
-        at: u64,
-        n: u64,
-        records: usize,
-    },
-    Append {
-        at: u64,
-        n: u64,
-    },
-}
-
-/// Starts journaling `rec` (already applied to `stream`'s index): the op to run, or
-/// `None` if the stream is gone (closed meanwhile).
-pub(super) fn log_start<T>(
-    sh: &mut Shared,
-    stream: &StreamName,
-    rec: Record,
-    then: T,
-) -> Result<(LogStep<T>, Op), T> {
-    let Some(st) = sh.streams.get(stream) else {
-        return Err(then);
-    };
-    let compact = journal::needs_compaction(st.journal_records + 1, st.index.len())
-        && st.journal_records >= st.compaction_retry_at;
-    let snapshot = || Bytes::from(journal::snapshot(st.index.iter()));
-    let (phase, op) = match st.journal_len {
-        None => {
-            let bytes = snapshot();
-            (
-                LogPhase::Rewrite {
-                    n: bytes.len() as u64,
-                    records: st.index.len(),
-                },
-                Op::RewriteJournal {
-                    stream: stream.clone(),
-                    bytes,
-                },
-            )
-        }
-        Some(at) if compact => {
-            let bytes = snapshot();
-            (
-                LogPhase::Compact {
-                    at,
-                    n: bytes.len() as u64,
-                    records: st.index.len(),
-                },
-                Op::RewriteJournal {
-                    stream: stream.clone(),
-                    bytes,
-                },
-            )
-        }
-        Some(at) => return Ok(append(stream, rec, at, then)),
-    };
-    Ok((
-        LogStep {
-            stream: stream.clone(),
-            rec,
-            phase,
-            then,
-        },
-        op,
-    ))
-}
-
-fn append<T>(stream: &StreamName, rec: Record, at: u64, then: T) -> (LogStep<T>, Op) {
-    let bytes = Bytes::from(journal::encode_record(&rec));
-    (
-        LogStep {
-            stream: stream.clone(),
-            rec,
-            phase: LogPhase::Append {
-                at,
-                n: bytes.len() as u64,
-            },
-            then,
-        },
-        Op::AppendJournal {
-            stream: stream.clone(),
-            at,
-            bytes,
-        },
-    )
-}
-
-/// After a journal op's result.
-pub(super) enum Logged<T> {
-    /// The change is journaled (or given up on: the files are the truth).
-    Then(T),
-    /// One more op: an append after a failed compaction.
-    Next(LogStep<T>, Op),
-}
-
-/// Takes a journal op's result.
-pub(super) fn log_result<T>(
-    sh: &mut Shared,
-    step: LogStep<T>,
-    res: Result<Done, OpError>,
-) -> Logged<T> {
-    let LogStep {
-        stream,
-        rec,
-        phase,
-        then,
-    } = step;
-    let Some(st) = sh.streams.get_mut(&stream) else {
-        return Logged::Then(then);
-    };
-    match (phase, res) {
-        (LogPhase::Rewrite { n, records } | LogPhase::Compact { n, records, .. }, Ok(_)) => {
-            st.journal_len = Some(n);
-            st.journal_records = records;
-            st.compaction_retry_at = 0;
-            Logged::Then(then)
-        }
-        (LogPhase::Rewrite { .. }, Err(e)) => {
-            sh.event(Event::JournalRewriteFailed {
-                stream,
-                error: e.reason.logged,
-            });
-            Logged::Then(then)
-        }
-        (LogPhase::Compact { at, .. }, Err(e)) => {
-            // Appending works even when the snapshot did not (a full disk has room
-            // for a record more often than for a snapshot); the snapshot is tried
-            // again after `COMPACTION_RETRY_RECORDS` more records.
-            st.compaction_retry_at = st.journal_records + COMPACTION_RETRY_RECORDS;
-            sh.event(Event::JournalRewriteFailed {
-                stream: stream.clone(),
-                error: e.reason.logged,
-            });
-            let (step, op) = append(&stream, rec, at, then);
-            Logged::Next(step, op)
-        }
-        (LogPhase::Append { at, n }, Ok(_)) => {
-            st.journal_len = Some(at + n);
-            st.journal_records += 1;
-            Logged::Then(then)
-        }
-        (LogPhase::Append { .. }, Err(e)) => {
-            if matches!(e.kind, ErrorKind::UnexpectedEof | ErrorKind::NotFound) {
-                // Not the file this machine wrote: rewrite it at the next change.
-                st.journal_len = None;
-            }
-            sh.event(Event::JournalAppendFailed {
-                stream,
-                error: e.reason.logged,
-            });
-            Logged::Then(then)
-        }
-    }
-}
-
 /// Decodes a stored segment and checks it is the one its file name says.
 pub(super) fn check_segment(bytes: Bytes, utc: u64) -> Result<Segment, String> {
     let seg = segment_codec::decode(bytes).map_err(|e| e.to_string())?;
@@ -421,287 +255,6 @@ pub(super) fn check_segment(bytes: Bytes, utc: u64) -> Result<Segment, String> {
         ));
     }
     Ok(seg)
-}
-
-/// A segment to record, encoded (outside the machine's lock if the driver likes).
-#[derive(Clone, Debug)]
-pub struct Encoded {
-    pub entry: IndexEntry,
-    pub bytes: Bytes,
-}
-
-impl Encoded {
-    /// `None` for an empty segment (nothing to record).
-    pub fn new(segment: &Segment) -> Option<Encoded> {
-        if segment.frames.is_empty() {
-            return None;
-        }
-        let bytes = segment_codec::encode(segment);
-        Some(Encoded {
-            entry: IndexEntry::from_segment(segment, bytes.len() as u64),
-            bytes,
-        })
-    }
-}
-
-/// Where a record job is.
-enum RecAt {
-    Start,
-    /// `Op::FreeSpace` is out.
-    Free,
-    /// `Op::Write` is out.
-    Write,
-    /// Deleting `entry` of `victim` to make room.
-    Evict {
-        victim: StreamName,
-        entry: IndexEntry,
-    },
-    Log(LogStep<Then>),
-    /// Retention deleting `entry`, `left` more to go after it.
-    Retain {
-        entry: IndexEntry,
-        left: usize,
-    },
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Then {
-    /// Back to writing (after making room).
-    Write,
-    /// Retention of the newly stored segment.
-    RetentionStart,
-    Retention {
-        left: usize,
-    },
-}
-
-struct RecordJob {
-    stream: StreamName,
-    seg: Encoded,
-    /// A live recording: (now, retry interval).
-    live: Option<(Duration, Duration)>,
-    evicted: usize,
-    at: RecAt,
-}
-
-impl RecordJob {
-    fn advance(&mut self, sh: &mut Shared, input: Option<Result<Done, OpError>>) -> Step {
-        let at = std::mem::replace(&mut self.at, RecAt::Start);
-        match (at, input) {
-            (RecAt::Start, _) => {
-                let utc = self.seg.entry.utc_start_ms;
-                let Some(st) = sh.streams.get(&self.stream) else {
-                    return Step::Done(Outcome::Recorded(Ok(RecordOutcome::Skipped)));
-                };
-                if let (Some((now, _)), Some(retry_at)) = (self.live, st.retry_at) {
-                    if now < retry_at {
-                        return Step::Done(Outcome::Recorded(Ok(RecordOutcome::Skipped)));
-                    }
-                }
-                if st.index.contains(utc) {
-                    return Step::Done(Outcome::Recorded(Ok(RecordOutcome::Skipped)));
-                }
-                self.at = RecAt::Free;
-                Step::Op(Op::FreeSpace)
-            }
-            (RecAt::Free, res) => {
-                let fits = match res {
-                    Some(Ok(Done::FreeSpace(Some(free)))) => {
-                        free >= self.seg.entry.bytes.saturating_add(JOURNAL_HEADROOM)
-                    }
-                    _ => true,
-                };
-                if fits {
-                    self.at = RecAt::Write;
-                    Step::Op(Op::Write {
-                        stream: self.stream.clone(),
-                        utc_start_ms: self.seg.entry.utc_start_ms,
-                        bytes: self.seg.bytes.clone(),
-                    })
-                } else {
-                    self.make_room(sh)
-                }
-            }
-            (RecAt::Write, Some(Ok(_))) => {
-                // Durable under its final name: now it may be indexed and journaled.
-                let entry = self.seg.entry;
-                if let Some(st) = sh.streams.get_mut(&self.stream) {
-                    st.index.insert(entry);
-                }
-                let stream = self.stream.clone();
-                self.log(sh, &stream, Record::Add(entry), Then::RetentionStart)
-            }
-            (RecAt::Write, Some(Err(e))) if e.is_full() => self.make_room(sh),
-            (RecAt::Write, Some(Err(e))) => self.fail(sh, e),
-            (RecAt::Evict { victim, entry }, Some(Ok(_))) => {
-                sh.event(Event::Evicted {
-                    stream: self.stream.clone(),
-                    deleted_stream: victim.clone(),
-                    utc: entry.utc_start_ms,
-                    bytes: entry.bytes,
-                });
-                self.log(
-                    sh,
-                    &victim,
-                    Record::Remove {
-                        utc_start_ms: entry.utc_start_ms,
-                    },
-                    Then::Write,
-                )
-            }
-            (RecAt::Evict { victim, entry }, Some(Err(e))) => {
-                // Still there and whole: it stays indexed.
-                if let Some(st) = sh.streams.get_mut(&victim) {
-                    st.index.insert(entry);
-                }
-                self.fail(sh, e)
-            }
-            (RecAt::Log(step), Some(res)) => match log_result(sh, step, res) {
-                Logged::Then(then) => self.then(sh, then),
-                Logged::Next(step, op) => {
-                    self.at = RecAt::Log(step);
-                    Step::Op(op)
-                }
-            },
-            (RecAt::Retain { entry, left }, Some(Ok(_))) => {
-                let stream = self.stream.clone();
-                self.log(
-                    sh,
-                    &stream,
-                    Record::Remove {
-                        utc_start_ms: entry.utc_start_ms,
-                    },
-                    Then::Retention { left },
-                )
-            }
-            (RecAt::Retain { entry, .. }, Some(Err(e))) => {
-                if let Some(st) = sh.streams.get_mut(&self.stream) {
-                    st.index.insert(entry);
-                }
-                sh.event(Event::RetentionFailed {
-                    stream: self.stream.clone(),
-                    error: e.reason.logged,
-                });
-                self.stored(sh)
-            }
-            // An op's answer is missing: the driver broke the protocol. Treat it as
-            // the job's end, as an abandoned op is.
-            (_, None) => Step::Done(Outcome::Recorded(Ok(RecordOutcome::Skipped))),
-        }
-    }
-
-    fn log(&mut self, sh: &mut Shared, stream: &StreamName, rec: Record, then: Then) -> Step {
-        match log_start(sh, stream, rec, then) {
-            Ok((step, op)) => {
-                self.at = RecAt::Log(step);
-                Step::Op(op)
-            }
-            Err(then) => self.then(sh, then),
-        }
-    }
-
-    fn then(&mut self, sh: &mut Shared, then: Then) -> Step {
-        match then {
-            Then::Write => {
-                self.at = RecAt::Free;
-                Step::Op(Op::FreeSpace)
-            }
-            Then::RetentionStart => {
-                let n = sh.streams.get(&self.stream).map_or(0, |st| {
-                    st.index
-                        .retention(self.seg.entry.end_ms(), st.depth_secs, st.limit_bytes)
-                });
-                self.retain(sh, n)
-            }
-            Then::Retention { left } => self.retain(sh, left),
-        }
-    }
-
-    /// Deletes the oldest of the stream, `left` times (oldest first; the newest is
-    /// never among them: `Index::retention` keeps it).
-    fn retain(&mut self, sh: &mut Shared, left: usize) -> Step {
-        if left == 0 {
-            return self.stored(sh);
-        }
-        let Some(entry) = sh
-            .streams
-            .get_mut(&self.stream)
-            .and_then(|st| st.index.pop_oldest())
-        else {
-            return self.stored(sh);
-        };
-        self.at = RecAt::Retain {
-            entry,
-            left: left - 1,
-        };
-        Step::Op(Op::Delete {
-            stream: self.stream.clone(),
-            utc_start_ms: entry.utc_start_ms,
-        })
-    }
-
-    /// The disk is full: delete the oldest segment under the root, or pause.
-    fn make_room(&mut self, sh: &mut Shared) -> Step {
-        let victim = if self.evicted < MAX_EVICTIONS_PER_WRITE {
-            sh.oldest_stream().and_then(|v| {
-                let e = sh.streams.get_mut(&v)?.index.pop_oldest()?;
-                Some((v, e))
-            })
-        } else {
-            None
-        };
-        let Some((victim, entry)) = victim else {
-            let location = sh
-                .streams
-                .get(&self.stream)
-                .map(|s| s.location.clone())
-                .unwrap_or_default();
-            sh.set_state(
-                &self.stream,
-                RecordingState::Paused {
-                    reason: Reason::full(&location),
-                },
-            );
-            if let (Some((now, retry)), Some(st)) = (self.live, sh.streams.get_mut(&self.stream)) {
-                st.retry_at = Some(now.saturating_add(retry));
-            }
-            return Step::Done(Outcome::Recorded(Err(RecordFailure::Full { location })));
-        };
-        self.evicted += 1;
-        self.at = RecAt::Evict {
-            victim: victim.clone(),
-            entry,
-        };
-        Step::Op(Op::Delete {
-            stream: victim,
-            utc_start_ms: entry.utc_start_ms,
-        })
-    }
-
-    fn fail(&mut self, sh: &mut Shared, e: OpError) -> Step {
-        sh.set_state(
-            &self.stream,
-            RecordingState::Failing {
-                error: e.reason.clone(),
-            },
-        );
-        self.clear_retry(sh);
-        Step::Done(Outcome::Recorded(Err(RecordFailure::Store(e))))
-    }
-
-    fn stored(&mut self, sh: &mut Shared) -> Step {
-        sh.set_state(&self.stream, RecordingState::Recording);
-        self.clear_retry(sh);
-        Step::Done(Outcome::Recorded(Ok(RecordOutcome::Stored)))
-    }
-
-    fn clear_retry(&self, sh: &mut Shared) {
-        if self.live.is_some() {
-            if let Some(st) = sh.streams.get_mut(&self.stream) {
-                st.retry_at = None;
-            }
-        }
-    }
 }
 
 enum Job {

@@ -12,9 +12,11 @@
 
 pub mod index;
 pub mod journal;
+mod log_step;
 pub mod machine;
 pub mod op;
 mod open;
+mod record;
 
 pub use index::{Index, IndexEntry, DEFAULT_GAP_TOLERANCE_MS};
 pub use journal::{JournalError, Record, Replay, Tail};
