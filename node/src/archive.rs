@@ -15,7 +15,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use tern_core::archive_route::{
-    cached_index, CachedAction, CachedRange, Opened, Question, RemoteAction, RemoteRequest,
+    after_read_failure, cached_index, local_index, AfterFailure, CachedAction, CachedRange, Opened,
+    Question, ReadFailure, RemoteAction, RemoteRequest,
 };
 use tern_core::cluster::message::{ArchiveEntry, DvrFacts};
 use tern_core::{Segment, StreamName};
@@ -52,13 +53,12 @@ pub trait Archive: Send + Sync + 'static {
     fn facts_now(&self) -> Option<DvrFacts>;
 }
 
-fn dvr_error(e: DvrError) -> ArchiveError {
+/// What a local read failure is, in the archive route's terms.
+fn read_failure(e: DvrError) -> ReadFailure {
     match e {
-        DvrError::NotFound { .. } => ArchiveError::NotFound(e.to_string()),
-        other => ArchiveError::failed(
-            "the archive cannot be read here (this node's log says why)",
-            other.to_string(),
-        ),
+        DvrError::NotFound { .. } => ReadFailure::Missing,
+        DvrError::Damaged { .. } => ReadFailure::Damaged,
+        other => ReadFailure::Other(other.to_string()),
     }
 }
 
@@ -76,16 +76,7 @@ fn dvr_index(dvr: &Dvr, window: Option<(u64, u64)>) -> Result<ArchiveIndex, Arch
             .collect(),
         None => Vec::new(),
     };
-    if entries.len() > MAX_INDEX_ENTRIES {
-        return Err(ArchiveError::BadRequest(format!(
-            "the window holds {} segments, more than {MAX_INDEX_ENTRIES}: ask for a shorter one",
-            entries.len()
-        )));
-    }
-    Ok(ArchiveIndex {
-        facts: dvr.facts(),
-        entries,
-    })
+    local_index(dvr.facts(), entries)
 }
 
 impl Archive for Dvr {
@@ -107,13 +98,10 @@ impl Archive for Dvr {
             for s in self.segments(from_ms, to_ms) {
                 let bytes = match self.read(s.utc_start_ms).await {
                     Ok(b) => b,
-                    // Deleted since the listing (retention, a full disk): play what
-                    // still exists.
-                    Err(DvrError::NotFound { .. }) => continue,
-                    // Damaged at rest (logged by `read`, naming the file): a gap,
-                    // never corrupt bytes.
-                    Err(DvrError::Damaged { .. }) => continue,
-                    Err(e) => return Err(dvr_error(e)),
+                    Err(e) => match after_read_failure(read_failure(e)) {
+                        AfterFailure::Skip => continue,
+                        AfterFailure::Fail(e) => return Err(e),
+                    },
                 };
                 if tx.send(ArchiveSegment::Stored(bytes)).await.is_err() {
                     break; // the reader left
@@ -354,7 +342,7 @@ impl Archive for CachedArchive {
                 match action {
                     CachedAction::Lookup(utc) => range.handle_lookup(self.is_cached(utc)),
                     CachedAction::ReadCache(utc) => {
-                        range.handle_cache_read(self.cache.read(utc).await.map_err(dvr_error))
+                        range.handle_cache_read(self.cache.read(utc).await.map_err(read_failure))
                     }
                     CachedAction::Fetch(utc) => {
                         range.handle_fetched(fetch_segment(self.remote.as_ref(), utc).await)

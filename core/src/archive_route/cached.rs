@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use super::local::{after_read_failure, AfterFailure, ReadFailure};
 use super::{ArchiveError, ArchiveIndex, ArchiveSegment};
 use crate::cluster::message::ArchiveEntry;
 use crate::Segment;
@@ -119,15 +120,19 @@ impl CachedRange {
         }
     }
 
-    /// The cache's bytes of the segment, or why they cannot be read (then the range
-    /// fails: the cache listed it).
-    pub fn handle_cache_read(&mut self, read: Result<Bytes, ArchiveError>) {
-        if let State::Busy(_) = self.state {
+    /// The cache's bytes of the segment, or why they cannot be read: a segment the
+    /// cache lost since its listing (evicted) or holds damaged is fetched from the
+    /// peer instead; any other failure ends the range (see [`after_read_failure`]).
+    pub fn handle_cache_read(&mut self, read: Result<Bytes, ReadFailure>) {
+        if let State::Busy(utc) = self.state {
             match read {
                 Ok(b) => self
                     .actions
                     .push_back(CachedAction::Deliver(ArchiveSegment::Stored(b))),
-                Err(e) => self.finish(CachedAction::Failed(e)),
+                Err(f) => match after_read_failure(f) {
+                    AfterFailure::Skip => self.actions.push_back(CachedAction::Fetch(utc)),
+                    AfterFailure::Fail(e) => self.finish(CachedAction::Failed(e)),
+                },
             }
         }
     }
@@ -274,6 +279,26 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_the_cache_lost_or_damaged_is_fetched_an_io_error_ends_the_range() {
+        for lost in [ReadFailure::Missing, ReadFailure::Damaged] {
+            let mut r = CachedRange::new(vec![entry(0)]);
+            drain(&mut r);
+            r.handle_lookup(true);
+            drain(&mut r);
+            r.handle_cache_read(Err(lost));
+            assert!(matches!(drain(&mut r)[..], [CachedAction::Fetch(0)]));
+            r.handle_fetched(Ok(Some(seg(0))));
+            assert!(matches!(&drain(&mut r)[..], [CachedAction::Keep(_)]));
+        }
+        let mut r = CachedRange::new(vec![entry(0), entry(2000)]);
+        drain(&mut r);
+        r.handle_lookup(true);
+        drain(&mut r);
+        r.handle_cache_read(Err(ReadFailure::Other("EIO".into())));
+        assert!(matches!(&drain(&mut r)[..], [CachedAction::Failed(e)] if e.status() == 500));
+    }
+
+    #[test]
     fn an_uncached_segment_of_an_unreachable_peer_is_a_503_naming_it() {
         let mut r = CachedRange::new(vec![entry(0), entry(2000)]);
         drain(&mut r);
@@ -303,12 +328,7 @@ mod tests {
             &drain(&mut r)[..],
             [CachedAction::Failed(ArchiveError::BadRequest(_))]
         ));
-        let mut r = CachedRange::new(vec![entry(0)]);
-        drain(&mut r);
-        r.handle_lookup(true);
-        drain(&mut r);
-        r.handle_cache_read(Err(ArchiveError::failed("damaged", "")));
-        assert!(matches!(&drain(&mut r)[..], [CachedAction::Failed(e)] if e.status() == 500));
+        // A cache read failing: see the next test.
     }
 
     #[test]

@@ -6,16 +6,20 @@
 //! which peers are asked and what their refusals mean ([`RemoteRequest`]: 404 is
 //! "not found", 400 a bad request, anything else "unreachable", i.e. 503), the idle
 //! deadline of a peer's response, and for a cached archive which segment is read
-//! from the cache and which is fetched ([`CachedRange`], [`cached_index`]).
+//! from the cache and which is fetched ([`CachedRange`], [`cached_index`]); for the
+//! node's own DVR, the size of an index answer and what an unreadable segment means
+//! ([`local_index`], [`after_read_failure`]).
 //! Must not: open connections, read files or wait (node's `archive.rs` drives these
 //! machines), render playlists.
 
 mod cached;
+mod local;
 mod remote;
 
 use bytes::Bytes;
 
 pub use cached::{cached_index, CachedAction, CachedRange};
+pub use local::{after_read_failure, local_index, AfterFailure, ReadFailure};
 pub use remote::{broke_off, Opened, Question, RemoteAction, RemoteRequest, ARCHIVE_IDLE_TIMEOUT};
 
 use crate::cluster::message::{ArchiveEntry, DvrFacts};
