@@ -62,6 +62,16 @@ struct Sender {
 
 impl Sender {
     fn new(at: SocketAddr, to: SocketAddr, passphrase: Option<&str>, key: KeySize) -> Sender {
+        Sender::with_id(at, to, passphrase, key, None)
+    }
+
+    fn with_id(
+        at: SocketAddr,
+        to: SocketAddr,
+        passphrase: Option<&str>,
+        key: KeySize,
+        stream_id: Option<&str>,
+    ) -> Sender {
         let init = ConnInitSettings {
             local_sockid: SocketId(u32::from(at.port()) * 7 + 1),
             key_settings: passphrase.map(|p| KeySettings {
@@ -74,7 +84,7 @@ impl Sender {
             to,
             at.ip(),
             init,
-            None,
+            stream_id.map(str::to_owned),
             SeqNumber::new_truncate(u32::from(at.port())),
         );
         Sender {
@@ -373,6 +383,45 @@ fn tern_calls_tern_with_and_without_the_right_passphrase() {
             );
         }
     }
+}
+
+#[test]
+fn a_listener_with_a_stream_id_takes_only_callers_that_send_it() {
+    let base = base();
+    let mut st = settings(None, None);
+    st.stream_id = Some("#!::r=cam,m=publish".to_owned());
+    let mut w = Wire::listener(None);
+    w.tern = SrtSession::new(st, base, Duration::ZERO, ids(5));
+    w.base = base;
+    w.senders.push(Sender::with_id(
+        addr(5000),
+        addr(9000),
+        None,
+        KeySize::Unspecified,
+        Some("#!::r=other,m=publish"),
+    ));
+    w.senders.push(Sender::new(
+        addr(5001),
+        addr(9000),
+        None,
+        KeySize::Unspecified,
+    ));
+    w.run(Duration::from_millis(300));
+    assert_eq!(
+        w.refusals(),
+        vec![Refusal::WrongStreamId, Refusal::WrongStreamId]
+    );
+    w.senders.push(Sender::with_id(
+        addr(5002),
+        addr(9000),
+        None,
+        KeySize::Unspecified,
+        Some("#!::r=cam,m=publish"),
+    ));
+    w.run(Duration::from_millis(300));
+    assert!(w.events.iter().any(|e| matches!(e,
+        SrtEvent::Connected { peer, stream_id: Some(s), .. }
+            if *peer == addr(5002) && s == "#!::r=cam,m=publish")));
 }
 
 #[test]
