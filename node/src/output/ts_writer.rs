@@ -610,3 +610,135 @@ impl Viewer {
         data
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::guard::{ConnState, Guard, RefusalLog};
+    use std::sync::Mutex as StdMutex;
+    use tern_core::limits::ConnLimits;
+
+    /// A socket that takes at most `max` bytes per write (and only the first
+    /// slice), so every framing boundary gets split somewhere.
+    struct Trickle {
+        out: Arc<StdMutex<Vec<u8>>>,
+        max: usize,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.max);
+            self.out
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn chunk(tag: u8, len: usize, keyframe: bool) -> TsChunk {
+        TsChunk {
+            data: Bytes::from(vec![tag; len]),
+            keyframe,
+            resync: if keyframe {
+                Bytes::from(vec![b'R'; 3])
+            } else {
+                Bytes::new()
+            },
+        }
+    }
+
+    /// The body of a chunked response (panics on bad framing).
+    fn dechunk(mut b: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        loop {
+            let Some(i) = b.windows(2).position(|w| w == b"\r\n") else {
+                return (out, false);
+            };
+            let len = usize::from_str_radix(std::str::from_utf8(&b[..i]).unwrap_or("x"), 16)
+                .unwrap_or_else(|e| panic!("bad size line {:?}: {e}", &b[..i]));
+            b = &b[i + 2..];
+            if len == 0 {
+                assert_eq!(b, b"\r\n");
+                return (out, true);
+            }
+            out.extend_from_slice(&b[..len]);
+            assert_eq!(&b[len..len + 2], b"\r\n", "chunk not closed");
+            b = &b[len + 2..];
+        }
+    }
+
+    #[test]
+    fn chunked_framing_survives_partial_writes_and_a_skip_resyncs() {
+        let guard = Guard::new(ConnLimits::default(), RefusalLog::new());
+        let state = ConnState::new(guard.clone());
+        let ticket = guard
+            .admit(std::net::Ipv4Addr::LOCALHOST.into())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let response = state.begin_response();
+        let out = Arc::new(StdMutex::new(Vec::new()));
+        let conn = TsConn {
+            io: Box::new(Trickle {
+                out: out.clone(),
+                max: 7,
+            }),
+            handed: Handed::new(state, ticket, response),
+            head: Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"),
+            peer: "127.0.0.1:1".parse().unwrap_or_else(|e| panic!("{e}")),
+        };
+        let gop = [chunk(b'g', 300, true), chunk(b'h', 50, false)];
+        let mut v = Viewer::new(conn, Box::new(()), &gop, 10);
+        let mut ring: VecDeque<(u64, TsChunk)> = (10..20)
+            .map(|s| (s, chunk(b'a' + (s - 10) as u8, 100 + s as usize, false)))
+            .collect();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut budget = usize::MAX;
+        assert!(v.pump(&ring, &mut cx, &mut budget).is_ok());
+        // The ring moves past the viewer: it skips to the next keyframe (seq 25)
+        // and sends its resync packets first.
+        ring.clear();
+        ring.extend((22..28).map(|s| (s, chunk(b'k' + (s - 22) as u8, 40, s == 25))));
+        v.next_seq = 21;
+        assert!(v.pump(&ring, &mut cx, &mut budget).is_ok());
+        assert_eq!(v.skips, 1);
+        v.end_body();
+        assert!(v.pump(&ring, &mut cx, &mut budget).is_ok());
+        assert!(!v.has_data());
+
+        let bytes = out.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let head = b"HTTP/1.1 200 OK\r\n\r\n";
+        assert_eq!(&bytes[..head.len()], head);
+        let (body, ended) = dechunk(&bytes[head.len()..]);
+        assert!(ended, "the body ends with its last chunk");
+        let mut want = vec![b'g'; 300];
+        want.extend(vec![b'h'; 50]);
+        for s in 10..20u64 {
+            want.extend(vec![b'a' + (s - 10) as u8; 100 + s as usize]);
+        }
+        want.extend(b"RRR");
+        for s in 25..28u64 {
+            want.extend(vec![b'k' + (s - 22) as u8; 40]);
+        }
+        assert_eq!(body, want);
+    }
+}
