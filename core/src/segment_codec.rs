@@ -429,6 +429,41 @@ pub fn header_utc_start(buf: &[u8]) -> Option<u64> {
 /// `buf`. Any malformed or damaged input is an error.
 pub fn decode(buf: Bytes) -> Result<Segment, DecodeError> {
     let integrity = verify(&buf)?;
+    decode_checked(buf, integrity)
+}
+
+/// Decodes a version 2 segment whose digest the caller has already computed
+/// (`computed`: BLAKE3 of `buf[DIGESTED_FROM..]`, hashed as the bytes arrived): the
+/// digest is compared, not hashed again. A version 1 encoding (nothing to compare)
+/// or a digest that differs is an error.
+pub fn decode_with_digest(buf: Bytes, computed: &[u8; DIGEST_LEN]) -> Result<Segment, DecodeError> {
+    if buf.len() > MAX_ENCODED_LEN {
+        return Err(DecodeError::TooLarge {
+            what: "segment encoding",
+            len: buf.len(),
+            limit: MAX_ENCODED_LEN,
+        });
+    }
+    let Some(stored) = stored_digest(&buf) else {
+        return Err(DecodeError::Invalid {
+            what: "segment",
+            detail: "not a version 2 encoding with a digest".into(),
+        });
+    };
+    if !constant_time_eq(&stored, computed) {
+        return Err(DecodeError::Damaged { what: "segment" });
+    }
+    decode_checked(buf, Integrity::Checked)
+}
+
+fn constant_time_eq(a: &[u8; DIGEST_LEN], b: &[u8; DIGEST_LEN]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// Decodes a segment whose header `verify` (or the caller) has checked as
+/// `integrity`.
+fn decode_checked(buf: Bytes, integrity: Integrity) -> Result<Segment, DecodeError> {
     let mut r = Reader::new(buf);
     r.expect_magic(MAGIC, "Tern segment")?;
     let version = r.u8("segment version")?;

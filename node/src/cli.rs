@@ -67,9 +67,17 @@ enum Command {
         /// phase; 0 skips it.
         #[arg(long, default_value_t = 100)]
         cameras: usize,
+        /// Cluster protocol versions the M4F archive transfer runs in (default: all
+        /// this build speaks), e.g. `--archive-versions 3` to profile one.
+        #[arg(long, value_delimiter = ',')]
+        archive_versions: Vec<u16>,
         /// A tiny run that only checks the benchmark works (1 stream, 5 viewers, 1 s).
         #[arg(long)]
         smoke: bool,
+        /// Run only these parts: `latency`, `fanout`, `archive`, `ingest`
+        /// (comma-separated; default all).
+        #[arg(long, value_delimiter = ',', value_enum)]
+        only: Vec<crate::bench::Part>,
     },
 }
 
@@ -84,19 +92,52 @@ pub fn main() -> ExitCode {
             seconds,
             bitrate,
             archive_mib,
+            archive_versions,
             large,
             peer_nginx,
             cameras,
             smoke,
+            only,
         }) => crate::bench::run(if smoke {
             crate::bench::BenchArgs::smoke()
         } else {
+            use crate::bench::Part;
+            let wants = |part| only.is_empty() || only.contains(&part);
+            let streams = if wants(Part::Latency) {
+                streams
+            } else {
+                vec![]
+            };
+            let mut viewers = viewers;
+            if !wants(Part::Fanout) {
+                viewers.clear();
+            }
+            let large = large && wants(Part::Fanout);
+            let archive_mib = if wants(Part::Archive) { archive_mib } else { 0 };
+            let cameras = if wants(Part::Ingest) { cameras } else { 0 };
+            let mut versions = Vec::new();
+            for n in archive_versions {
+                match tern_core::cluster::ProtocolVersion::from_number(n) {
+                    Some(v) => versions.push(v),
+                    None => {
+                        eprintln!(
+                            "tern bench: --archive-versions: this build speaks {}, not v{n}",
+                            tern_core::cluster::ProtocolVersion::spoken()
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            if versions.is_empty() {
+                versions = tern_core::cluster::ProtocolVersion::ALL.to_vec();
+            }
             crate::bench::BenchArgs {
                 streams,
                 viewers,
                 seconds,
                 bitrate,
                 archive_mib,
+                archive_versions: versions,
                 peer_nginx,
                 cameras,
                 large,

@@ -1,10 +1,12 @@
-//! Cluster protocol versions between a v2 client and v2 or v1 servers: a v2 client
-//! asks v2 first, falls back to v1 when a v1 build refuses v2, and remembers it; a
-//! v1 client still works with a v2 node.
+//! Cluster protocol versions between a v3 client and v3, v2 or v1 servers: a v3
+//! client asks v3 first, steps down one version each time an older build refuses
+//! (v3, v2, v1), and remembers where it stopped; v1 and v2 clients still work with
+//! a v3 node.
 //!
-//! The v1 build is stood in for by a small server that answers exactly as v1 nodes
-//! do: `400 cluster protocol version mismatch: this node speaks v1` for any path but
-//! `/tern/v1/`, and signed, HMAC-SHA256-tagged responses there.
+//! The older builds are stood in for by a small server that answers exactly as they
+//! do: `400 cluster protocol version mismatch: this node speaks v1` (or `v1 and
+//! v2`) for a path of a version it does not speak, and signed, tagged responses of
+//! that version otherwise.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,9 +38,10 @@ fn client() -> ClusterClient<TokioNet, TokioClock> {
     )
 }
 
-/// Serves like a v1 build; counts the requests it gets.
+/// Serves like a build whose newest version is `newest`; counts the requests it
+/// gets.
 #[allow(clippy::disallowed_methods)] // test: real sockets in real time
-async fn v1_node() -> (u16, Arc<AtomicUsize>) {
+async fn old_node(newest: ProtocolVersion) -> (u16, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -57,7 +60,7 @@ async fn v1_node() -> (u16, Arc<AtomicUsize>) {
             tokio::spawn(async move {
                 let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     count.fetch_add(1, Ordering::SeqCst);
-                    let resp = answer_as_v1(&req, &guard, [nonce; 16]);
+                    let resp = answer_as_old(newest, &req, &guard, [nonce; 16]);
                     async move { Ok::<_, Infallible>(resp) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -69,8 +72,10 @@ async fn v1_node() -> (u16, Arc<AtomicUsize>) {
     (port, requests)
 }
 
-/// What a v1 node's cluster route answers (its order: the path's version, then auth).
-fn answer_as_v1(
+/// What an older node's cluster route answers (its order: the path's version, then
+/// auth).
+fn answer_as_old(
+    newest: ProtocolVersion,
     req: &http::Request<hyper::body::Incoming>,
     guard: &Mutex<ReplayGuard>,
     server_nonce: [u8; 16],
@@ -82,12 +87,24 @@ fn answer_as_v1(
             .expect("response")
     };
     let path = req.uri().path();
-    if !path.starts_with("/tern/v1/") {
+    let spoken: Vec<ProtocolVersion> = ProtocolVersion::ALL
+        .into_iter()
+        .filter(|v| *v <= newest)
+        .collect();
+    let Some(version) = spoken
+        .iter()
+        .copied()
+        .find(|v| path.starts_with(v.path_prefix()))
+    else {
+        let names: Vec<String> = spoken.iter().map(|v| v.to_string()).collect();
         return status(
             400,
-            format!("cluster protocol version mismatch: this node speaks v1 ({path:?})"),
+            format!(
+                "cluster protocol version mismatch: this node speaks {} ({path:?})",
+                names.join(" and ")
+            ),
         );
-    }
+    };
     let auth = ClusterAuth::new(KEY);
     let sig = req
         .headers()
@@ -115,11 +132,11 @@ fn answer_as_v1(
         return status(403, "cluster auth failed".into());
     }
     let proof = auth.prove(&sig, server_nonce);
-    let keys = auth.session_keys(ProtocolVersion::V1, &sig.nonce, &proof.nonce);
-    let mut enc = Encoder::new(ProtocolVersion::V1, keys.server_to_client);
+    let keys = auth.session_keys(version, &sig.nonce, &proof.nonce);
+    let mut enc = Encoder::new(version, keys.server_to_client);
     let mut body = enc
         .encode(&Message::Hello {
-            version: 1,
+            version: version.number(),
             node: "old".into(),
         })
         .to_vec();
@@ -132,11 +149,38 @@ fn answer_as_v1(
 }
 
 #[tokio::test]
-async fn a_v2_client_falls_back_to_v1_once_and_remembers() {
-    let (port, requests) = v1_node().await;
+async fn a_v3_client_falls_back_to_v2_once_and_remembers() {
+    let (port, requests) = old_node(ProtocolVersion::V2).await;
     let c = client();
     let peer = format!("127.0.0.1:{port}");
-    assert_eq!(c.version_for(&peer), ProtocolVersion::V2);
+    assert_eq!(c.version_for(&peer), ProtocolVersion::V3);
+    for expected_requests in [2, 3] {
+        let mut s = c
+            .clone()
+            .open("127.0.0.1", port, "/tern/v1/m4s/main")
+            .await
+            .expect("v2 peer answers");
+        assert_eq!(s.version(), ProtocolVersion::V2);
+        assert!(matches!(
+            s.next().await,
+            Ok(Some(Message::Hello { version: 2, .. }))
+        ));
+        assert!(matches!(
+            s.next().await,
+            Ok(Some(Message::Heartbeat { .. }))
+        ));
+        // v3 refused, then v2; from then on v2 at once.
+        assert_eq!(requests.load(Ordering::SeqCst), expected_requests);
+        assert_eq!(c.version_for(&peer), ProtocolVersion::V2);
+    }
+}
+
+#[tokio::test]
+async fn a_v3_client_falls_back_to_v1_step_by_step_and_remembers() {
+    let (port, requests) = old_node(ProtocolVersion::V1).await;
+    let c = client();
+    let peer = format!("127.0.0.1:{port}");
+    assert_eq!(c.version_for(&peer), ProtocolVersion::V3);
     let mut s = c
         .open("127.0.0.1", port, "/tern/v1/streams")
         .await
@@ -150,7 +194,11 @@ async fn a_v2_client_falls_back_to_v1_once_and_remembers() {
         s.next().await,
         Ok(Some(Message::Heartbeat { .. }))
     ));
-    assert_eq!(requests.load(Ordering::SeqCst), 2, "v2 refused, then v1");
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        3,
+        "v3 refused, v2 refused, then v1"
+    );
     assert_eq!(c.version_for(&peer), ProtocolVersion::V1);
 
     // Remembered, by clones of the client too: one request from now on.
@@ -164,11 +212,11 @@ async fn a_v2_client_falls_back_to_v1_once_and_remembers() {
         s.next().await,
         Ok(Some(Message::Hello { version: 1, .. }))
     ));
-    assert_eq!(requests.load(Ordering::SeqCst), 3);
+    assert_eq!(requests.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]
-async fn a_v2_node_answers_v2_and_v1_clients() {
+async fn a_v3_node_answers_v3_v2_and_v1_clients() {
     let config = tern_core::config::parse(&format!(
         "http 127.0.0.1:0;\ncluster_key \"{}\";\nstream main {{ input fake://fake?width=256&height=16; }}\n",
         std::str::from_utf8(KEY).expect("utf8")
@@ -179,13 +227,17 @@ async fn a_v2_node_answers_v2_and_v1_clients() {
         .expect("node starts");
     let port = node.local_addrs()[0].port();
     let c = client();
-    for (version, negotiated) in [(ProtocolVersion::V2, true), (ProtocolVersion::V1, false)] {
+    for (version, negotiated) in [
+        (ProtocolVersion::V3, true),
+        (ProtocolVersion::V2, false),
+        (ProtocolVersion::V1, false),
+    ] {
         let mut s = if negotiated {
             c.open("127.0.0.1", port, "/tern/v1/m4s/main").await
         } else {
-            // A v1 build's request: the v1 path, v1 keys and tags.
-            c.open_version(ProtocolVersion::V1, "127.0.0.1", port, "/tern/v1/m4s/main")
-                .await
+            // An older build's request: its path, keys and tags.
+            let path = format!("{}m4s/main", version.path_prefix());
+            c.open_version(version, "127.0.0.1", port, &path).await
         }
         .expect("the node answers");
         assert_eq!(s.version(), version);
@@ -206,18 +258,91 @@ async fn a_v2_node_answers_v2_and_v1_clients() {
     }
     assert_eq!(
         c.version_for(&format!("127.0.0.1:{port}")),
-        ProtocolVersion::V2
+        ProtocolVersion::V3
     );
 
     // A version neither speaks is refused with the versions this node speaks.
     let err = c
-        .open_version(ProtocolVersion::V1, "127.0.0.1", port, "/tern/v3/streams")
+        .open_version(ProtocolVersion::V1, "127.0.0.1", port, "/tern/v4/streams")
         .await
         .err()
         .expect("refused");
     assert!(err.is_version_refusal(), "{err}");
     assert!(
-        err.to_string().contains("this node speaks v1 and v2"),
+        err.to_string().contains("this node speaks v1, v2 and v3"),
         "{err}"
     );
+}
+
+/// The same archive range from one origin in v3, v2 and v1: the same segments, in
+/// order, whatever tags them (v3 sends them as `SegmentByDigest`, checked by their
+/// digest). 3 segments of 2 s written into a DVR first, an hour in the past.
+#[tokio::test]
+async fn an_archive_range_is_the_same_in_every_version() {
+    let dir = std::env::temp_dir().join(format!(
+        "tern-cluster-versions-archive-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let name = tern_core::StreamName::new("main").expect("name");
+    let store: Arc<dyn tern_node::dvr::DvrStore> =
+        Arc::new(tern_node::dvr::FsStore::new(dir.clone()));
+    let dvr_config = tern_core::config::DvrConfig {
+        path: dir.display().to_string(),
+        depth_secs: None,
+        limit_bytes: None,
+    };
+    let dvr = tern_node::dvr::Dvr::open(store, name, dvr_config)
+        .await
+        .expect("dvr");
+    let opts = tern_core::fake::FakeOptions {
+        bitrate: Some(2_000_000),
+        ..Default::default()
+    };
+    let mut src = tern_core::fake::FakeSource::new(&opts, 1);
+    let mut segmenter = tern_core::segmenter::Segmenter::new(2000, Arc::new(src.media_info()));
+    let base = TokioClock::new().utc_ms() - 3_600_000;
+    let mut written = Vec::new();
+    while written.len() < 3 {
+        let capture = base + src.next_due().as_millis() as u64;
+        if let Some(seg) = segmenter.push(src.next_frame(capture)) {
+            dvr.record(&seg).await.expect("record");
+            written.push(seg);
+        }
+    }
+    drop(dvr);
+    let (from, to) = (written[0].utc_start_ms, written[2].end_utc_ms());
+
+    let config = tern_core::config::parse(&format!(
+        "http 127.0.0.1:0;\ncluster_key \"{}\";\nstream main {{ input fake://fake?width=256&height=16; dvr {}; }}\n",
+        std::str::from_utf8(KEY).expect("utf8"),
+        dir.display()
+    ))
+    .expect("config");
+    let node = tern_node::start(&config, TokioNet, TokioClock::new())
+        .await
+        .expect("node starts");
+    let port = node.local_addrs()[0].port();
+    let c = client();
+    for version in ProtocolVersion::ALL {
+        let path = format!("{}archive/main?from={from}&to={to}", version.path_prefix());
+        let mut s = c
+            .open_version(version, "127.0.0.1", port, &path)
+            .await
+            .expect("the node answers");
+        let mut got = Vec::new();
+        loop {
+            match s.next().await.expect("valid messages") {
+                Some(Message::Hello { version: v, .. }) => assert_eq!(v, version.number()),
+                Some(Message::Segment(seg)) => got.push(seg),
+                Some(Message::ArchiveEnd { segments }) => {
+                    assert_eq!(segments as usize, got.len());
+                    break;
+                }
+                other => panic!("{version}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(got, written, "{version}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -220,6 +220,10 @@ impl ClusterAuth {
                 b"tern-conn-v2 server-to-client",
                 b"tern-conn-v2 client-to-server",
             ),
+            ProtocolVersion::V3 => (
+                b"tern-conn-v3 server-to-client",
+                b"tern-conn-v3 client-to-server",
+            ),
         };
         SessionKeys {
             server_to_client: derive(s2c),
@@ -402,6 +406,11 @@ mod tests {
         let k2 = a.session_keys(ProtocolVersion::V2, &sig.nonce, &proof.nonce);
         assert_ne!(k1.server_to_client, k2.server_to_client);
         assert_ne!(k1.client_to_server, k2.client_to_server);
+        let k3 = a.session_keys(ProtocolVersion::V3, &sig.nonce, &proof.nonce);
+        for k in [k1, k2] {
+            assert_ne!(k.server_to_client, k3.server_to_client);
+            assert_ne!(k.client_to_server, k3.client_to_server);
+        }
     }
 
     #[test]

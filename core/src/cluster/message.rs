@@ -95,6 +95,12 @@ pub mod kind {
     pub const END: u8 = 7;
     pub const ARCHIVE_END: u8 = 8;
     pub const DVR_INDEX: u8 = 9;
+    /// Protocol v3 and later: a [`SEGMENT`] whose payload is a segment encoding with a
+    /// digest (version 2), tagged over its first
+    /// [`DIGESTED_FROM`](crate::segment_codec::DIGESTED_FROM) payload bytes only;
+    /// the receiver checks the digest against the rest (docs/protocol.md
+    /// "Segments by digest"). Decodes to [`Message::Segment`](super::Message::Segment).
+    pub const SEGMENT_BY_DIGEST: u8 = 10;
 }
 
 impl Message {
@@ -249,6 +255,16 @@ impl Message {
             }
             kind::SEGMENT => {
                 let rest = r.bytes(r.remaining(), "segment")?;
+                return Ok(Message::Segment(segment_codec::decode(rest)?));
+            }
+            kind::SEGMENT_BY_DIGEST => {
+                let rest = r.bytes(r.remaining(), "segment")?;
+                if segment_codec::stored_digest(&rest).is_none() {
+                    return Err(DecodeError::Invalid {
+                        what: "SegmentByDigest",
+                        detail: "the segment has no digest".into(),
+                    });
+                }
                 return Ok(Message::Segment(segment_codec::decode(rest)?));
             }
             kind::HEARTBEAT => Message::Heartbeat {

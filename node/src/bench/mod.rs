@@ -30,6 +30,19 @@ mod nginx;
 
 const KEY: &str = "tern-bench-cluster-key-0123456789";
 
+/// A part of the benchmark (`--only`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// M4S latency added per hop.
+    Latency,
+    /// Fan-out of one stream to many readers.
+    Fanout,
+    /// DVR index figures and the M4F archive transfer beside a plain read.
+    Archive,
+    /// RTSP ingest of many cameras (`--cameras`).
+    Ingest,
+}
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct BenchArgs {
@@ -44,6 +57,8 @@ pub struct BenchArgs {
     /// MiB of archive to generate for the M4F transfer figure (0: skip the archive
     /// phase).
     pub archive_mib: u64,
+    /// Protocol versions the archive transfer runs in, in this order.
+    pub archive_versions: Vec<ProtocolVersion>,
     /// Run the same fan-out through nginx-rtmp too, side by side.
     pub peer_nginx: bool,
     /// RTSP cameras for the ingest phase (0: skip it).
@@ -69,6 +84,7 @@ impl BenchArgs {
             seconds: 1,
             bitrate: 1_000_000,
             archive_mib: 8,
+            archive_versions: ProtocolVersion::ALL.to_vec(),
             peer_nginx: false,
             cameras: 2,
             large: false,
@@ -621,7 +637,7 @@ async fn fanout_phase(
 /// DVR index figures, then the M4F archive transfer rate beside a plain read of the
 /// same segment files.
 #[allow(clippy::disallowed_methods)] // bench driver: disk reads on the blocking pool, settle time
-async fn archive_phase(mib: u64) -> Result<(), String> {
+async fn archive_phase(mib: u64, versions: &[ProtocolVersion]) -> Result<(), String> {
     for n in [1_300_000usize, 100_000] {
         let ib = tokio::task::spawn_blocking(move || crate::dvr::bench_index(n))
             .await
@@ -700,6 +716,14 @@ async fn archive_phase(mib: u64) -> Result<(), String> {
 
     // Plain read of the same files.
     let seg_dir = dir.join("main");
+    let files: Vec<PathBuf> = std::fs::read_dir(&seg_dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "tseg"))
+                .collect()
+        })
+        .unwrap_or_default();
     let t = Instant::now();
     let plain = tokio::task::spawn_blocking(move || {
         let mut total = 0u64;
@@ -730,7 +754,35 @@ async fn archive_phase(mib: u64) -> Result<(), String> {
         "  plain read of the same files: {:.0} MB in {plain_s:.2} s = {plain_mbs:.0} MB/s (page cache warm: the files were just written)",
         plain as f64 / 1e6,
     );
-    for version in [ProtocolVersion::V1, ProtocolVersion::V2] {
+    // What any M4F version is bounded by here: the same files read and written to a
+    // loopback socket by one thread, read by another (no HTTP, no framing), then the
+    // same with the receiver hashing what it reads (BLAKE3, as a receiver must
+    // check a segment's digest).
+    for hash in [false, true] {
+        let files = files.clone();
+        let me0 = CpuTimes::of(std::process::id());
+        let t = Instant::now();
+        let copied = tokio::task::spawn_blocking(move || tcp_copy(&files, hash))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("loopback copy: {e}"))?;
+        let s = t.elapsed().as_secs_f64();
+        let mbs = copied as f64 / 1e6 / s;
+        let cpu = match (me0, CpuTimes::of(std::process::id())) {
+            (Some(a), Some(b)) => {
+                let d = a.until(b);
+                format!("user {:.2} s, system {:.2} s", d.user, d.system)
+            }
+            _ => "?".into(),
+        };
+        println!(
+            "  bound: the same files over a bare loopback TCP socket{}: {:.0} MB in {s:.2} s = {mbs:.0} MB/s = {:.0}% of the plain read; CPU of both ends (this process) {cpu}",
+            if hash { ", receiver hashing (BLAKE3)" } else { "" },
+            copied as f64 / 1e6,
+            mbs / plain_mbs * 100.0,
+        );
+    }
+    for &version in versions {
         let path = format!(
             "{}archive/main?from={from}&to={last_end}",
             version.path_prefix()
@@ -768,6 +820,7 @@ async fn archive_phase(mib: u64) -> Result<(), String> {
             match version {
                 ProtocolVersion::V1 => "HMAC-SHA256 tags",
                 ProtocolVersion::V2 => "keyed BLAKE3 tags",
+                ProtocolVersion::V3 => "keyed BLAKE3 tags, segments by digest",
             },
             bytes as f64 / 1e6,
             mbs / plain_mbs * 100.0,
@@ -776,6 +829,43 @@ async fn archive_phase(mib: u64) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Reads `files` and writes them to a loopback TCP socket; another blocking thread
+/// reads them (1 MiB reads), hashing what it reads if `hash`. Returns the bytes
+/// received.
+#[allow(clippy::disallowed_methods)] // bench driver: the receiving end on the blocking pool
+fn tcp_copy(files: &[PathBuf], hash: bool) -> std::io::Result<u64> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    // Connected before the receiver starts (the backlog holds it): nothing waits on
+    // a peer that never comes.
+    let mut out = std::net::TcpStream::connect(listener.local_addr()?)?;
+    let (mut sock, _) = listener.accept()?;
+    let receiver = tokio::runtime::Handle::current().spawn_blocking(move || {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut hasher = blake3::Hasher::new();
+        let mut total = 0u64;
+        loop {
+            let n = sock.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if hash {
+                hasher.update(&buf[..n]);
+            }
+            total += n as u64;
+        }
+        std::hint::black_box(hasher.finalize());
+        Ok::<u64, std::io::Error>(total)
+    });
+    for f in files {
+        out.write_all(&std::fs::read(f)?)?;
+    }
+    drop(out);
+    tokio::runtime::Handle::current()
+        .block_on(receiver)
+        .map_err(std::io::Error::other)?
 }
 
 /// Free MiB on the file system holding `dir`, as `df -Pk` reports it.
@@ -835,7 +925,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
             fanout_phase(LARGE_VIEWERS, LARGE_SECONDS, LARGE_BITRATE, None).await?;
         }
         if args.archive_mib > 0 {
-            archive_phase(args.archive_mib).await?;
+            archive_phase(args.archive_mib, &args.archive_versions).await?;
         }
         if args.cameras > 0 {
             ingest::ingest_phase(args.cameras, args.seconds, CAMERA_BITRATE).await?;

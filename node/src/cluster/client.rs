@@ -4,8 +4,8 @@
 //!
 //! Owns: one HTTP/1.1 connection per request (each M4S/M4F/signaling response is
 //! long-lived), and the protocol version each peer speaks: a request goes out under
-//! the newest version first; a peer that refuses it as a version mismatch (a v1
-//! build) is asked again under v1, and remembered as v1. Must not: decide what to do
+//! the newest version first; a peer that refuses it as a version mismatch (an older
+//! build) is asked again under the version before it, and remembered. Must not: decide what to do
 //! with the messages.
 
 use std::collections::BTreeMap;
@@ -346,10 +346,10 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
     /// the server has proved it knows the key.
     ///
     /// A cluster endpoint is named with its v1 path (`/tern/v1/m4s/main`); it goes
-    /// out under the version the peer speaks (`/tern/v2/m4s/main` unless the peer
-    /// refused v2 before). A peer that refuses v2 as a version mismatch is asked
-    /// again under v1 at once, and remembered. Any other path is sent as it is, as
-    /// v1.
+    /// out under the version the peer speaks (`/tern/v3/m4s/main` unless the peer
+    /// refused v3 before). A peer that refuses a version as a version mismatch is
+    /// asked again at once under the one before it (v3, then v2, then v1), and
+    /// remembered. Any other path is sent as it is, as v1.
     pub async fn open(
         &self,
         host: &str,
@@ -362,20 +362,25 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
                 .open_version(ProtocolVersion::V1, host, port, path_and_query)
                 .await;
         };
-        let version = self.version_for(&peer);
-        let path = format!("{}{endpoint}", version.path_prefix());
-        match self.open_version(version, host, port, &path).await {
-            Err(e) if version != ProtocolVersion::V1 && e.is_version_refusal() => {
-                tracing::info!(
-                    %peer,
-                    refused = %version,
-                    "peer speaks an older cluster protocol; using v1 with it from now on"
-                );
-                self.remember(&peer, ProtocolVersion::V1);
-                self.open_version(ProtocolVersion::V1, host, port, path_and_query)
-                    .await
+        let mut version = self.version_for(&peer);
+        loop {
+            let path = format!("{}{endpoint}", version.path_prefix());
+            match self.open_version(version, host, port, &path).await {
+                Err(e) if e.is_version_refusal() => {
+                    let Some(older) = version.older() else {
+                        return Err(e);
+                    };
+                    tracing::info!(
+                        %peer,
+                        refused = %version,
+                        trying = %older,
+                        "peer speaks an older cluster protocol; using the older one with it from now on"
+                    );
+                    self.remember(&peer, older);
+                    version = older;
+                }
+                r => return r,
             }
-            r => r,
         }
     }
 

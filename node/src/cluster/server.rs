@@ -1,6 +1,7 @@
 //! The cluster endpoints other nodes pull from (docs/protocol.md "Endpoints"):
 //! `/tern/v1/streams` (signaling), `/tern/v1/m4s/NAME` (frames), `/tern/v1/m4f/NAME`
-//! (segments), and the same under `/tern/v2/` (keyed BLAKE3 message tags). Every request is checked with the cluster key before anything about
+//! (segments), and the same under `/tern/v2/` (keyed BLAKE3 message tags) and
+//! `/tern/v3/` (segments by digest). Every request is checked with the cluster key before anything about
 //! the node is revealed; every answer proves the key and MACs every message.
 //!
 //! Owns: the sending tasks, which drive core's sender machines

@@ -1,6 +1,8 @@
 //! The tag that authenticates one framed message, in either protocol version:
-//! HMAC-SHA256 (v1) or keyed BLAKE3 (v2) under the direction's session key, over
-//! `seq u64 BE ‖ len u32 BE ‖ type ‖ payload`, truncated to 16 bytes.
+//! HMAC-SHA256 (v1) or keyed BLAKE3 (v2, v3) under the direction's session key, over
+//! `seq u64 BE ‖ len u32 BE ‖ type ‖ payload` (of a v3 `SegmentByDigest`, the
+//! payload's first 38 bytes: the segment's header and digest), truncated to 16
+//! bytes.
 //!
 //! Owns: the two MAC algorithms and the constant-time comparison. Must not: frame
 //! messages or decide which version a connection speaks.
@@ -26,7 +28,9 @@ impl Tag {
                 <Hmac<Sha256> as Mac>::new_from_slice(key)
                     .unwrap_or_else(|_| unreachable!("HMAC takes any key length")),
             ),
-            ProtocolVersion::V2 => Tag::Blake3(Box::new(blake3::Hasher::new_keyed(key))),
+            ProtocolVersion::V2 | ProtocolVersion::V3 => {
+                Tag::Blake3(Box::new(blake3::Hasher::new_keyed(key)))
+            }
         };
         t.update(&seq.to_be_bytes());
         t.update(&len.to_be_bytes());

@@ -128,7 +128,10 @@ impl Fs for StdFs {
 
     fn read_up_to(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
         let f = File::open(path)?;
-        let mut buf = Vec::new();
+        // Sized up front (at most a segment's limit): a 10 MB segment is read in a
+        // few large reads into one buffer, not grown by doubling (a copy each time).
+        let prealloc = limit.min(tern_core::segment_codec::MAX_ENCODED_LEN as u64 + 1);
+        let mut buf = Vec::with_capacity(usize::try_from(prealloc).unwrap_or(0));
         f.take(limit).read_to_end(&mut buf)?;
         Ok(buf)
     }
