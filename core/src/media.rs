@@ -132,6 +132,22 @@ pub struct TrackInfo {
 }
 
 impl TrackInfo {
+    /// An H.264 track of 320×240 at 25 fps whose SPS and PPS are placeholders (not
+    /// decodable): the media info of tests and simulations that carry segments
+    /// without decoding them.
+    pub fn placeholder_h264(id: u8) -> TrackInfo {
+        TrackInfo {
+            id,
+            params: TrackParams::H264 {
+                sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x28]),
+                pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
+                width: 320,
+                height: 240,
+                fps: 25,
+            },
+        }
+    }
+
     /// Ticks per second of this track's timestamps.
     pub fn timescale(&self) -> u32 {
         match &self.params {

@@ -503,16 +503,7 @@ mod tests {
     pub(crate) fn sample() -> Segment {
         let mi = MediaInfo {
             tracks: vec![
-                TrackInfo {
-                    id: 1,
-                    params: TrackParams::H264 {
-                        sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x28]),
-                        pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
-                        width: 320,
-                        height: 240,
-                        fps: 25,
-                    },
-                },
+                TrackInfo::placeholder_h264(1),
                 TrackInfo {
                     id: 2,
                     params: TrackParams::Aac {

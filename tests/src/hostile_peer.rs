@@ -18,7 +18,7 @@ use tern_core::cluster::auth::{
 use tern_core::cluster::message::{Message, StreamAnnounce};
 use tern_core::cluster::wire::Encoder;
 use tern_core::cluster::ProtocolVersion;
-use tern_core::{Frame, MediaInfo, Position, StreamName, TrackInfo, TrackParams};
+use tern_core::{Frame, MediaInfo, Position, StreamName, TrackInfo};
 
 use crate::{spawn_thread, utc_now_ms};
 
@@ -96,16 +96,7 @@ impl HostilePeer {
 
 fn media_info() -> MediaInfo {
     MediaInfo {
-        tracks: vec![TrackInfo {
-            id: 1,
-            params: TrackParams::H264 {
-                sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x28]),
-                pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
-                width: 320,
-                height: 240,
-                fps: 25,
-            },
-        }],
+        tracks: vec![TrackInfo::placeholder_h264(1)],
     }
 }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::dvr::op::{Done, Op, OpError, Reason, RecordingState, SegmentFile};
-use crate::{Frame, MediaInfo, Position, Segment, StreamName, TrackInfo, TrackParams};
+use crate::{Frame, MediaInfo, Position, Segment, StreamName, TrackInfo};
 
 const BASE: u64 = 1_764_000_000_000;
 
@@ -20,16 +20,7 @@ fn name(s: &str) -> StreamName {
 
 fn seg(i: u64, payload: usize) -> Segment {
     let info = Arc::new(MediaInfo {
-        tracks: vec![TrackInfo {
-            id: 1,
-            params: TrackParams::H264 {
-                sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x28]),
-                pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
-                width: 320,
-                height: 240,
-                fps: 25,
-            },
-        }],
+        tracks: vec![TrackInfo::placeholder_h264(1)],
     });
     let frames = (0..5u64)
         .map(|k| Frame {

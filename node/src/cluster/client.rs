@@ -534,19 +534,10 @@ mod tests {
     }
 
     fn one_frame_segment() -> tern_core::Segment {
-        use tern_core::{Frame, MediaInfo, Position, TrackInfo, TrackParams};
+        use tern_core::{Frame, MediaInfo, Position, TrackInfo};
         tern_core::Segment {
             media_info: Arc::new(MediaInfo {
-                tracks: vec![TrackInfo {
-                    id: 1,
-                    params: TrackParams::H264 {
-                        sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x28]),
-                        pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
-                        width: 320,
-                        height: 240,
-                        fps: 25,
-                    },
-                }],
+                tracks: vec![TrackInfo::placeholder_h264(1)],
             }),
             utc_start_ms: 1_767_225_600_000,
             duration_ms: 40,

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use tern_core::config::DvrConfig;
-use tern_core::{Frame, MediaInfo, Position, Segment, StreamName, TrackInfo, TrackParams};
+use tern_core::{Frame, MediaInfo, Position, Segment, StreamName, TrackInfo};
 
 use super::*;
 
@@ -19,16 +19,7 @@ pub(super) fn name(s: &str) -> StreamName {
 
 fn media_info() -> Arc<MediaInfo> {
     Arc::new(MediaInfo {
-        tracks: vec![TrackInfo {
-            id: 1,
-            params: TrackParams::H264 {
-                sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x28]),
-                pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
-                width: 320,
-                height: 240,
-                fps: 25,
-            },
-        }],
+        tracks: vec![TrackInfo::placeholder_h264(1)],
     })
 }
 

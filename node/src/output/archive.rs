@@ -475,18 +475,9 @@ mod tests {
     }
 
     fn segment(i: u64) -> Segment {
-        use tern_core::{MediaInfo, Position, TrackInfo, TrackParams};
+        use tern_core::{MediaInfo, Position, TrackInfo};
         let mi = MediaInfo {
-            tracks: vec![TrackInfo {
-                id: 1,
-                params: TrackParams::H264 {
-                    sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x28]),
-                    pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
-                    width: 320,
-                    height: 240,
-                    fps: 25,
-                },
-            }],
+            tracks: vec![TrackInfo::placeholder_h264(1)],
         };
         Segment {
             media_info: Arc::new(mi),

@@ -34,7 +34,7 @@ use tern_core::dvr::machine::{
     DvrMachine, Encoded, OpenFailure, Outcome, RecordOutcome, JOURNAL_HEADROOM, PAUSE_RETRY,
 };
 use tern_core::dvr::op::{Done, Op, OpError, Reason};
-use tern_core::{Frame, MediaInfo, Position, Segment, StreamName, TrackInfo, TrackParams};
+use tern_core::{Frame, MediaInfo, Position, Segment, StreamName, TrackInfo};
 use tern_node::dvr::{Fault, MemStore, StoreError};
 
 /// Retention depth of the simulated DVR: a handful of 2 s segments.
@@ -407,16 +407,7 @@ fn check_reopened(
 /// exhaustive check.
 pub fn synthetic_segment(i: u64, payload: usize) -> Segment {
     let info = Arc::new(MediaInfo {
-        tracks: vec![TrackInfo {
-            id: 1,
-            params: TrackParams::H264 {
-                sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x28]),
-                pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
-                width: 320,
-                height: 240,
-                fps: 25,
-            },
-        }],
+        tracks: vec![TrackInfo::placeholder_h264(1)],
     });
     let base = 1_764_000_000_000u64;
     let frames = (0..3u64)
