@@ -148,6 +148,40 @@ impl Node {
         http_get(self.port, path)
     }
 
+    /// The API entry of stream `name` (`Null` when the node has none or answers no
+    /// JSON).
+    pub fn stream(&self, name: &str) -> serde_json::Value {
+        let (_, body) = self.get(&format!("/streamer/api/v3/streams/{name}"));
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// `name`'s API entry once it is alive; after `timeout`, a panic with the log.
+    pub fn wait_alive(&self, name: &str, timeout: Duration) -> serde_json::Value {
+        poll_until(timeout, || {
+            let v = self.stream(name);
+            (v["stats"]["alive"] == true).then_some(v)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` not alive within {timeout:?}: {}\n---- log ----\n{}",
+                self.stream(name),
+                self.log()
+            )
+        })
+    }
+
+    /// A node of binary `bin` pulling every stream of `origin` over M4S
+    /// (`source m4s://… { static; }`) with cluster key `key`.
+    pub fn edge_of(bin: &str, origin: &Node, key: &str) -> Node {
+        Node::start(
+            bin,
+            &format!(
+                "cluster_key {key};\nsource m4s://127.0.0.1:{} {{ static; }}\n",
+                origin.port()
+            ),
+        )
+    }
+
     /// The node's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(no log: {e})"))

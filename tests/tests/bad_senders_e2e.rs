@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tern_tests::{
     assert_consecutive, decode_frames, now, poll_until, read_barcode, require_tool, rss,
     spawn_thread, Node, Proc, FFMPEG_RW_TIMEOUT_US,
@@ -26,11 +25,6 @@ fn free_udp_port() -> u16 {
         .and_then(|s| s.local_addr())
         .map(|a| a.port())
         .expect("a free udp port")
-}
-
-fn stream(node: &Node, name: &str) -> Value {
-    let (_, body) = node.get(&format!("/streamer/api/v3/streams/{name}"));
-    serde_json::from_str(&body).unwrap_or(Value::Null)
 }
 
 /// xorshift: junk that differs from datagram to datagram, the same every run.
@@ -114,7 +108,7 @@ fn a_udp_flood_of_junk_costs_bounded_memory_and_the_other_stream_plays() {
     );
     other_stream_plays(&origin);
     // Junk makes no stream: not alive, and the log says what the demuxer skipped.
-    let cam = stream(&origin, "cam");
+    let cam = origin.stream("cam");
     assert_eq!(cam["stats"]["alive"], false, "{cam}");
     let log = poll_until(Duration::from_secs(10), || {
         let log = origin.log();
@@ -185,7 +179,7 @@ fn a_sender_with_lost_and_garbled_packets_plays_on_with_damaged_frames_dropped()
         .arg(format!("udp://127.0.0.1:{relay}?pkt_size=1316"));
     let _ffmpeg = Proc::spawn(&mut cmd, Duration::from_secs(120));
     let alive = poll_until(Duration::from_secs(20), || {
-        (stream(&origin, "cam")["stats"]["alive"] == true).then_some(())
+        (origin.stream("cam")["stats"]["alive"] == true).then_some(())
     });
     assert!(alive.is_some(), "cam never alive:\n{}", origin.log());
     // What reaches a player decodes (ffmpeg -xerror: a damaged frame would stop it):
@@ -266,7 +260,7 @@ fn rtsp_servers_answering_404_and_500_are_clear_errors() {
     let started = now();
     // 404 will not get better by retrying: `error`, saying why.
     let c404 = poll_until(Duration::from_secs(20), || {
-        let s = stream(&origin, "c404");
+        let s = origin.stream("c404");
         (s["stats"]["status"] == "error").then_some(s)
     })
     .unwrap_or_else(|| panic!("c404 not in error:\n{}", origin.log()));
@@ -278,7 +272,7 @@ fn rtsp_servers_answering_404_and_500_are_clear_errors() {
         log.contains("500").then_some(log)
     })
     .unwrap_or_else(|| panic!("no 500 in the log:\n{}", origin.log()));
-    let c500 = stream(&origin, "c500");
+    let c500 = origin.stream("c500");
     assert_eq!(c500["stats"]["alive"], false, "{c500}");
     assert!(log.contains("c500"), "{log}");
     other_stream_plays(&origin);

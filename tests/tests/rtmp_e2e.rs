@@ -11,7 +11,6 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
 use tern_tests::{
     assert_b_frames_reach, assert_consecutive, decode_frames, free_port, now, poll_until,
     probe_latency, require_tool, rss, Node, Proc, FFMPEG_RW_TIMEOUT_US, X264_B_FRAMES,
@@ -42,16 +41,6 @@ fn origin(rtmp_port: u16) -> Node {
     )
 }
 
-fn edge_of(origin: &Node) -> Node {
-    Node::start(
-        TERN,
-        &format!(
-            "cluster_key {KEY};\nsource m4s://127.0.0.1:{} {{ static; }}\n",
-            origin.port()
-        ),
-    )
-}
-
 /// ffmpeg reading the source's live MPEG-TS and publishing it to `url` as FLV.
 fn publish(src: &Node, codec: &[&str], url: &str) -> Proc {
     let mut cmd = Command::new("ffmpeg");
@@ -67,19 +56,6 @@ fn publish(src: &Node, codec: &[&str], url: &str) -> Proc {
 
 fn rtmp_url(port: u16, path: &str) -> String {
     format!("rtmp://127.0.0.1:{port}/{path}")
-}
-
-fn stream(node: &Node, name: &str) -> Value {
-    let (_, body) = node.get(&format!("/streamer/api/v3/streams/{name}"));
-    serde_json::from_str(&body).unwrap_or(Value::Null)
-}
-
-fn wait_alive(node: &Node, name: &str) -> Value {
-    poll_until(Duration::from_secs(20), || {
-        let v = stream(node, name);
-        (v["stats"]["alive"] == true).then_some(v)
-    })
-    .unwrap_or_else(|| panic!("`{name}` not alive within 20 s:\n{}", node.log()))
 }
 
 /// A publisher that must be refused: ffmpeg exits with an error, soon.
@@ -106,10 +82,10 @@ fn a_publisher_plays_through_the_edge_and_comes_back_after_it_dies() {
     // Not published yet: the stream waits (`starting` for its first 3 s, then
     // `waiting`), the input shows without its password.
     let cam = poll_until(Duration::from_secs(10), || {
-        let cam = stream(&origin, "cam");
+        let cam = origin.stream("cam");
         (cam["stats"]["status"] == "waiting").then_some(cam)
     })
-    .unwrap_or_else(|| panic!("not waiting: {}", stream(&origin, "cam")));
+    .unwrap_or_else(|| panic!("not waiting: {}", origin.stream("cam")));
     assert_eq!(cam["stats"]["alive"], false, "{cam}");
     assert_eq!(cam["inputs"][0]["stats"]["active"], false, "{cam}");
     assert_eq!(cam["inputs"][0]["url"], "publish://?password=***", "{cam}");
@@ -117,7 +93,7 @@ fn a_publisher_plays_through_the_edge_and_comes_back_after_it_dies() {
     let url = rtmp_url(rtmp_port, &format!("cam?password={PASSWORD}"));
     let mut publisher = publish(&src, &["-c", "copy"], &url);
     let started = now();
-    let cam = wait_alive(&origin, "cam");
+    let cam = origin.wait_alive("cam", Duration::from_secs(20));
     println!(
         "published stream alive on the origin {:?} after ffmpeg started",
         now() - started
@@ -128,8 +104,8 @@ fn a_publisher_plays_through_the_edge_and_comes_back_after_it_dies() {
         "{cam}"
     );
 
-    let edge = edge_of(&origin);
-    wait_alive(&edge, "cam");
+    let edge = Node::edge_of(TERN, &origin, KEY);
+    edge.wait_alive("cam", Duration::from_secs(20));
     let frames = decode_frames(&edge.url("/cam/mpegts"), 100);
     let idx = assert_consecutive("rtmp -> origin -> edge /cam/mpegts", &frames);
     println!(
@@ -168,7 +144,7 @@ fn a_publisher_plays_through_the_edge_and_comes_back_after_it_dies() {
 
     // The publisher dies and comes back (the stream key form this time): the
     // stream plays again, the gap declared.
-    let before = stream(&origin, "cam")["stats"]["discontinuities"]
+    let before = origin.stream("cam")["stats"]["discontinuities"]
         .as_u64()
         .unwrap_or(0);
     publisher.kill();
@@ -180,7 +156,7 @@ fn a_publisher_plays_through_the_edge_and_comes_back_after_it_dies() {
     );
     let back = now();
     let resumed = poll_until(Duration::from_secs(20), || {
-        let s = stream(&origin, "cam");
+        let s = origin.stream("cam");
         let d = s["stats"]["discontinuities"].as_u64().unwrap_or(0);
         (d > before && s["stats"]["alive"] == true).then_some(d)
     });
@@ -298,9 +274,9 @@ fn b_frames_reach_the_player_with_monotonic_dts() {
     let origin = origin(rtmp_port);
     let url = rtmp_url(rtmp_port, &format!("cam?password={PASSWORD}"));
     let _publisher = publish(&src, &X264_B_FRAMES, &url);
-    wait_alive(&origin, "cam");
-    let edge = edge_of(&origin);
-    wait_alive(&edge, "cam");
+    origin.wait_alive("cam", Duration::from_secs(20));
+    let edge = Node::edge_of(TERN, &origin, KEY);
+    edge.wait_alive("cam", Duration::from_secs(20));
     let (packets, reordered) = assert_b_frames_reach(&edge.url("/cam/mpegts"));
     println!("b-frames over rtmp at the edge: {packets} video packets, {reordered} reordered");
     let frames = decode_frames(&edge.url("/cam/mpegts"), 50);
@@ -309,7 +285,7 @@ fn b_frames_reach_the_player_with_monotonic_dts() {
 
 /// Which input of `name` the API shows active (`None`: none).
 fn active_input(node: &Node, name: &str) -> Option<usize> {
-    stream(node, name)["inputs"]
+    node.stream(name)["inputs"]
         .as_array()?
         .iter()
         .position(|i| i["stats"]["active"] == true)
@@ -337,7 +313,7 @@ fn a_publish_input_fails_over_like_any_input() {
     assert!(
         backup.is_some(),
         "backup not active: {}",
-        stream(&origin, "cam")
+        origin.stream("cam")
     );
     // A publisher comes: it takes over at its first keyframe.
     let mut publisher = publish(&src, &["-c", "copy"], &rtmp_url(rtmp_port, "cam"));
@@ -350,7 +326,7 @@ fn a_publish_input_fails_over_like_any_input() {
         "publisher active {:?} after ffmpeg started",
         now() - started
     );
-    let fps = |node: &Node| stream(node, "cam")["stats"]["media_info"]["tracks"].to_string();
+    let fps = |node: &Node| node.stream("cam")["stats"]["media_info"]["tracks"].to_string();
     assert!(fps(&origin).contains("\"fps\":25"), "{}", fps(&origin));
     // It goes: the backup again after `source_timeout`.
     publisher.kill();
@@ -390,7 +366,7 @@ fn a_reload_that_restarts_the_stream_cuts_its_publisher_and_it_comes_back() {
         &format!("rtmp 127.0.0.1:{rtmp_port};\nstream cam {{\n  input publish://;\n}}\n"),
     );
     let mut publisher = publish(&src, &["-c", "copy"], &rtmp_url(rtmp_port, "cam"));
-    wait_alive(&origin, "cam");
+    origin.wait_alive("cam", Duration::from_secs(20));
     // The stream's block changes: the stream restarts, its publisher is cut (it would
     // otherwise feed the stream it replaced).
     write_config(
@@ -414,7 +390,7 @@ fn a_reload_that_restarts_the_stream_cuts_its_publisher_and_it_comes_back() {
     assert!(!status.success(), "ffmpeg did not notice the cut");
     // It publishes again into the stream as it is now.
     let _publisher = publish(&src, &["-c", "copy"], &rtmp_url(rtmp_port, "cam"));
-    wait_alive(&origin, "cam");
+    origin.wait_alive("cam", Duration::from_secs(20));
     assert_consecutive(
         "after the reload",
         &decode_frames(&origin.url("/cam/mpegts"), 25),

@@ -70,37 +70,11 @@ fn probe_together<const N: usize>(urls: [String; N]) -> [Latency; N] {
     })
 }
 
-fn stream(node: &Node, name: &str) -> Value {
-    let (status, body) = node.get(&format!("/streamer/api/v3/streams/{name}"));
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
 /// An edge pulling every stream of `origin` over M4S, with `cam` alive on it.
 fn edge_of(origin: &Node) -> Node {
-    let edge = Node::start(
-        TERN,
-        &format!(
-            "cluster_key {KEY};\nsource m4s://127.0.0.1:{} {{ static; }}\n",
-            origin.port()
-        ),
-    );
-    wait_alive(&edge, "cam", Duration::from_secs(15));
+    let edge = Node::edge_of(TERN, origin, KEY);
+    edge.wait_alive("cam", Duration::from_secs(15));
     edge
-}
-
-fn wait_alive(node: &Node, name: &str, timeout: Duration) -> Value {
-    poll_until(timeout, || {
-        let s = stream(node, name);
-        (s["stats"]["alive"] == true).then_some(s)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "`{name}` not alive within {timeout:?}: {}\n---- log ----\n{}",
-            stream(node, name),
-            node.log()
-        )
-    })
 }
 
 #[test]
@@ -120,7 +94,7 @@ fn a_camera_plays_through_the_edge_and_comes_back_after_it_dies() {
     );
     let mut cam = camera(rtsp_port, &origin);
     let started = now();
-    let entry = wait_alive(&origin, "cam", Duration::from_secs(30));
+    let entry = origin.wait_alive("cam", Duration::from_secs(30));
     println!(
         "camera alive on the origin {:?} after start: {}",
         now() - started,
@@ -143,8 +117,8 @@ fn a_camera_plays_through_the_edge_and_comes_back_after_it_dies() {
     println!("edge decoded barcodes {}..={}", idx[0], idx[idx.len() - 1]);
     println!(
         "delay behind capture: origin {} ms, edge {} ms",
-        stream(&origin, "cam")["stats"]["delay"],
-        stream(&edge, "cam")["stats"]["delay"]
+        origin.stream("cam")["stats"]["delay"],
+        edge.stream("cam")["stats"]["delay"]
     );
 
     // Latency, median over 100 frames each, measured at the same time (the test
@@ -172,7 +146,7 @@ fn a_camera_plays_through_the_edge_and_comes_back_after_it_dies() {
     );
 
     // The camera dies and comes back: the stream plays again, with the gap declared.
-    let before = stream(&origin, "cam")["stats"]["discontinuities"]
+    let before = origin.stream("cam")["stats"]["discontinuities"]
         .as_u64()
         .unwrap_or(0);
     cam.kill();
@@ -180,7 +154,7 @@ fn a_camera_plays_through_the_edge_and_comes_back_after_it_dies() {
     let _cam = camera(rtsp_port, &origin);
     let back = now();
     let resumed = poll_until(Duration::from_secs(30), || {
-        let s = stream(&origin, "cam");
+        let s = origin.stream("cam");
         let d = s["stats"]["discontinuities"].as_u64().unwrap_or(0);
         (d > before && s["stats"]["alive"] == true).then_some(d)
     });
@@ -200,7 +174,7 @@ fn a_camera_plays_through_the_edge_and_comes_back_after_it_dies() {
 
     // A wrong password: refused with a clear line, the other streams unaffected.
     assert!(log.contains("401"), "no 401 in the log:\n{log}");
-    let wrong = stream(&origin, "wrong");
+    let wrong = origin.stream("wrong");
     assert_eq!(wrong["stats"]["alive"], false, "{wrong}");
     // ... and the stream is in `error`, saying why (a refusal retrying cannot fix).
     assert_eq!(wrong["stats"]["status"], "error", "{wrong}");
@@ -257,7 +231,7 @@ fn an_h265_camera_plays_live_and_from_the_archive_through_the_edge() {
         ),
     );
     let _cam = camera_with(&["--h265"], rtsp_port, &origin);
-    let entry = wait_alive(&origin, "cam", Duration::from_secs(30));
+    let entry = origin.wait_alive("cam", Duration::from_secs(30));
     assert_eq!(
         entry["stats"]["media_info"]["tracks"][0]["codec"], "hevc",
         "{entry}"
@@ -307,7 +281,7 @@ fn an_h265_camera_plays_live_and_from_the_archive_through_the_edge() {
             "no 6 s of archive on the edge: {:?}; origin: {:?}, {}",
             edge.get("/cam/recording_status.json"),
             origin.get("/cam/recording_status.json"),
-            stream(&origin, "cam")
+            origin.stream("cam")
         )
     });
     let from = status["from"].as_u64().unwrap_or_default() + 2;
@@ -359,9 +333,9 @@ fn a_b_frame_camera_reaches_the_player_with_monotonic_dts() {
         .args(["-f", "mpegts"])
         .arg(format!("udp://127.0.0.1:{feed}?pkt_size=1316"));
     let _encoder = Proc::spawn(&mut ffmpeg, Duration::from_secs(120));
-    wait_alive(&origin, "cam", Duration::from_secs(30));
+    origin.wait_alive("cam", Duration::from_secs(30));
     let edge = edge_of(&origin);
-    wait_alive(&edge, "cam", Duration::from_secs(20));
+    edge.wait_alive("cam", Duration::from_secs(20));
     let (packets, reordered) = assert_b_frames_reach(&edge.url("/cam/mpegts"));
     println!("b-frames over rtsp at the edge: {packets} video packets, {reordered} reordered");
     let frames = decode_frames(&edge.url("/cam/mpegts"), 50);

@@ -52,16 +52,6 @@ fn origin(input: &str, extra: &str) -> Node {
     )
 }
 
-fn edge_of(origin: &Node) -> Node {
-    Node::start(
-        TERN,
-        &format!(
-            "cluster_key {KEY};\nsource m4s://127.0.0.1:{} {{ static; }}\n",
-            origin.port()
-        ),
-    )
-}
-
 /// ffmpeg reading the source's live MPEG-TS and sending it over SRT to `url`.
 fn send(src: &Node, codec: &[&str], url: &str) -> Proc {
     let mut cmd = Command::new("ffmpeg");
@@ -80,21 +70,8 @@ fn srt_url(port: u16, mode: &str, passphrase: &str) -> String {
     format!("srt://127.0.0.1:{port}?mode={mode}&passphrase={passphrase}&latency=120000")
 }
 
-fn stream(node: &Node, name: &str) -> Value {
-    let (_, body) = node.get(&format!("/streamer/api/v3/streams/{name}"));
-    serde_json::from_str(&body).unwrap_or(Value::Null)
-}
-
-fn wait_alive(node: &Node, name: &str) -> Value {
-    poll_until(Duration::from_secs(30), || {
-        let v = stream(node, name);
-        (v["stats"]["alive"] == true).then_some(v)
-    })
-    .unwrap_or_else(|| panic!("`{name}` not alive within 30 s:\n{}", node.log()))
-}
-
 fn discontinuities(node: &Node) -> u64 {
-    stream(node, "cam")["stats"]["discontinuities"]
+    node.stream("cam")["stats"]["discontinuities"]
         .as_u64()
         .unwrap_or(0)
 }
@@ -103,7 +80,7 @@ fn discontinuities(node: &Node) -> u64 {
 /// returns how long after `since` that was.
 fn wait_resumed(node: &Node, before: u64, since: std::time::Instant) -> Duration {
     let resumed = poll_until(Duration::from_secs(30), || {
-        let s = stream(node, "cam");
+        let s = node.stream("cam");
         let d = s["stats"]["discontinuities"].as_u64().unwrap_or(0);
         (d > before && s["stats"]["alive"] == true).then_some(())
     });
@@ -123,7 +100,7 @@ fn barcode_now(node: &Node) -> u64 {
 /// The sender's frames run on at the edge, the latency is printed, and the
 /// passphrase is in no API answer and no log.
 fn check_through_edge(what: &str, edge: &Node) {
-    wait_alive(edge, "cam");
+    edge.wait_alive("cam", Duration::from_secs(30));
     let frames = decode_frames(&edge.url("/cam/mpegts"), 100);
     let idx = assert_consecutive(&format!("{what} -> origin -> edge /cam/mpegts"), &frames);
     println!(
@@ -177,7 +154,7 @@ fn a_listener_takes_an_encrypted_sender_refuses_others_and_takes_it_back() {
         &format!("srt://127.0.0.1:{port}?mode=listener&passphrase={PASSPHRASE}"),
         "",
     );
-    let cam = stream(&origin, "cam");
+    let cam = origin.stream("cam");
     assert_eq!(
         cam["inputs"][0]["url"],
         format!("srt://127.0.0.1:{port}?mode=listener&passphrase=***"),
@@ -185,13 +162,13 @@ fn a_listener_takes_an_encrypted_sender_refuses_others_and_takes_it_back() {
     );
     let url = srt_url(port, "caller", PASSPHRASE);
     let mut sender = send(&src, &["-c", "copy"], &url);
-    let cam = wait_alive(&origin, "cam");
+    let cam = origin.wait_alive("cam", Duration::from_secs(30));
     let tracks = cam["stats"]["media_info"]["tracks"].to_string();
     assert!(
         tracks.contains("\"h264\"") && tracks.contains("\"aac\""),
         "{cam}"
     );
-    let edge = edge_of(&origin);
+    let edge = Node::edge_of(TERN, &origin, KEY);
     check_through_edge("srt caller -> tern listener", &edge);
 
     // A wrong passphrase, none, and a second sender with the right one: each refused
@@ -211,7 +188,7 @@ fn a_listener_takes_an_encrypted_sender_refuses_others_and_takes_it_back() {
         "cam after the refusals",
         &decode_frames(&edge.url("/cam/mpegts"), 25),
     );
-    wait_alive(&edge, "other");
+    edge.wait_alive("other", Duration::from_secs(30));
     assert_consecutive(
         "other after the refusals",
         &decode_frames(&edge.url("/other/mpegts"), 25),
@@ -263,14 +240,14 @@ fn a_caller_pulls_from_a_listening_sender_and_calls_again_when_it_returns() {
         &["-c", "copy"],
         &srt_url(wrong_port, "listener", "not-the-passphrase"),
     );
-    wait_alive(&origin, "cam");
-    let edge = edge_of(&origin);
+    origin.wait_alive("cam", Duration::from_secs(30));
+    let edge = Node::edge_of(TERN, &origin, KEY);
     check_through_edge("tern caller -> srt listener", &edge);
     let cam2 = poll_until(Duration::from_secs(20), || {
-        let s = stream(&origin, "cam2");
+        let s = origin.stream("cam2");
         (s["stats"]["status"] == "error").then_some(s)
     })
-    .unwrap_or_else(|| panic!("cam2 not in error: {}", stream(&origin, "cam2")));
+    .unwrap_or_else(|| panic!("cam2 not in error: {}", origin.stream("cam2")));
     assert_eq!(
         cam2["stats"]["error"], "SRT: the sender refused the connection: wrong passphrase",
         "{cam2}"
@@ -352,15 +329,15 @@ fn h265_over_srt_plays_live_and_from_the_archive_through_the_edge() {
         &x265,
         &format!("srt://127.0.0.1:{port}?mode=caller&latency=120000"),
     );
-    let cam = wait_alive(&origin, "cam");
+    let cam = origin.wait_alive("cam", Duration::from_secs(30));
     assert!(
         cam["stats"]["media_info"]["tracks"]
             .to_string()
             .contains("\"hevc\""),
         "{cam}"
     );
-    let edge = edge_of(&origin);
-    wait_alive(&edge, "cam");
+    let edge = Node::edge_of(TERN, &origin, KEY);
+    edge.wait_alive("cam", Duration::from_secs(30));
     let (probe, _) = tern_tests::run_ok(
         Command::new("ffprobe").args([
             "-hide_banner",
