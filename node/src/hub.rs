@@ -551,15 +551,7 @@ impl StreamHub {
     /// muxer, primed with the current GOP.
     pub fn subscribe_ts(&self) -> TsSubscription {
         let mut st = self.lock();
-        let State {
-            segmenter, gop, ts, ..
-        } = &mut *st;
-        let ts = ts.get_or_insert_with(|| TsFanout {
-            live: LiveTs::new(segmenter.media_info(), gop.items()),
-            tx: broadcast::channel(FANOUT_CAPACITY).0,
-            sinks: Vec::new(),
-            next_seq: 0,
-        });
+        let ts = st.ts_fanout();
         TsSubscription {
             gop: ts.live.gop().to_vec(),
             rx: ts.tx.subscribe(),
@@ -571,15 +563,7 @@ impl StreamHub {
     /// starts at the latest keyframe with no gap and no duplicate.
     pub fn join_ts<R>(&self, join: impl FnOnce(TsJoin<'_>) -> R) -> R {
         let mut st = self.lock();
-        let State {
-            segmenter, gop, ts, ..
-        } = &mut *st;
-        let ts = ts.get_or_insert_with(|| TsFanout {
-            live: LiveTs::new(segmenter.media_info(), gop.items()),
-            tx: broadcast::channel(FANOUT_CAPACITY).0,
-            sinks: Vec::new(),
-            next_seq: 0,
-        });
+        let ts = st.ts_fanout();
         join(TsJoin {
             gop: ts.live.gop(),
             next_seq: ts.next_seq,
@@ -631,6 +615,20 @@ fn warn_left_out(name: &StreamName, mi: &MediaInfo) {
 }
 
 impl State {
+    /// The shared MPEG-TS muxer and its writers, started by the first live MPEG-TS
+    /// viewer and primed with the current GOP.
+    fn ts_fanout(&mut self) -> &mut TsFanout {
+        let State {
+            segmenter, gop, ts, ..
+        } = self;
+        ts.get_or_insert_with(|| TsFanout {
+            live: LiveTs::new(segmenter.media_info(), gop.items()),
+            tx: broadcast::channel(FANOUT_CAPACITY).0,
+            sinks: Vec::new(),
+            next_seq: 0,
+        })
+    }
+
     /// Logs what the timestamp sanity found: one line per reason per 10 s for the
     /// whole node (a peer with many streams must not multiply it), with the count
     /// and the last stream.

@@ -269,9 +269,11 @@ fn rtsp_servers_answering_404_and_500_are_clear_errors() {
     // 500 may: the input retries with backoff, the stream waits, the log says why.
     let log = poll_until(Duration::from_secs(20), || {
         let log = origin.log();
-        log.contains("500").then_some(log)
+        // retina's words for the refusal (the 404 above reads "404 response to
+        // DESCRIBE"): not just any "500", which a backoff of 500 ms would print too.
+        log.contains("500 response to DESCRIBE").then_some(log)
     })
-    .unwrap_or_else(|| panic!("no 500 in the log:\n{}", origin.log()));
+    .unwrap_or_else(|| panic!("no 500 refusal in the log:\n{}", origin.log()));
     let c500 = origin.stream("c500");
     assert_eq!(c500["stats"]["alive"], false, "{c500}");
     assert!(log.contains("c500"), "{log}");
