@@ -25,7 +25,8 @@
 //! to drain child pipes, so only the few functions below that do so allow them.
 //!
 //! Files: `tools.rs`, `tempdir.rs`, `node.rs`, `http.rs`, `process.rs`, `frames.rs`,
-//! `hostile_peer.rs` (a cluster peer that sends what no Tern node would);
+//! `hostile_peer.rs` (a cluster peer that sends what no Tern node would),
+//! `reencode.rs` (ffmpeg senders re-encoding a source node, the H.265 check);
 //! this file holds the constants and the clocks, and re-exports them all.
 
 use std::thread::JoinHandle;
@@ -37,6 +38,7 @@ mod hostile_peer;
 mod http;
 mod node;
 mod process;
+mod reencode;
 mod tempdir;
 mod tools;
 
@@ -46,6 +48,7 @@ pub use hostile_peer::*;
 pub use http::*;
 pub use node::*;
 pub use process::*;
+pub use reencode::*;
 pub use tempdir::*;
 pub use tools::*;
 

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tern_tests::{
-    assert_b_frames_reach, assert_consecutive, decode_frames, now, poll_until, probe_latency,
-    require_tool, run_ok, Node, Proc, FFMPEG_RW_TIMEOUT_US, X264_B_FRAMES,
+    assert_b_frames_reach, assert_consecutive, decode_frames, ffmpeg_sender, now, poll_until,
+    probe_latency, require_tool, run_ok, Node, Proc, FFMPEG_RW_TIMEOUT_US, X264_B_FRAMES,
+    X265_ARGS,
 };
 
 /// The binary under test (see origin_e2e.rs).
@@ -48,17 +49,11 @@ fn origin_and_edge(input: &str) -> (Node, Node) {
     (origin, edge)
 }
 
-/// ffmpeg reading the source's live MPEG-TS and sending it to `udp_port` with the
-/// given codec arguments (`-c copy`, or an encoder).
+/// ffmpeg re-encoding the source's live MPEG-TS with `codec` and sending it to
+/// `udp_port` on loopback.
 fn republish(src: &Node, codec: &[&str], udp_port: u16) -> Proc {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-nostdin", "-hide_banner", "-loglevel", "error"])
-        .args(["-rw_timeout", FFMPEG_RW_TIMEOUT_US])
-        .args(["-i", &src.url("/src/mpegts")])
-        .args(codec)
-        .args(["-f", "mpegts"])
-        .arg(format!("udp://127.0.0.1:{udp_port}?pkt_size=1316"));
-    Proc::spawn(&mut cmd, Duration::from_secs(120))
+    let url = format!("udp://127.0.0.1:{udp_port}?pkt_size=1316");
+    ffmpeg_sender(src, codec, "mpegts", &url)
 }
 
 /// The edge's API entry of `cam` once it is alive there.
@@ -157,21 +152,7 @@ fn h265_over_udp_plays_through_the_edge() {
     let src = source();
     let port = free_udp_port();
     let (origin, edge) = origin_and_edge(&format!("udp://127.0.0.1:{port}"));
-    let x265 = [
-        "-c:v",
-        "libx265",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-        "-x265-params",
-        "log-level=error:keyint=25:min-keyint=25",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "copy",
-    ];
-    let _ffmpeg = republish(&src, &x265, port);
+    let _ffmpeg = republish(&src, &X265_ARGS, port);
     let cam = wait_alive(&edge, "cam");
     let tracks = cam["stats"]["media_info"]["tracks"].to_string();
     assert!(tracks.contains("\"hevc\""), "{cam}");

@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use tern_tests::{
-    assert_b_frames_reach, assert_consecutive, decode_frames, free_port, now, poll_until,
-    probe_latency, require_tool, rss, Node, Proc, FFMPEG_RW_TIMEOUT_US, X264_B_FRAMES,
+    assert_b_frames_reach, assert_consecutive, decode_frames, ffmpeg_sender, free_port, now,
+    poll_until, probe_latency, require_tool, rss, Node, Proc, X264_B_FRAMES,
 };
 
 /// The binary under test (see origin_e2e.rs).
@@ -43,15 +43,7 @@ fn origin(rtmp_port: u16) -> Node {
 
 /// ffmpeg reading the source's live MPEG-TS and publishing it to `url` as FLV.
 fn publish(src: &Node, codec: &[&str], url: &str) -> Proc {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-nostdin", "-hide_banner", "-loglevel", "error"])
-        .args(["-rw_timeout", FFMPEG_RW_TIMEOUT_US])
-        // The source is known (H.264 and AAC): half a second of probing, not five.
-        .args(["-analyzeduration", "500000"])
-        .args(["-i", &src.url("/src/mpegts")])
-        .args(codec)
-        .args(["-f", "flv", url]);
-    Proc::spawn(&mut cmd, Duration::from_secs(120))
+    ffmpeg_sender(src, codec, "flv", url)
 }
 
 fn rtmp_url(port: u16, path: &str) -> String {

@@ -14,10 +14,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
 use tern_tests::{
-    assert_b_frames_reach, assert_consecutive, decode_frames, free_port, now, poll_until,
-    probe_latency, read_barcode, require_check, require_tool, Latency, Node, Proc, X264_B_FRAMES,
+    assert_b_frames_reach, assert_consecutive, assert_h265_live_and_archive, decode_frames,
+    free_port, now, poll_until, probe_latency, readable_in_order, require_check, require_tool,
+    Latency, Node, Proc, X264_B_FRAMES,
 };
 
 const TERN: &str = env!("CARGO_BIN_EXE_tern-e2e");
@@ -198,22 +198,9 @@ fn a_camera_plays_through_the_edge_and_comes_back_after_it_dies() {
 
 /// An H.265 camera (the test camera re-encodes with x265), recorded on the origin:
 /// live through the edge and its archive through the edge decode without an error
-/// (`ffmpeg -xerror`), and the barcodes that can be read are in order. Not
-/// "consecutive": the test camera's encoder drops frames when the machine is busy and
-/// blurs the barcodes for a second after such a drop (seen at load 14 on 2 cores);
-/// frame-exact delivery is what the H.264 test checks.
-fn in_order(what: &str, frames: &[Vec<u8>]) -> Vec<u64> {
-    let idx: Vec<u64> = frames.iter().map(|f| read_barcode(f).0).collect();
-    // A blurred barcode reads as garbage (a huge index); the readable ones go up.
-    let readable: Vec<u64> = idx.iter().copied().filter(|&i| i < 1 << 24).collect();
-    assert!(
-        !readable.is_empty() && readable.windows(2).all(|w| w[0] < w[1]),
-        "{what}: barcodes missing or out of order: {idx:?}"
-    );
-    readable
-}
-
-/// See [`in_order`].
+/// (`ffmpeg -xerror`), and the barcodes that can be read are in order (not
+/// "consecutive", see [`readable_in_order`]; frame-exact delivery is what the H.264
+/// test checks).
 #[test]
 fn an_h265_camera_plays_live_and_from_the_archive_through_the_edge() {
     if !camera_available() || !require_tool("ffprobe") {
@@ -237,73 +224,7 @@ fn an_h265_camera_plays_live_and_from_the_archive_through_the_edge() {
         "{entry}"
     );
     let edge = edge_of(&origin);
-    let (probe, _) = tern_tests::run_ok(
-        Command::new("ffprobe").args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-rw_timeout",
-            "5000000",
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "csv=p=0",
-            &edge.url("/cam/mpegts"),
-        ]),
-        Duration::from_secs(20),
-    );
-    // One line per program and per stream: every one says hevc.
-    let probe = String::from_utf8_lossy(&probe);
-    let codecs: Vec<&str> = probe.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert!(
-        !codecs.is_empty() && codecs.iter().all(|c| c.trim() == "hevc"),
-        "ffprobe: {probe:?}"
-    );
-    let frames = decode_frames(&edge.url("/cam/mpegts"), 50);
-    let idx = in_order("h265 camera through the edge", &frames);
-    println!(
-        "h265: edge decoded barcodes {}..={}",
-        idx[0],
-        idx[idx.len() - 1]
-    );
-
-    // The archive: a 3 s window of what the origin recorded, read through the edge.
-    let status = poll_until(Duration::from_secs(20), || {
-        let (code, body) = edge.get("/cam/recording_status.json");
-        let v: Value = serde_json::from_str(&body).ok()?;
-        // Any range of 6 s: the re-encoding test camera sometimes leaves a gap early.
-        let r = v["ranges"]
-            .as_array()?
-            .iter()
-            .find(|r| r["duration"].as_u64().is_some_and(|d| d >= 6))?
-            .clone();
-        (code == 200).then_some(r)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "no 6 s of archive on the edge: {:?}; origin: {:?}, {}",
-            edge.get("/cam/recording_status.json"),
-            origin.get("/cam/recording_status.json"),
-            origin.stream("cam")
-        )
-    });
-    let from = status["from"].as_u64().unwrap_or_default() + 2;
-    let url = edge.url(&format!("/cam/archive-{from}-3.ts"));
-    let frames = tern_tests::decode_all_frames(&url, Duration::from_secs(30));
-    let idx = in_order("h265 archive through the edge", &frames);
-    assert!(
-        frames.len() >= 25,
-        "{} frames in 3 s of archive",
-        frames.len()
-    );
-    println!(
-        "h265: archive {from}+3 s through the edge: {} frames, barcodes {}..={}",
-        frames.len(),
-        idx[0],
-        idx[idx.len() - 1]
-    );
+    assert_h265_live_and_archive("h265 camera", &origin, &edge);
 }
 
 /// A camera that sends B-frames (x264 `-bf 2`, re-encoded by ffmpeg from the
@@ -344,7 +265,7 @@ fn a_b_frame_camera_reaches_the_player_with_monotonic_dts() {
     let (packets, reordered) = assert_b_frames_reach(&edge.url("/cam/mpegts"));
     println!("b-frames over rtsp at the edge: {packets} video packets, {reordered} reordered");
     let frames = decode_frames(&edge.url("/cam/mpegts"), 50);
-    in_order("b-frame camera through the edge", &frames);
+    readable_in_order("b-frame camera through the edge", &frames);
     // The depth came from the SPS (x264 states 2): nothing was dropped to learn it.
     let log = origin.log();
     assert!(

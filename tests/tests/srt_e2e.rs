@@ -10,10 +10,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
 use tern_tests::{
-    assert_consecutive, decode_frames, free_port, now, poll_until, probe_latency, read_barcode,
-    require_check, require_tool, Node, Proc, FFMPEG_RW_TIMEOUT_US,
+    assert_consecutive, assert_h265_live_and_archive, decode_frames, ffmpeg_sender, free_port, now,
+    poll_until, probe_latency, read_barcode, require_check, require_tool, Node, Proc, X265_ARGS,
 };
 
 /// The binary under test (see origin_e2e.rs).
@@ -54,15 +53,7 @@ fn origin(input: &str, extra: &str) -> Node {
 
 /// ffmpeg reading the source's live MPEG-TS and sending it over SRT to `url`.
 fn send(src: &Node, codec: &[&str], url: &str) -> Proc {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-nostdin", "-hide_banner", "-loglevel", "error"])
-        .args(["-rw_timeout", FFMPEG_RW_TIMEOUT_US])
-        // The source is known (H.264 and AAC): half a second of probing, not five.
-        .args(["-analyzeduration", "500000"])
-        .args(["-i", &src.url("/src/mpegts")])
-        .args(codec)
-        .args(["-f", "mpegts", url]);
-    Proc::spawn(&mut cmd, Duration::from_secs(120))
+    ffmpeg_sender(src, codec, "mpegts", url)
 }
 
 /// An SRT URL of ffmpeg's for `127.0.0.1:port`.
@@ -286,18 +277,6 @@ fn a_caller_pulls_from_a_listening_sender_and_calls_again_when_it_returns() {
     assert_no_passphrase(&origin, &edge);
 }
 
-/// Barcodes that can be read are in order (an x265 re-encode may blur a few; see
-/// rtsp_e2e.rs).
-fn in_order(what: &str, frames: &[Vec<u8>]) -> Vec<u64> {
-    let idx: Vec<u64> = frames.iter().map(|f| read_barcode(f).0).collect();
-    let readable: Vec<u64> = idx.iter().copied().filter(|&i| i < 1 << 24).collect();
-    assert!(
-        !readable.is_empty() && readable.windows(2).all(|w| w[0] < w[1]),
-        "{what}: barcodes missing or out of order: {idx:?}"
-    );
-    readable
-}
-
 #[test]
 fn h265_over_srt_plays_live_and_from_the_archive_through_the_edge() {
     if !srt_available() || !require_tool("ffprobe") {
@@ -310,23 +289,9 @@ fn h265_over_srt_plays_live_and_from_the_archive_through_the_edge() {
         &format!("srt://127.0.0.1:{port}?mode=listener"),
         &format!("  dvr {};\n", dvr.path().display()),
     );
-    let x265 = [
-        "-c:v",
-        "libx265",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-        "-x265-params",
-        "log-level=error:keyint=25:min-keyint=25",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "copy",
-    ];
     let _sender = send(
         &src,
-        &x265,
+        &X265_ARGS,
         &format!("srt://127.0.0.1:{port}?mode=caller&latency=120000"),
     );
     let cam = origin.wait_alive("cam", Duration::from_secs(30));
@@ -338,64 +303,5 @@ fn h265_over_srt_plays_live_and_from_the_archive_through_the_edge() {
     );
     let edge = Node::edge_of(TERN, &origin, KEY);
     edge.wait_alive("cam", Duration::from_secs(30));
-    let (probe, _) = tern_tests::run_ok(
-        Command::new("ffprobe").args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-rw_timeout",
-            FFMPEG_RW_TIMEOUT_US,
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "csv=p=0",
-            &edge.url("/cam/mpegts"),
-        ]),
-        Duration::from_secs(20),
-    );
-    let probe = String::from_utf8_lossy(&probe);
-    let codecs: Vec<&str> = probe.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert!(
-        !codecs.is_empty() && codecs.iter().all(|c| c.trim() == "hevc"),
-        "ffprobe: {probe:?}"
-    );
-    let frames = decode_frames(&edge.url("/cam/mpegts"), 50);
-    let idx = in_order("h265 over srt through the edge", &frames);
-    println!(
-        "h265 over srt: edge decoded barcodes {}..={}",
-        idx[0],
-        idx[idx.len() - 1]
-    );
-
-    // The archive: a 3 s window of what the origin recorded, read through the edge.
-    let status = poll_until(Duration::from_secs(20), || {
-        let (code, body) = edge.get("/cam/recording_status.json");
-        let v: Value = serde_json::from_str(&body).ok()?;
-        let r = v["ranges"].as_array()?.first()?.clone();
-        (code == 200 && r["duration"].as_u64()? >= 6).then_some(r)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "no 6 s of archive on the edge: {:?}; origin: {:?}",
-            edge.get("/cam/recording_status.json"),
-            origin.get("/cam/recording_status.json"),
-        )
-    });
-    let from = status["from"].as_u64().unwrap_or_default() + 2;
-    let url = edge.url(&format!("/cam/archive-{from}-3.ts"));
-    let frames = tern_tests::decode_all_frames(&url, Duration::from_secs(30));
-    let idx = in_order("h265 srt archive through the edge", &frames);
-    assert!(
-        frames.len() >= 25,
-        "{} frames in 3 s of archive",
-        frames.len()
-    );
-    println!(
-        "h265 over srt: archive {from}+3 s through the edge: {} frames, barcodes {}..={}",
-        frames.len(),
-        idx[0],
-        idx[idx.len() - 1]
-    );
+    assert_h265_live_and_archive("h265 over srt", &origin, &edge);
 }
