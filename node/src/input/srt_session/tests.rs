@@ -169,6 +169,12 @@ impl Wire {
         }
     }
 
+    /// A sender calling from port `port` with `passphrase` (key size `key`).
+    fn add_sender(&mut self, port: u16, passphrase: Option<&str>, key: KeySize) {
+        let s = Sender::new(addr(port), self.tern_at, passphrase, key);
+        self.senders.push(s);
+    }
+
     /// Runs the wire for `d`, step by step: senders tick, datagrams cross, Tern's
     /// deadlines fire.
     fn run(&mut self, d: Duration) {
@@ -220,12 +226,7 @@ impl Wire {
 #[test]
 fn an_encrypted_sender_connects_and_its_payload_comes_out_in_order() {
     let mut w = Wire::listener(Some(PASS));
-    w.senders.push(Sender::new(
-        addr(5000),
-        addr(9000),
-        Some(PASS),
-        KeySize::Unspecified,
-    ));
+    w.add_sender(5000, Some(PASS), KeySize::Unspecified);
     w.run(Duration::from_millis(300));
     assert!(w.tern.is_connected(), "{:?}", w.events);
     assert!(matches!(
@@ -263,8 +264,7 @@ fn a_wrong_or_missing_passphrase_is_refused_and_the_sender_told() {
         (None, KeySize::Unspecified, Refusal::Unencrypted),
     ] {
         let mut w = Wire::listener(Some(PASS));
-        w.senders
-            .push(Sender::new(addr(5000), addr(9000), theirs, key));
+        w.add_sender(5000, theirs, key);
         w.run(Duration::from_millis(300));
         assert!(!w.tern.is_connected());
         assert_eq!(w.refusals(), vec![why.clone()], "{theirs:?}");
@@ -272,12 +272,7 @@ fn a_wrong_or_missing_passphrase_is_refused_and_the_sender_told() {
     }
     // An encrypted sender to a listener without a passphrase.
     let mut w = Wire::listener(None);
-    w.senders.push(Sender::new(
-        addr(5000),
-        addr(9000),
-        Some(PASS),
-        KeySize::Unspecified,
-    ));
+    w.add_sender(5000, Some(PASS), KeySize::Unspecified);
     w.run(Duration::from_millis(300));
     assert_eq!(w.refusals(), vec![Refusal::Unencrypted]);
 }
@@ -285,20 +280,10 @@ fn a_wrong_or_missing_passphrase_is_refused_and_the_sender_told() {
 #[test]
 fn a_second_sender_is_refused_while_the_first_sends_and_takes_over_after_silence() {
     let mut w = Wire::listener(None);
-    w.senders.push(Sender::new(
-        addr(5000),
-        addr(9000),
-        None,
-        KeySize::Unspecified,
-    ));
+    w.add_sender(5000, None, KeySize::Unspecified);
     w.run(Duration::from_millis(200));
     assert!(w.tern.is_connected());
-    w.senders.push(Sender::new(
-        addr(5001),
-        addr(9000),
-        None,
-        KeySize::Unspecified,
-    ));
+    w.add_sender(5001, None, KeySize::Unspecified);
     for _ in 0..10 {
         let t = w.base + w.now;
         w.senders[0].send(t, b"still here");
@@ -307,12 +292,7 @@ fn a_second_sender_is_refused_while_the_first_sends_and_takes_over_after_silence
     assert_eq!(w.refusals(), vec![Refusal::Busy]);
     assert!(w.senders[1].refused);
     // While busy, an encrypted caller hears about its passphrase, not the sender.
-    w.senders.push(Sender::new(
-        addr(5003),
-        addr(9000),
-        Some(PASS),
-        KeySize::Unspecified,
-    ));
+    w.add_sender(5003, Some(PASS), KeySize::Unspecified);
     for _ in 0..10 {
         let t = w.base + w.now;
         w.senders[0].send(t, b"still here");
@@ -323,12 +303,7 @@ fn a_second_sender_is_refused_while_the_first_sends_and_takes_over_after_silence
     // The first sender dies without a word; a third calls after the silence.
     w.senders.remove(0);
     w.run(SRT_TAKEOVER_SILENCE + Duration::from_millis(100));
-    w.senders.push(Sender::new(
-        addr(5002),
-        addr(9000),
-        None,
-        KeySize::Unspecified,
-    ));
+    w.add_sender(5002, None, KeySize::Unspecified);
     w.run(Duration::from_millis(200));
     let connected: Vec<SocketAddr> = w
         .events
@@ -400,12 +375,7 @@ fn a_listener_with_a_stream_id_takes_only_callers_that_send_it() {
         KeySize::Unspecified,
         Some("#!::r=other,m=publish"),
     ));
-    w.senders.push(Sender::new(
-        addr(5001),
-        addr(9000),
-        None,
-        KeySize::Unspecified,
-    ));
+    w.add_sender(5001, None, KeySize::Unspecified);
     w.run(Duration::from_millis(300));
     assert_eq!(
         w.refusals(),
