@@ -110,7 +110,7 @@ pub struct NodeCtx<C: Clock> {
     pub(crate) rng: SharedRng,
     /// Where the API's `PUT`/`DELETE` and reloads go: the operator task
     /// (`crate::operator`), which applies them one at a time.
-    pub(crate) control: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::operator::Job>>,
+    pub(crate) control: crate::operator::Control,
 }
 
 impl<C: Clock> NodeCtx<C> {

@@ -28,6 +28,7 @@ pub mod operator;
 pub mod output;
 pub mod runtime;
 pub mod status_page;
+pub mod stream_set;
 pub mod timer;
 
 pub use ctx::{NodeCtx, NodeError};

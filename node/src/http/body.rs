@@ -13,14 +13,15 @@ use hyper::body::{Frame, SizeHint};
 use tokio::sync::mpsc;
 
 use crate::clients::{Clients, Counted, Open, Viewer};
+use crate::hub::StreamHub;
 
 pub enum Body {
     Full(Option<Bytes>),
     Live(mpsc::Receiver<Bytes>),
     /// A live MPEG-TS viewer not yet fed: the server hands its connection to a
     /// writer of many viewers, or makes it [`Body::Live`] for hyper
-    /// ([`Body::for_hyper`]).
-    LiveTs(crate::output::mpegts::LiveTsStart),
+    /// (`output::mpegts::for_hyper`).
+    LiveTs(LiveTsStart),
     /// Chunks, each with what it holds of a shared memory budget (released when
     /// hyper takes the chunk), or an error that aborts the response.
     Fallible(mpsc::Receiver<Result<Budgeted, Aborted>>),
@@ -28,6 +29,14 @@ pub enum Body {
     /// for a streaming response to a player, its client counts as online until it
     /// is dropped.
     Counted(Box<Body>, Arc<dyn SentBytes>, Option<Open>),
+}
+
+/// A live MPEG-TS viewer held on its stream (it keeps an on-demand pull open),
+/// waiting for whoever writes its response.
+pub struct LiveTsStart {
+    pub hub: Arc<StreamHub>,
+    /// The stream's `ViewerGuard`, dropped with the viewer.
+    pub hold: Box<dyn Send + Sync>,
 }
 
 /// Where the bytes of a [`Body::Counted`] are added up.
@@ -60,16 +69,6 @@ impl Body {
 
     pub fn empty() -> Self {
         Body::Full(None)
-    }
-
-    /// This body as hyper serves it: a live MPEG-TS viewer gets its own feeding
-    /// task.
-    pub fn for_hyper(self) -> Self {
-        match self {
-            Body::LiveTs(start) => crate::output::mpegts::spawn_feed(start),
-            Body::Counted(inner, c, open) => Body::Counted(Box::new(inner.for_hyper()), c, open),
-            b => b,
-        }
     }
 
     /// This body, counted for the stream of `c` (see `crate::clients`).

@@ -143,7 +143,7 @@ where
     };
     if path == CONFIG_RELOAD {
         return match method {
-            Method::POST => operator::reload_response(ctx).await,
+            Method::POST => operator::reload_response(&ctx.control).await,
             _ => not_allowed("POST"),
         };
     }
@@ -167,7 +167,7 @@ where
             let limited =
                 http_body_util::Limited::new(req.into_body(), operator::MAX_API_BODY_BYTES);
             match limited.collect().await {
-                Ok(b) => operator::put_response(ctx, name, &b.to_bytes()).await,
+                Ok(b) => operator::put_response(&ctx.control, name, &b.to_bytes()).await,
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => operator::error_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!(
@@ -181,7 +181,7 @@ where
                 ),
             }
         }
-        Method::DELETE => operator::delete_response(ctx, name).await,
+        Method::DELETE => operator::delete_response(&ctx.control, name).await,
         _ => not_allowed("GET, PUT, DELETE"),
     }
 }

@@ -145,7 +145,9 @@ async fn connection<S, C: Clock>(
         let response = conn_state.begin_response();
         async move {
             let r = router::route(&ctx, req).await;
-            Ok::<_, std::convert::Infallible>(r.map(|b| GuardedBody::new(b.for_hyper(), response)))
+            Ok::<_, std::convert::Infallible>(
+                r.map(|b| GuardedBody::new(crate::output::mpegts::for_hyper(b), response)),
+            )
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

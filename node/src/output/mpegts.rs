@@ -21,19 +21,11 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::debug;
 
 use crate::clients::Clients;
-use crate::http::body::{respond, Body, Response};
+use crate::http::body::{respond, Body, LiveTsStart, Response};
 use crate::hub::{StreamHub, TsSubscription, VIEWER_STALL_TIMEOUT};
 
 /// Chunks (one per frame) queued towards one viewer's socket.
 const VIEWER_QUEUE: usize = 64;
-
-/// A live MPEG-TS viewer held on its stream (it keeps an on-demand pull open),
-/// waiting for whoever writes its response.
-pub struct LiveTsStart {
-    pub hub: Arc<StreamHub>,
-    /// The stream's `ViewerGuard`, dropped with the viewer.
-    pub hold: Box<dyn Send + Sync>,
-}
 
 pub fn live<C: Clock>(hub: &Arc<StreamHub>, clock: C) -> Response {
     // Held first: a pull that went idle in between would drop the fan-out.
@@ -46,6 +38,16 @@ pub fn live<C: Clock>(hub: &Arc<StreamHub>, clock: C) -> Response {
             hold,
         }),
     )
+}
+
+/// `body` as hyper serves it: a live MPEG-TS viewer gets its own feeding task
+/// ([`spawn_feed`]); any other body is served as it is.
+pub fn for_hyper(body: Body) -> Body {
+    match body {
+        Body::LiveTs(start) => spawn_feed(start),
+        Body::Counted(inner, c, open) => Body::Counted(Box::new(for_hyper(*inner)), c, open),
+        b => b,
+    }
 }
 
 /// The body hyper serves for a live MPEG-TS viewer: a task of its own forwards the

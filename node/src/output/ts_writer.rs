@@ -35,9 +35,9 @@ use tern_core::mux::live_ts::TsChunk;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::debug;
 
+use crate::http::body::LiveTsStart;
 use crate::http::guard::Handed;
 use crate::hub::{StreamHub, TsJoin, TsSink, FANOUT_CAPACITY, VIEWER_STALL_TIMEOUT};
-use crate::output::mpegts::LiveTsStart;
 
 /// Shared chunks one vectored write carries at most (one HTTP chunk).
 const MAX_IOVECS: usize = 64;
