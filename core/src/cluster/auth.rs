@@ -55,6 +55,18 @@ pub enum AuthError {
     BadProof,
 }
 
+impl AuthError {
+    /// What a server answers (with a `403`) to a request refused for this reason:
+    /// a clock skew is explained (the request's MAC was right, so the client knows
+    /// the key), nothing else is (the endpoints tell a wrong key nothing).
+    pub fn refusal_body(&self) -> String {
+        match self {
+            AuthError::ClockSkew { .. } => format!("cluster auth failed: {self}"),
+            _ => "cluster auth failed".to_owned(),
+        }
+    }
+}
+
 /// The parts of an HTTP request the signature covers.
 #[derive(Clone, Copy, Debug)]
 pub struct SignedRequest<'a> {

@@ -1,6 +1,6 @@
 //! Cluster protocols (docs/design.md §5, docs/protocol.md): auth, messages, framing, and
-//! the pure session logic (resume, dead-peer detection, backoff) the node's drivers
-//! run.
+//! the pure session logic (the client's handshake and version negotiation, resume,
+//! dead-peer detection, backoff) the node's drivers run.
 //!
 //! Owns: everything about talking to another Tern node except the sockets. Must not:
 //! do I/O or read a clock.
@@ -9,6 +9,7 @@ pub mod archive_sender;
 pub mod auth;
 pub mod backoff;
 pub mod discovery;
+pub mod handshake;
 pub mod message;
 pub mod pull;
 pub mod receiver;

@@ -3,8 +3,12 @@
 //!
 //! Owns: the version numbers, their path prefixes, which message MAC each uses and
 //! the order a client steps down in.
-//! Must not: frame, sign or choose a version for a peer (the client negotiates; see
-//! `node/src/cluster/client.rs`).
+//! Must not: frame, sign or choose a version for a peer (the client negotiates:
+//! `handshake.rs`).
+
+/// What a node answers, with a `400`, to a path of a version it does not speak
+/// (every version so far has said this; a client steps down on it).
+pub const VERSION_MISMATCH: &str = "cluster protocol version mismatch";
 
 /// A cluster protocol version. v2 differs from v1 only in the per-message MAC (keyed
 /// BLAKE3 instead of HMAC-SHA256, under keys derived with their own labels); v3
@@ -77,6 +81,15 @@ impl ProtocolVersion {
         Self::ALL
             .into_iter()
             .find_map(|v| path.strip_prefix(v.path_prefix()).map(|rest| (v, rest)))
+    }
+
+    /// The body of the `400` refusing `path` (of a version this build does not
+    /// speak): [`VERSION_MISMATCH`], then what this build speaks.
+    pub fn mismatch_refusal(path: &str) -> String {
+        format!(
+            "{VERSION_MISMATCH}: this node speaks {} ({path:?})",
+            Self::spoken()
+        )
     }
 
     /// `v1, v2 and v3`, for refusals that say what this build speaks.

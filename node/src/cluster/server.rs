@@ -50,10 +50,7 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
     let Some((version, rest)) = ProtocolVersion::split_path(path) else {
         return text(
             StatusCode::BAD_REQUEST,
-            format!(
-                "cluster protocol version mismatch: this node speaks {} ({path:?})",
-                ProtocolVersion::spoken()
-            ),
+            ProtocolVersion::mismatch_refusal(path),
         );
     };
     let Some(cluster) = &ctx.cluster else {
@@ -100,11 +97,7 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
         Err(e) => {
             ctx.refusals
                 .refused(Refusal::ClusterAuth, &format_args!("{e} ({path})"));
-            let body = match e {
-                AuthError::ClockSkew { .. } => format!("cluster auth failed: {e}"),
-                _ => "cluster auth failed".to_owned(),
-            };
-            return text(StatusCode::FORBIDDEN, body);
+            return text(StatusCode::FORBIDDEN, e.refusal_body());
         }
     };
     let proof = cluster.auth.prove(&sig, ctx.nonce());
