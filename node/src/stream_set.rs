@@ -169,7 +169,13 @@ impl<N: Net, C: Clock> StreamSet<N, C> {
         if let Some(dvr) = &dvr {
             let span = tracing::info_span!("dvr", stream = %sc.name);
             let task = tokio::spawn(
-                recorder::run(dvr.clone(), hub.clone(), recorder::PAUSE_RETRY).instrument(span),
+                recorder::run(
+                    dvr.clone(),
+                    hub.clone(),
+                    recorder::PAUSE_RETRY,
+                    ctx.clock.clone(),
+                )
+                .instrument(span),
             );
             handles.push(task.abort_handle());
         }

@@ -1,7 +1,7 @@
 //! The recorder: one task per stream with a `dvr`, feeding the hub's closed segments
 //! to its [`Dvr`].
 //!
-//! Owns: the subscription, and the clock it passes to the DVR machine. The retry
+//! Owns: the subscription, and passing the node's `Clock` to the DVR machine. The retry
 //! cadence is the machine's (`DvrMachine::submit_live`): while the DVR is paused (a
 //! full disk with nothing left to delete) it drops segments and tries again with the
 //! first segment after every `retry` interval, so a full disk costs one attempt per
@@ -16,8 +16,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tern_net::Clock;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::time::Instant;
 use tracing::warn;
 
 use super::Dvr;
@@ -26,15 +26,12 @@ use crate::hub::{LiveSegment, StreamHub};
 /// How often a paused recorder tries again.
 pub use tern_core::dvr::machine::PAUSE_RETRY;
 
-/// Records `hub`'s segments into `dvr` until the stream is removed. Spawn it; abort
-/// it to stop recording (a write cut short is the crash case `Dvr` handles).
-pub async fn run(dvr: Arc<Dvr>, hub: Arc<StreamHub>, retry: Duration) {
+/// Records `hub`'s segments into `dvr` until the stream is removed, on the time of
+/// `clock`. Spawn it; abort it to stop recording (a write cut short is the crash
+/// case `Dvr` handles).
+pub async fn run<C: Clock>(dvr: Arc<Dvr>, hub: Arc<StreamHub>, retry: Duration, clock: C) {
     let (_media_info, backlog, mut rx) = hub.subscribe_segments(None);
-    let rec = Recorder {
-        dvr,
-        retry,
-        started: Instant::now(),
-    };
+    let rec = Recorder { dvr, retry, clock };
     for seg in backlog {
         rec.handle(&seg).await;
     }
@@ -57,20 +54,20 @@ pub async fn run(dvr: Arc<Dvr>, hub: Arc<StreamHub>, retry: Duration) {
     }
 }
 
-struct Recorder {
+struct Recorder<C: Clock> {
     dvr: Arc<Dvr>,
     retry: Duration,
-    /// The origin of the time passed to the machine.
-    started: Instant,
+    /// The time passed to the machine.
+    clock: C,
 }
 
-impl Recorder {
+impl<C: Clock> Recorder<C> {
     async fn handle(&self, seg: &LiveSegment) {
         // Errors are logged by the driver on the state change; the machine keeps
         // the pause and its retry time.
         let _ = self
             .dvr
-            .record_live(&seg.segment, self.started.elapsed(), self.retry)
+            .record_live(&seg.segment, self.clock.now(), self.retry)
             .await;
     }
 }

@@ -241,7 +241,12 @@ async fn recorder_pauses_and_retries_by_itself() {
     let store = Arc::new(MemStore::with_capacity("/dvr", b / 2));
     let dvr = open_mem(&store, "a", config(None, None)).await;
     let hub = Arc::new(crate::hub::StreamHub::new(name("a"), 2000, Duration::ZERO));
-    let task = tokio::spawn(recorder::run(dvr.clone(), hub.clone(), RETRY));
+    let task = tokio::spawn(recorder::run(
+        dvr.clone(),
+        hub.clone(),
+        RETRY,
+        tern_net::TokioClock::new(),
+    ));
     tokio::task::yield_now().await;
     hub.publish_segment(seg(0, 1, 1000), Duration::ZERO, BASE);
     eventually("the pause", || {
