@@ -154,3 +154,72 @@ fn trace() {
         println!("  {v}");
     }
 }
+
+/// The archive route: an edge answers index and range questions, plain and cached,
+/// through core's archive-route machines against two origin peers over a faulty
+/// network; every answer is byte-identical, a 404 only when no reachable peer has
+/// an archive, a 503 only when a fault hit the question, and nothing hangs past the
+/// idle deadline (see `sim/src/vopr/archive.rs`).
+#[test]
+fn archive_route_answers_byte_identical_404_only_when_absent_503_only_on_faults() {
+    let steps: u64 = std::env::var("TERN_VOPR_ARCHIVE_STEPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    let started = Instant::now();
+    let reports = vopr::archive::sweep(2000, steps, 100_000);
+    let secs = started.elapsed().as_secs_f64();
+    let mut total = vopr::archive::ArchiveCounts::default();
+    let mut simulated = 0.0;
+    for r in &reports {
+        simulated += r.simulated.as_secs_f64();
+        total.add(&r.counts);
+    }
+    println!(
+        "archive: {} steps, {} seeds, {:.0} simulated s in {:.2} wall s: {:.0} steps/s",
+        total.steps,
+        reports.len(),
+        simulated,
+        secs,
+        total.steps as f64 / secs
+    );
+    println!("archive faults and answers: {total:?}");
+    let failed: Vec<_> = reports
+        .iter()
+        .filter(|r| !r.violations.is_empty())
+        .collect();
+    for r in &failed {
+        println!(
+            "seed {}: {} failures, first ones:",
+            r.seed,
+            r.violations.len()
+        );
+        for v in r.violations.iter().take(5) {
+            println!("  {v}");
+        }
+    }
+    assert!(failed.is_empty(), "{} seeds failed", failed.len());
+    // Every kind of answer and fault happened.
+    let t = &total;
+    assert!(
+        t.answered > 0 && t.not_found > 0 && t.unreachable > 0,
+        "{t:?}"
+    );
+    assert!(
+        t.from_cache > 0 && t.refetched > 0 && t.cache_indexes > 0,
+        "{t:?}"
+    );
+    assert!(
+        t.gone_at_peer > 0 && t.idle_timeouts > 0 && t.slow_reads > 0,
+        "{t:?}"
+    );
+    assert!(
+        t.cuts > 0 && t.partitions > 0 && t.long_stalls > 0 && t.downs > 0,
+        "{t:?}"
+    );
+    assert!(
+        t.short_stalls > 0 && t.readers_gone > 0 && t.cache_faults > 0,
+        "{t:?}"
+    );
+    assert!(total.steps >= steps);
+}

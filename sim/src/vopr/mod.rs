@@ -11,6 +11,7 @@
 //! Owns: running worlds and reporting. Must not: read the real clock inside a run
 //! (the caller times it), or share anything between runs.
 
+pub mod archive;
 pub mod dvr;
 pub mod failover;
 pub mod oracle;
