@@ -82,6 +82,21 @@ fn a_publisher_plays_through_the_edge_and_comes_back_after_it_dies() {
     assert_eq!(cam["inputs"][0]["stats"]["active"], false, "{cam}");
     assert_eq!(cam["inputs"][0]["url"], "publish://?password=***", "{cam}");
 
+    // A publisher with a wrong password, while none plays: the stream says why it
+    // waits (`error`, with the reason), and the first frame of the right one
+    // clears it.
+    assert_refused(&src, &rtmp_url(rtmp_port, "cam?password=not-it"));
+    let cam = poll_until(Duration::from_secs(10), || {
+        let cam = origin.stream("cam");
+        (cam["stats"]["status"] == "error").then_some(cam)
+    })
+    .unwrap_or_else(|| panic!("no error after a wrong password: {}", origin.stream("cam")));
+    let error = cam["stats"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("wrong password") && !error.contains("not-it"),
+        "{cam}"
+    );
+
     let url = rtmp_url(rtmp_port, &format!("cam?password={PASSWORD}"));
     let mut publisher = publish(&src, &["-c", "copy"], &url);
     let started = now();
@@ -128,7 +143,10 @@ fn a_publisher_plays_through_the_edge_and_comes_back_after_it_dies() {
     ] {
         assert!(log.contains(line), "no `{line}` in the log:\n{log}");
     }
-    // The first publisher played on meanwhile.
+    // The first publisher played on meanwhile, and the stream shows no error.
+    let cam = origin.stream("cam");
+    assert!(cam["stats"]["error"].is_null(), "{cam}");
+    assert_eq!(cam["stats"]["status"], "running", "{cam}");
     assert_consecutive(
         "after the refusals",
         &decode_frames(&edge.url("/cam/mpegts"), 25),

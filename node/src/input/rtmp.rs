@@ -317,6 +317,19 @@ fn decide<C: Clock>(
         let ok = target.password.as_deref().is_some_and(|p| want.matches(p));
         if !ok {
             refusals.refused("RTMP publish refused: wrong password", &name, Some(peer));
+            // A stream with no publisher shows why it waits (`error` in the API
+            // until a frame comes); one that plays is not touched.
+            let idle = slot
+                .busy
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none();
+            if idle {
+                slot.sink.hub().note_refused(format!(
+                    "RTMP publisher from {} refused: wrong password",
+                    peer.ip()
+                ));
+            }
             return Err(session.refuse_publish(
                 "NetStream.Publish.BadName",
                 "wrong password for this stream",
