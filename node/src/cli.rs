@@ -63,8 +63,9 @@ enum Command {
         /// MiB of archive to generate for the M4F transfer figure (0 skips it).
         #[arg(long, default_value_t = 300)]
         archive_mib: u64,
-        /// RTSP cameras (2 Mbit/s each, from GStreamer's RTSP server) for the ingest
-        /// phase; 0 skips it.
+        /// Cameras of 2 Mbit/s: RTSP cameras (from GStreamer's RTSP server) for the
+        /// ingest phase, and cameras recording into one DVR root for the record
+        /// phase; 0 skips both.
         #[arg(long, default_value_t = 100)]
         cameras: usize,
         /// Cluster protocol versions the M4F archive transfer runs in (default: all
@@ -114,7 +115,8 @@ pub fn main() -> ExitCode {
             }
             let large = large && wants(Part::Fanout);
             let archive_mib = if wants(Part::Archive) { archive_mib } else { 0 };
-            let cameras = if wants(Part::Ingest) { cameras } else { 0 };
+            let ingest_cameras = if wants(Part::Ingest) { cameras } else { 0 };
+            let record_cameras = if wants(Part::Record) { cameras } else { 0 };
             let mut versions = Vec::new();
             for n in archive_versions {
                 match tern_core::cluster::ProtocolVersion::from_number(n) {
@@ -139,7 +141,8 @@ pub fn main() -> ExitCode {
                 archive_mib,
                 archive_versions: versions,
                 peer_nginx,
-                cameras,
+                cameras: ingest_cameras,
+                record_cameras,
                 large,
             }
         }),

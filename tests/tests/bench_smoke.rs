@@ -23,6 +23,10 @@ fn bench_smoke_prints_its_figures() {
         "plain read of the same files",
         "M4F archive v1",
         "M4F archive v2",
+        "DVR recording into one root",
+        "1 camera(s)",
+        "2 camera(s)",
+        "segments/s",
     ] {
         assert!(stdout.contains(figure), "missing {figure:?} in:\n{stdout}");
     }
@@ -38,6 +42,7 @@ fn bench_smoke_prints_its_figures() {
             assert!(stdout.contains(figure), "missing {figure:?} in:\n{stdout}");
         }
     }
-    // Frames were actually matched across the two hops.
+    // Frames were actually matched across the two hops, and segments recorded.
     assert!(!stdout.contains(" 0 frames matched"), "{stdout}");
+    assert!(!stdout.contains(": 0 segments,"), "{stdout}");
 }

@@ -27,6 +27,7 @@ use crate::cluster::client::ClusterClient;
 
 mod ingest;
 mod nginx;
+mod record;
 
 const KEY: &str = "tern-bench-cluster-key-0123456789";
 
@@ -41,6 +42,8 @@ pub enum Part {
     Archive,
     /// RTSP ingest of many cameras (`--cameras`).
     Ingest,
+    /// DVR recording of one camera, then of `--cameras` at once, into one root.
+    Record,
 }
 
 /// What to run.
@@ -63,6 +66,8 @@ pub struct BenchArgs {
     pub peer_nginx: bool,
     /// RTSP cameras for the ingest phase (0: skip it).
     pub cameras: usize,
+    /// Cameras recording into one DVR root in the record phase (0: skip it).
+    pub record_cameras: usize,
     /// Add the large fan-out: [`LARGE_VIEWERS`] readers of a [`LARGE_BITRATE`]
     /// stream for [`LARGE_SECONDS`].
     pub large: bool,
@@ -87,6 +92,7 @@ impl BenchArgs {
             archive_versions: ProtocolVersion::ALL.to_vec(),
             peer_nginx: false,
             cameras: 2,
+            record_cameras: 2,
             large: false,
         }
     }
@@ -929,6 +935,9 @@ pub fn run(args: BenchArgs) -> ExitCode {
         }
         if args.cameras > 0 {
             ingest::ingest_phase(args.cameras, args.seconds, CAMERA_BITRATE).await?;
+        }
+        if args.record_cameras > 0 {
+            record::record_phase(args.record_cameras, args.seconds, CAMERA_BITRATE).await?;
         }
         Ok::<(), String>(())
     });
