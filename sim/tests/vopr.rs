@@ -72,10 +72,13 @@ fn ten_million_steps_with_faults() {
     // The faults happened (a sweep that injects nothing proves nothing).
     assert!(total.cuts > 0 && total.partitions > 0 && total.stalls > 0 && total.lags > 0);
     assert!(total.source_stalls > 0 && total.restarts > 0 && total.late_deliveries > 0);
-    // The origin's DVR stored, deleted (retention and making room), met a full disk
-    // and I/O errors, and crashed, also in the middle of a recording.
+    // The origin's DVR root (three streams) stored, deleted (retention and making
+    // room), met a full disk and I/O errors, and crashed, also in the middle of a
+    // recording.
     let d = &total.dvr;
     assert!(d.stored > 0 && d.deleted > 0 && d.full_disks > 0 && d.io_faults > 0);
+    // Eviction across the streams of the root ran.
+    assert!(d.evicted > 0 && d.evicted_other > 0, "{d:?}");
     assert!(d.crashes > 0 && d.crashes_mid_job > 0 && d.journal_rewrites > 0);
     assert!(total.steps >= steps);
 }

@@ -1,20 +1,30 @@
-//! The DVR in the pure simulator: a node's archive run by core's `DvrMachine` over an
+//! The DVR in the pure simulator: a node's DVR root run by core's `DvrMachine` over an
 //! in-memory disk (`MemStore`, run synchronously through `MemStore::run_op`: the
 //! same page-cache model and faults as in the turmoil simulation — write errors with
 //! half the bytes landed, failed fsyncs and renames, a full disk, and a power cut that
-//! loses every name and byte not yet synced), with depth and size limits small enough
-//! that retention runs all the time. Faults and crashes come from its own random
-//! stream, so adding the DVR does not change what the network of a seed does.
+//! loses every name and byte not yet synced). Three streams record under the one
+//! root ([`STREAMS`]): the live stream with depth and size limits small enough that
+//! retention runs at every segment, one with no limit of its own (only the disk's
+//! size, [`ROOT_BYTES`], bounds it), and one that records in bursts and then sits
+//! still, so eviction on the full disk runs all the time, across streams. Faults and
+//! crashes come from its own random stream, so adding the DVR does not change what
+//! the network of a seed does.
 //!
-//! Oracles, checked as it runs:
-//! - retention and eviction take the oldest stored segment, and retention never the
-//!   segment just stored (the newest);
+//! Oracles, checked as it runs (what `DvrMachine` promises):
+//! - retention (a delete after the segment's write succeeded) takes the recording
+//!   stream's own oldest segment, never the segment just stored, and never the
+//!   stream's newest;
+//! - eviction (a delete to make room before the write) takes the oldest segment
+//!   under the whole root, of whichever stream holds it;
 //! - a journal record never names a segment whose file is not durable (name synced,
 //!   data synced, of the recorded size) at the moment the record is written;
 //! - after a crash and reopen: open succeeds, every acknowledged segment (its write
 //!   answered `Ok`) that the machine had not deleted is indexed (the crash loses at
 //!   most the unacknowledged one), every indexed segment reads back byte for byte as
-//!   it was recorded, and the journal, the files and the index agree.
+//!   it was recorded, and the journal, the files and the index agree — unless open
+//!   could not rewrite the journal (the disk was full at reopen: the journal is
+//!   advisory), when the journal must still not name an existing file the index
+//!   lacks.
 //!
 //! [`crash_every_prefix`] is the exhaustive check: it records a run with eviction and
 //! compaction, then crashes after every prefix of its store operations.
@@ -22,7 +32,7 @@
 //! Owns: the simulated DVR, its faults and oracles. Must not: decide anything the
 //! machine decides, or read a clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,14 +41,54 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use tern_core::dvr::journal::{self, Record};
 use tern_core::dvr::machine::{
-    DvrMachine, Encoded, OpenFailure, Outcome, RecordOutcome, JOURNAL_HEADROOM, PAUSE_RETRY,
+    DvrMachine, Encoded, Event, OpenFailure, Outcome, RecordOutcome, JOURNAL_HEADROOM, PAUSE_RETRY,
 };
 use tern_core::dvr::op::{Done, Op, OpError, Reason};
 use tern_core::{Frame, MediaInfo, Position, Segment, StreamName, TrackInfo};
 use tern_node::dvr::{Fault, MemStore, StoreError};
 
-/// Retention depth of the simulated DVR: a handful of 2 s segments.
+/// Retention depth of the simulated live stream: a handful of 2 s segments.
 pub const DEPTH_SECS: u64 = 12;
+/// The disk under the simulated DVR root (about 35 of the live stream's 2 s
+/// segments): the stream without limits of its own fills it, so eviction runs.
+pub const ROOT_BYTES: u64 = 250_000;
+
+/// A stream recording under the root: its name's suffix, depth, size limit, the
+/// shift of its UTC starts against the live stream's (another camera's clock), and
+/// whether it records in bursts.
+pub struct StreamSpec {
+    pub suffix: &'static str,
+    pub depth_secs: Option<u64>,
+    /// `true`: the size limit given to [`SimDvr::new`]; `false`: none.
+    pub limited: bool,
+    pub shift_ms: u64,
+    pub bursts: bool,
+}
+
+/// The streams under the simulated root; the first is the live stream.
+pub const STREAMS: [StreamSpec; 3] = [
+    StreamSpec {
+        suffix: "main",
+        depth_secs: Some(DEPTH_SECS),
+        limited: true,
+        shift_ms: 0,
+        bursts: false,
+    },
+    StreamSpec {
+        suffix: "side",
+        depth_secs: None,
+        limited: false,
+        shift_ms: 500,
+        bursts: false,
+    },
+    StreamSpec {
+        suffix: "burst",
+        depth_secs: Some(60),
+        limited: false,
+        shift_ms: 1100,
+        bursts: true,
+    },
+];
 /// One fault (an I/O error, a full disk for a while, or a crash) per this many
 /// recorded segments on average.
 pub const FAULT_EVERY_SEGMENTS: u32 = 8;
@@ -49,12 +99,18 @@ pub struct DvrCounts {
     pub recorded: u64,
     pub stored: u64,
     pub deleted: u64,
+    /// Deletes to make room on a full disk, and those of them that took another
+    /// stream's segment than the one recording.
+    pub evicted: u64,
+    pub evicted_other: u64,
     pub io_faults: u64,
     pub full_disks: u64,
     pub paused: u64,
     pub crashes: u64,
     pub crashes_mid_job: u64,
     pub journal_rewrites: u64,
+    /// Reopens after a crash whose journal rewrite failed (the disk was full).
+    pub reopen_rewrite_failed: u64,
 }
 
 impl DvrCounts {
@@ -63,22 +119,28 @@ impl DvrCounts {
             recorded,
             stored,
             deleted,
+            evicted,
+            evicted_other,
             io_faults,
             full_disks,
             paused,
             crashes,
             crashes_mid_job,
             journal_rewrites,
+            reopen_rewrite_failed,
         } = o;
         self.recorded += recorded;
         self.stored += stored;
         self.deleted += deleted;
+        self.evicted += evicted;
+        self.evicted_other += evicted_other;
         self.io_faults += io_faults;
         self.full_disks += full_disks;
         self.paused += paused;
         self.crashes += crashes;
         self.crashes_mid_job += crashes_mid_job;
         self.journal_rewrites += journal_rewrites;
+        self.reopen_rewrite_failed += reopen_rewrite_failed;
     }
 }
 
@@ -97,16 +159,30 @@ fn segment_path(stream: &StreamName, utc: u64) -> String {
     format!("{stream}/{utc}.tseg")
 }
 
-/// One stream's archive on a simulated disk, and what the oracles remember.
-pub struct SimDvr {
-    pub store: MemStore,
-    machine: DvrMachine,
-    stream: StreamName,
+/// One recording stream of the root.
+struct SimStream {
+    name: StreamName,
+    depth_secs: Option<u64>,
     limit_bytes: Option<u64>,
+    shift_ms: u64,
+    bursts: bool,
+    /// A bursty stream: recording now, and segments left before it switches.
+    on: bool,
+    left: u32,
     /// Segments whose write answered `Ok` and that the machine has not deleted.
     acked: BTreeMap<u64, u64>,
     /// Every segment written (its write answered `Ok`): UTC start → its encoding.
     written: BTreeMap<u64, Bytes>,
+}
+
+/// A DVR root of several streams on a simulated disk, and what the oracles remember.
+pub struct SimDvr {
+    pub store: MemStore,
+    machine: DvrMachine,
+    streams: Vec<SimStream>,
+    /// Streams whose journal rewrite failed since the last crash (at reopen: a
+    /// full disk).
+    rewrite_failed: BTreeSet<StreamName>,
     rng: ChaCha8Rng,
     /// Segments left while the disk is full.
     full_for: u32,
@@ -116,15 +192,29 @@ pub struct SimDvr {
 }
 
 impl SimDvr {
-    /// Opens an empty archive; `seed` drives its faults (if `faults`).
-    pub fn new(seed: u64, stream: StreamName, limit_bytes: Option<u64>, faults: bool) -> Self {
+    /// Opens an empty root holding [`STREAMS`] under `prefix/` (the live one with
+    /// `limit_bytes`); `seed` drives its faults (if `faults`).
+    pub fn new(seed: u64, prefix: &str, limit_bytes: Option<u64>, faults: bool) -> Self {
+        let streams = STREAMS
+            .iter()
+            .map(|spec| SimStream {
+                name: StreamName::new(&format!("{prefix}/{}", spec.suffix))
+                    .unwrap_or_else(|_| unreachable!()),
+                depth_secs: spec.depth_secs,
+                limit_bytes: if spec.limited { limit_bytes } else { None },
+                shift_ms: spec.shift_ms,
+                bursts: spec.bursts,
+                on: true,
+                left: 4,
+                acked: BTreeMap::new(),
+                written: BTreeMap::new(),
+            })
+            .collect();
         let mut d = SimDvr {
-            store: MemStore::new("/sim-dvr"),
+            store: MemStore::with_capacity("/sim-dvr", ROOT_BYTES),
             machine: DvrMachine::new(),
-            stream,
-            limit_bytes,
-            acked: BTreeMap::new(),
-            written: BTreeMap::new(),
+            streams,
+            rewrite_failed: BTreeSet::new(),
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0xd1b5_4a32_d192_ed03),
             full_for: 0,
             faults,
@@ -135,27 +225,45 @@ impl SimDvr {
         d
     }
 
+    /// Opens every stream of the root; `false` if one failed.
     fn open(&mut self, v: &mut Vec<String>) -> bool {
-        let id = self.machine.submit_open(
-            self.stream.clone(),
-            Some(DEPTH_SECS),
-            self.limit_bytes,
-            "sim".into(),
-        );
-        self.drive(None, None, v);
-        match self.machine.take_outcome(id) {
-            Some(Outcome::Opened(Ok(()))) => true,
-            o => {
-                v.push(format!("DVR open failed: {o:?}"));
-                false
+        let mut ok = true;
+        for k in 0..self.streams.len() {
+            let st = &self.streams[k];
+            let id = self.machine.submit_open(
+                st.name.clone(),
+                st.depth_secs,
+                st.limit_bytes,
+                "sim".into(),
+            );
+            self.drive(None, None, v);
+            match self.machine.take_outcome(id) {
+                Some(Outcome::Opened(Ok(()))) => {}
+                o => {
+                    v.push(format!(
+                        "DVR open of {} failed: {o:?}",
+                        self.streams[k].name
+                    ));
+                    ok = false;
+                }
             }
         }
+        ok
+    }
+
+    fn stream_mut(&mut self, name: &StreamName) -> Option<&mut SimStream> {
+        self.streams.iter_mut().find(|s| s.name == *name)
     }
 
     /// Runs the machine's ops on the disk, checking each; stops after `limit` ops
-    /// (a crash during the job) if given. `stored`: the UTC start of the segment
-    /// this job is recording.
-    fn drive(&mut self, limit: Option<usize>, stored: Option<u64>, v: &mut Vec<String>) -> bool {
+    /// (a crash during the job) if given. `stored`: the stream and UTC start of the
+    /// segment this job is recording.
+    fn drive(
+        &mut self,
+        limit: Option<usize>,
+        stored: Option<(&StreamName, u64)>,
+        v: &mut Vec<String>,
+    ) -> bool {
         let mut n = 0;
         let mut written = false;
         while let Some(op) = self.machine.poll_op() {
@@ -164,58 +272,141 @@ impl SimDvr {
                 return false;
             }
             n += 1;
-            if let Op::Delete { utc_start_ms, .. } = &op {
-                self.check_delete(*utc_start_ms, written.then_some(stored).flatten(), v);
+            if let Op::Delete {
+                stream,
+                utc_start_ms,
+            } = &op
+            {
+                if written {
+                    self.check_retention(stream, *utc_start_ms, stored, v);
+                } else {
+                    self.check_eviction(stream, *utc_start_ms, stored, v);
+                }
             }
             let res = self.store.run_op(&op);
             match (&op, &res) {
                 (
                     Op::Write {
+                        stream,
                         utc_start_ms,
                         bytes,
-                        ..
                     },
                     Ok(_),
                 ) => {
-                    self.acked.insert(*utc_start_ms, bytes.len() as u64);
-                    // Keyed by UTC start, as the archive is: after a burst (a
-                    // stalled source catching up) two segments can share one.
-                    self.written.insert(*utc_start_ms, bytes.clone());
+                    if let Some(st) = self.stream_mut(stream) {
+                        st.acked.insert(*utc_start_ms, bytes.len() as u64);
+                        // Keyed by UTC start, as the archive is: after a burst (a
+                        // stalled source catching up) two segments can share one.
+                        st.written.insert(*utc_start_ms, bytes.clone());
+                    }
                     written = true;
                 }
-                (Op::Delete { utc_start_ms, .. }, Ok(_)) => {
-                    self.acked.remove(utc_start_ms);
+                (
+                    Op::Delete {
+                        stream,
+                        utc_start_ms,
+                    },
+                    Ok(_),
+                ) => {
+                    if let Some(st) = self.stream_mut(stream) {
+                        st.acked.remove(utc_start_ms);
+                    }
                     self.counts.deleted += 1;
+                    if !written {
+                        self.counts.evicted += 1;
+                        if stored.is_some_and(|(s, _)| s != stream) {
+                            self.counts.evicted_other += 1;
+                        }
+                    }
                 }
-                (Op::AppendJournal { bytes, .. }, Ok(_)) => self.check_journal(bytes, true, v),
-                (Op::RewriteJournal { bytes, .. }, Ok(_)) => {
+                (Op::AppendJournal { stream, bytes, .. }, Ok(_)) => {
+                    self.check_journal(stream, bytes, true, v)
+                }
+                (Op::RewriteJournal { stream, bytes }, Ok(_)) => {
                     self.counts.journal_rewrites += 1;
-                    self.check_journal(bytes, false, v);
+                    self.check_journal(stream, bytes, false, v);
                 }
                 _ => {}
             }
             self.machine
                 .handle_result(res.as_ref().map(|d| d.clone()).map_err(op_error));
+            while let Some(ev) = self.machine.poll_event() {
+                if let Event::JournalRewriteFailed { stream, .. } = ev {
+                    self.rewrite_failed.insert(stream);
+                }
+            }
         }
         true
     }
 
-    /// Retention and eviction take the oldest; retention never the one just stored.
-    fn check_delete(&self, utc: u64, retention_of: Option<u64>, v: &mut Vec<String>) {
-        if let Some(newest) = retention_of {
+    /// Retention (after the write): the recording stream's own oldest, never the
+    /// segment just stored nor the stream's newest.
+    fn check_retention(
+        &self,
+        stream: &StreamName,
+        utc: u64,
+        stored: Option<(&StreamName, u64)>,
+        v: &mut Vec<String>,
+    ) {
+        let Some((recording, just)) = stored else {
+            v.push(format!("deletes {stream}/{utc} outside a recording"));
+            return;
+        };
+        if stream != recording {
+            v.push(format!(
+                "retention of {recording} deletes {stream}/{utc}, another stream's"
+            ));
+        }
+        if utc == just {
+            v.push(format!("retention deletes the segment just stored ({utc})"));
+        }
+        let Some(st) = self.streams.iter().find(|s| s.name == *stream) else {
+            return;
+        };
+        if let (Some((&oldest, _)), Some((&newest, _))) =
+            (st.acked.first_key_value(), st.acked.last_key_value())
+        {
             if utc == newest {
-                v.push(format!("retention deletes the segment just stored ({utc})"));
+                v.push(format!(
+                    "retention deletes {stream}'s newest segment ({utc})"
+                ));
+            } else if utc != oldest && st.acked.contains_key(&utc) {
+                v.push(format!(
+                    "retention deletes {stream}/{utc} while {oldest} is older"
+                ));
             }
         }
-        if let Some((&oldest, _)) = self.acked.first_key_value() {
-            if utc != oldest && self.acked.contains_key(&utc) {
-                v.push(format!("deletes {utc} while {oldest} is older"));
+    }
+
+    /// Eviction (making room before the write): the oldest segment under the root,
+    /// of whichever stream holds it.
+    fn check_eviction(
+        &self,
+        stream: &StreamName,
+        utc: u64,
+        stored: Option<(&StreamName, u64)>,
+        v: &mut Vec<String>,
+    ) {
+        if stored.is_none() {
+            v.push(format!("deletes {stream}/{utc} outside a recording"));
+            return;
+        }
+        let oldest = self
+            .streams
+            .iter()
+            .filter_map(|s| s.acked.keys().next().map(|u| (*u, &s.name)))
+            .min_by_key(|(u, _)| *u);
+        if let Some((oldest, holder)) = oldest {
+            if utc != oldest {
+                v.push(format!(
+                    "eviction deletes {stream}/{utc} while {holder}/{oldest} is the oldest under the root"
+                ));
             }
         }
     }
 
     /// A journal record written now must name only durable, whole segment files.
-    fn check_journal(&self, bytes: &Bytes, append: bool, v: &mut Vec<String>) {
+    fn check_journal(&self, stream: &StreamName, bytes: &Bytes, append: bool, v: &mut Vec<String>) {
         let entries = if append {
             let mut buf = journal::header().to_vec();
             buf.extend_from_slice(bytes);
@@ -244,7 +435,7 @@ impl SimDvr {
             }
         };
         for e in entries {
-            let path = segment_path(&self.stream, e.utc_start_ms);
+            let path = segment_path(stream, e.utc_start_ms);
             if self.store.durable_len(&path) != Some(e.bytes) {
                 v.push(format!(
                     "the journal names {} ({} bytes) before its file is durable ({:?})",
@@ -256,18 +447,41 @@ impl SimDvr {
         }
     }
 
-    /// Records one closed segment at `now`, with this segment's share of faults;
-    /// returns the oracle failures.
+    /// Records one closed segment of the live stream at `now` under every stream of
+    /// the root that records now (each with its UTC shift), with each job's share of
+    /// faults; returns the oracle failures.
     pub fn record(&mut self, now: Duration, seg: &Segment) -> Vec<String> {
         let mut v = Vec::new();
+        for k in 0..self.streams.len() {
+            let st = &mut self.streams[k];
+            if st.bursts {
+                if st.left == 0 {
+                    st.on = !st.on;
+                    let (lo, span) = if st.on { (3, 10) } else { (5, 36) };
+                    st.left = lo + self.rng.next_u32() % span;
+                }
+                st.left -= 1;
+                if !st.on {
+                    continue;
+                }
+            }
+            let mut seg = seg.clone();
+            seg.utc_start_ms += st.shift_ms;
+            let name = st.name.clone();
+            self.record_one(now, &name, &seg, &mut v);
+        }
+        v
+    }
+
+    fn record_one(&mut self, now: Duration, name: &StreamName, seg: &Segment, v: &mut Vec<String>) {
         let Some(enc) = Encoded::new(seg) else {
-            return v;
+            return;
         };
         self.counts.recorded += 1;
         if self.full_for > 0 {
             self.full_for -= 1;
             if self.full_for == 0 {
-                self.store.set_capacity(None);
+                self.store.set_capacity(Some(ROOT_BYTES));
             }
         }
         let mut crash_after = None;
@@ -279,10 +493,10 @@ impl SimDvr {
                     self.counts.io_faults += 1;
                 }
                 4 | 5 => {
-                    // The disk fills up: room for none to two more segments.
+                    // The disk fills up early: room for none to two more segments.
                     let room = (self.rng.next_u32() % 3) as u64 * enc.bytes.len() as u64;
-                    self.store
-                        .set_capacity(Some(self.store.used_bytes() + room));
+                    let cap = (self.store.used_bytes() + room).min(ROOT_BYTES);
+                    self.store.set_capacity(Some(cap));
                     self.full_for = 1 + self.rng.next_u32() % 6;
                     self.counts.full_disks += 1;
                 }
@@ -292,8 +506,8 @@ impl SimDvr {
         let utc = enc.entry.utc_start_ms;
         let id = self
             .machine
-            .submit_live(self.stream.clone(), enc, now, PAUSE_RETRY);
-        let finished = self.drive(crash_after, Some(utc), &mut v);
+            .submit_live(name.clone(), enc, now, PAUSE_RETRY);
+        let finished = self.drive(crash_after, Some((name, utc)), v);
         if finished {
             match self.machine.take_outcome(id) {
                 Some(Outcome::Recorded(Ok(RecordOutcome::Stored))) => self.counts.stored += 1,
@@ -305,31 +519,37 @@ impl SimDvr {
             self.counts.crashes_mid_job += 1;
         }
         if crash_after.is_some() {
-            self.crash(&mut v);
+            self.crash(v);
         }
-        v
     }
 
     /// A power cut, then a restart: the machine is rebuilt from the disk.
     fn crash(&mut self, v: &mut Vec<String>) {
         self.counts.crashes += 1;
         self.store.clear_faults();
-        self.store.set_capacity(None);
+        self.store.set_capacity(Some(ROOT_BYTES));
         self.full_for = 0;
         self.store.crash();
         self.machine = DvrMachine::new();
+        self.rewrite_failed.clear();
         if !self.open(v) {
             return;
         }
-        let found = check_reopened(
-            &self.store,
-            &self.machine,
-            &self.stream,
-            &self.acked,
-            &self.written,
-            v,
-        );
-        self.acked = found;
+        if !self.rewrite_failed.is_empty() {
+            self.counts.reopen_rewrite_failed += 1;
+        }
+        for st in &mut self.streams {
+            let found = check_reopened(
+                &self.store,
+                &self.machine,
+                &st.name,
+                self.rewrite_failed.contains(&st.name),
+                &st.acked,
+                &st.written,
+                v,
+            );
+            st.acked = found;
+        }
     }
 }
 
@@ -338,6 +558,7 @@ fn check_reopened(
     store: &MemStore,
     machine: &DvrMachine,
     stream: &StreamName,
+    rewrite_failed: bool,
     acked: &BTreeMap<u64, u64>,
     written: &BTreeMap<u64, Bytes>,
     v: &mut Vec<String>,
@@ -395,7 +616,20 @@ fn check_reopened(
         _ => None,
     };
     let want = index.keys().copied().collect::<Vec<_>>();
-    if journal.as_ref().is_some_and(|j| *j != want) || (journal.is_none() && !want.is_empty()) {
+    if rewrite_failed {
+        // Open could not rewrite the journal (a full disk): it may still name
+        // segments whose files are gone, and miss files open re-indexed; the journal
+        // is advisory. It must not name a file that exists but is not indexed.
+        for u in journal.iter().flatten() {
+            if !index.contains_key(u) && listed.contains(u) {
+                v.push(format!(
+                    "after reopen the journal names {u}, whose file exists, but the index does not"
+                ));
+            }
+        }
+    } else if journal.as_ref().is_some_and(|j| *j != want)
+        || (journal.is_none() && !want.is_empty())
+    {
         v.push(format!(
             "after reopen the journal {journal:?} is not the index {want:?}"
         ));
@@ -557,7 +791,7 @@ pub fn crash_every_prefix(segments: u64) -> PrefixReport {
             }
             match m2.take_outcome(id) {
                 Some(Outcome::Opened(Ok(()))) => {
-                    check_reopened(&d, &m2, &stream, acked_k, &written, &mut v);
+                    check_reopened(&d, &m2, &stream, false, acked_k, &written, &mut v);
                     let mut w2 = written.clone();
                     let enc = Encoded::new(&next);
                     if let Some(enc) = enc {

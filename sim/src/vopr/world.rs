@@ -23,7 +23,7 @@ use tern_core::cluster::ProtocolVersion;
 use tern_core::gop::Gop;
 use tern_core::keyframe::{starts_decoding, video_track};
 use tern_core::segmenter::Segmenter;
-use tern_core::{Frame, MediaInfo, Position, StreamName};
+use tern_core::{Frame, MediaInfo, Position};
 
 use super::dvr::{DvrCounts, SimDvr};
 use super::oracle::{Excuses, Published, Violation, WireCheck};
@@ -324,12 +324,7 @@ impl World {
             pending: (0..n).map(|_| VecDeque::new()).collect(),
             counts: Counts::default(),
             violations: Vec::new(),
-            dvr: SimDvr::new(
-                seed,
-                StreamName::new("origin/main").unwrap_or_else(|_| unreachable!()),
-                Some(DVR_LIMIT_BYTES),
-                fault_every.is_some(),
-            ),
+            dvr: SimDvr::new(seed, "origin", Some(DVR_LIMIT_BYTES), fault_every.is_some()),
             fault_every,
             trace: None,
         };
