@@ -162,7 +162,8 @@ fn trace() {
 /// through core's archive-route machines against two origin peers over a faulty
 /// network; every answer is byte-identical, a 404 only when no reachable peer has
 /// an archive, a 503 only when a fault hit the question, and nothing hangs past the
-/// idle deadline (see `sim/src/vopr/archive.rs`).
+/// idle deadline; requests replayed by a man-in-the-middle are refused (see
+/// `sim/src/vopr/archive.rs`).
 #[test]
 fn archive_route_answers_byte_identical_404_only_when_absent_503_only_on_faults() {
     let steps: u64 = std::env::var("TERN_VOPR_ARCHIVE_STEPS")
@@ -222,6 +223,11 @@ fn archive_route_answers_byte_identical_404_only_when_absent_503_only_on_faults(
     );
     assert!(
         t.short_stalls > 0 && t.readers_gone > 0 && t.cache_faults > 0,
+        "{t:?}"
+    );
+    // Replayed requests were refused inside the clock window and outside it.
+    assert!(
+        t.signed > 0 && t.replays_refused > 0 && t.replays_too_old > 0,
         "{t:?}"
     );
     assert!(total.steps >= steps);

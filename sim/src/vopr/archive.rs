@@ -26,7 +26,12 @@
 //!   none, and every asked peer that has one was cut off by a fault;
 //! - 503 only when a fault hit one of the question's connections;
 //! - no hang: while the edge waits for a peer (not for its reader), something
-//!   arrives or the question ends within [`ARCHIVE_IDLE_TIMEOUT`].
+//!   arrives or the question ends within [`ARCHIVE_IDLE_TIMEOUT`];
+//! - cluster auth: every request the edge opens is signed (`ClusterAuth::sign`) and
+//!   each peer verifies it with its own `ReplayGuard` and its own clock (off by up to
+//!   2 s); every genuine request that reaches a peer is accepted, and a
+//!   man-in-the-middle that replays an accepted request 0.1-45 s later is refused:
+//!   as a replay inside the clock window, for the skew outside it.
 //!
 //! Owns: this world, its faults and oracles. Must not: decide anything the machines
 //! decide (which peer, what a refusal means, when a peer is gone, what is read
@@ -46,6 +51,9 @@ use tern_core::archive_route::{
 };
 use tern_core::archive_window::clip_entries;
 use tern_core::cluster::archive_sender::{index_answer, ArchiveSender, Outgoing};
+use tern_core::cluster::auth::{
+    AuthError, ClusterAuth, ReplayGuard, Signature, SignedRequest, MAX_CLOCK_SKEW_MS, NONCE_LEN,
+};
 use tern_core::cluster::message::{ArchiveEntry, DvrFacts, Message};
 use tern_core::cluster::ProtocolVersion;
 use tern_core::dvr::machine::Encoded;
@@ -111,6 +119,11 @@ pub struct ArchiveCounts {
     pub long_stalls: u64,
     pub downs: u64,
     pub cache_faults: u64,
+    /// Signed requests verified by a peer; replays refused as replays (inside the
+    /// clock window) and for the skew (outside it).
+    pub signed: u64,
+    pub replays_refused: u64,
+    pub replays_too_old: u64,
 }
 
 impl ArchiveCounts {
@@ -138,6 +151,9 @@ impl ArchiveCounts {
             long_stalls,
             downs,
             cache_faults,
+            signed,
+            replays_refused,
+            replays_too_old,
         } = o;
         self.steps += steps;
         self.questions += questions;
@@ -161,6 +177,9 @@ impl ArchiveCounts {
         self.long_stalls += long_stalls;
         self.downs += downs;
         self.cache_faults += cache_faults;
+        self.signed += signed;
+        self.replays_refused += replays_refused;
+        self.replays_too_old += replays_too_old;
     }
 }
 
@@ -191,6 +210,8 @@ enum Ev {
     ReaderTook(JobId),
     /// The remote request's idle deadline.
     Timeout(JobId, Duration),
+    /// The man-in-the-middle replays a captured request.
+    Replay(Box<Captured>),
     Fault,
 }
 
@@ -217,8 +238,21 @@ impl Ord for Queued {
     }
 }
 
+/// A signed request the man-in-the-middle saw a peer accept.
+#[derive(Debug)]
+struct Captured {
+    peer: usize,
+    path: String,
+    host: String,
+    /// The `x-tern-auth` header as sent.
+    header: String,
+}
+
 /// One origin peer: its archive of the stream (if it records it) and its link.
 struct Peer {
+    /// Its replay guard and how far its clock is off the edge's (ms).
+    guard: ReplayGuard,
+    clock_off_ms: i64,
     records: bool,
     index: Index,
     /// Stored bytes of the segments it holds now.
@@ -429,6 +463,7 @@ pub struct ArchiveWorld {
     next_segment: u64,
     mi: Arc<MediaInfo>,
     stream: StreamName,
+    auth: ClusterAuth,
     faults: bool,
     pub counts: ArchiveCounts,
     pub violations: Vec<String>,
@@ -470,6 +505,8 @@ impl ArchiveWorld {
         let peers = records
             .iter()
             .map(|&records| Peer {
+                guard: ReplayGuard::new(),
+                clock_off_ms: (rng.next_u32() % 4001) as i64 - 2000,
                 records,
                 index: Index::new(tern_core::dvr::DEFAULT_GAP_TOLERANCE_MS),
                 files: BTreeMap::new(),
@@ -500,6 +537,7 @@ impl ArchiveWorld {
                 tracks: vec![TrackInfo::placeholder_h264(1)],
             }),
             stream: StreamName::new("cams/door").unwrap_or_else(|_| unreachable!()),
+            auth: ClusterAuth::new(b"the pure simulator's cluster key"),
             faults,
             counts: ArchiveCounts::default(),
             violations: Vec::new(),
@@ -620,6 +658,7 @@ impl ArchiveWorld {
                 self.drive(job);
             }
             Ev::Fault => self.fault(),
+            Ev::Replay(c) => self.replay(&c),
         }
         self.check_hang();
         true
@@ -882,6 +921,10 @@ impl ArchiveWorld {
         if let Some(r) = self.job.as_mut().and_then(|j| j.remote.as_mut()) {
             r.attempts.push((peer, faulted));
         }
+        if !faulted {
+            // The request reached the peer: it checks the signature.
+            self.signed_request(peer, &path, d1);
+        }
         let (serving, served) = match opened {
             Opened::Answered => {
                 let (s, ix) = self.serve(peer, &path);
@@ -938,6 +981,80 @@ impl ArchiveWorld {
                 },
                 None,
             )
+        }
+    }
+
+    /// The edge signs a request for `path` on `peer`, which checks it on arrival,
+    /// `delay` later; the man-in-the-middle keeps one in four it saw accepted and
+    /// replays it later.
+    fn signed_request(&mut self, peer: usize, path: &str, delay: Duration) {
+        let host = format!("origin{peer}:{}", 8000 + peer);
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng.fill_bytes(&mut nonce);
+        let req = SignedRequest {
+            method: "GET",
+            path_and_query: path,
+            host: &host,
+            body: b"",
+        };
+        let header = self.auth.sign(&req, self.utc_now(), nonce).header_value();
+        let arrives = self.now + delay;
+        match self.verify_at(peer, path, &host, &header, arrives) {
+            Ok(()) => {
+                self.counts.signed += 1;
+                if self.rng.next_u32().is_multiple_of(4) {
+                    let later = Duration::from_millis(100 + self.rng.next_u64() % 45_000);
+                    let c = Captured {
+                        peer,
+                        path: path.to_owned(),
+                        host,
+                        header,
+                    };
+                    self.at(arrives + later, Ev::Replay(Box::new(c)));
+                }
+            }
+            Err(e) => self.violation(format!(
+                "peer {peer} refused a genuine signed request for {path}: {e}"
+            )),
+        }
+    }
+
+    /// What peer `peer`'s server says to the signed request at simulated time `at`
+    /// (its own clock), as node's cluster server checks it.
+    fn verify_at(
+        &mut self,
+        peer: usize,
+        path: &str,
+        host: &str,
+        header: &str,
+        at: Duration,
+    ) -> Result<(), AuthError> {
+        let sig = Signature::parse(header)?;
+        let req = SignedRequest {
+            method: "GET",
+            path_and_query: path,
+            host,
+            body: b"",
+        };
+        let p = &mut self.peers[peer];
+        let now = (BASE_UTC + at.as_millis() as u64).saturating_add_signed(p.clock_off_ms);
+        self.auth.verify(&req, &sig, now, &mut p.guard)
+    }
+
+    /// The man-in-the-middle sends a captured request again: refused, as a replay
+    /// inside the clock window and for the skew outside it.
+    fn replay(&mut self, c: &Captured) {
+        let now = self.now;
+        let got = self.verify_at(c.peer, &c.path, &c.host, &c.header, now);
+        match got {
+            Err(AuthError::Replay) => self.counts.replays_refused += 1,
+            Err(AuthError::ClockSkew { skew_ms, .. }) if skew_ms > MAX_CLOCK_SKEW_MS => {
+                self.counts.replays_too_old += 1
+            }
+            other => self.violation(format!(
+                "a request to peer {} for {} replayed later was not refused as a replay: {other:?}",
+                c.peer, c.path
+            )),
         }
     }
 
