@@ -23,7 +23,7 @@ use tern_core::{Segment, StreamName};
 use tern_net::{Clock, Net};
 use tokio::sync::mpsc;
 
-use crate::cluster::client::{ClientError, ClusterClient, MessageStream};
+use crate::cluster::client::{ClusterClient, MessageStream};
 use crate::dvr::{Dvr, DvrError};
 
 pub use tern_core::archive_route::{
@@ -184,10 +184,13 @@ impl<N: Net, C: Clock> RemoteArchive<N, C> {
                                 stream = Some(s);
                                 Opened::Answered
                             }
-                            Err(ClientError::Rejected { status, body, .. }) => {
-                                Opened::Rejected { status, body }
-                            }
-                            Err(e) => Opened::Failed(e.to_string()),
+                            Err(e) => match e.refusal() {
+                                Some((status, body)) => Opened::Rejected {
+                                    status,
+                                    body: body.to_owned(),
+                                },
+                                None => Opened::Failed(e.to_string()),
+                            },
                         };
                         req.handle_opened(clock.now(), opened);
                     }

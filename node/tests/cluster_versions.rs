@@ -38,6 +38,45 @@ fn client() -> ClusterClient<TokioNet, TokioClock> {
     )
 }
 
+/// A v3 node with the test key and a `fake://` stream `main` (`dvr` is its `dvr`
+/// line's path, if any); its HTTP port.
+async fn v3_node(dvr: Option<&std::path::Path>) -> (tern_node::RunningNode<TokioClock>, u16) {
+    let dvr = dvr.map_or(String::new(), |d| format!(" dvr {};", d.display()));
+    let config = tern_core::config::parse(&format!(
+        "http 127.0.0.1:0;\ncluster_key \"{}\";\nstream main {{ input fake://fake?width=256&height=16;{dvr} }}\n",
+        std::str::from_utf8(KEY).expect("utf8")
+    ))
+    .expect("config");
+    let node = tern_node::start(&config, TokioNet, TokioClock::new())
+        .await
+        .expect("node starts");
+    let port = node.local_addrs()[0].port();
+    (node, port)
+}
+
+/// Opens `path` on the old node at `port`, which must answer in `version` with its
+/// `Hello` and a heartbeat.
+async fn open_old(
+    c: &ClusterClient<TokioNet, TokioClock>,
+    port: u16,
+    path: &str,
+    version: ProtocolVersion,
+) {
+    let mut s = c
+        .open("127.0.0.1", port, path)
+        .await
+        .expect("the old node answers");
+    assert_eq!(s.version(), version);
+    match s.next().await {
+        Ok(Some(Message::Hello { version: v, .. })) => assert_eq!(v, version.number()),
+        other => panic!("not a Hello: {other:?}"),
+    }
+    assert!(matches!(
+        s.next().await,
+        Ok(Some(Message::Heartbeat { .. }))
+    ));
+}
+
 /// Serves like a build whose newest version is `newest`; counts the requests it
 /// gets.
 #[allow(clippy::disallowed_methods)] // test: real sockets in real time
@@ -155,20 +194,7 @@ async fn a_v3_client_falls_back_to_v2_once_and_remembers() {
     let peer = format!("127.0.0.1:{port}");
     assert_eq!(c.version_for(&peer), ProtocolVersion::V3);
     for expected_requests in [2, 3] {
-        let mut s = c
-            .clone()
-            .open("127.0.0.1", port, "/tern/v1/m4s/main")
-            .await
-            .expect("v2 peer answers");
-        assert_eq!(s.version(), ProtocolVersion::V2);
-        assert!(matches!(
-            s.next().await,
-            Ok(Some(Message::Hello { version: 2, .. }))
-        ));
-        assert!(matches!(
-            s.next().await,
-            Ok(Some(Message::Heartbeat { .. }))
-        ));
+        open_old(&c.clone(), port, "/tern/v1/m4s/main", ProtocolVersion::V2).await;
         // v3 refused, then v2; from then on v2 at once.
         assert_eq!(requests.load(Ordering::SeqCst), expected_requests);
         assert_eq!(c.version_for(&peer), ProtocolVersion::V2);
@@ -181,19 +207,7 @@ async fn a_v3_client_falls_back_to_v1_step_by_step_and_remembers() {
     let c = client();
     let peer = format!("127.0.0.1:{port}");
     assert_eq!(c.version_for(&peer), ProtocolVersion::V3);
-    let mut s = c
-        .open("127.0.0.1", port, "/tern/v1/streams")
-        .await
-        .expect("v1 peer answers");
-    assert_eq!(s.version(), ProtocolVersion::V1);
-    assert!(matches!(
-        s.next().await,
-        Ok(Some(Message::Hello { version: 1, .. }))
-    ));
-    assert!(matches!(
-        s.next().await,
-        Ok(Some(Message::Heartbeat { .. }))
-    ));
+    open_old(&c, port, "/tern/v1/streams", ProtocolVersion::V1).await;
     assert_eq!(
         requests.load(Ordering::SeqCst),
         3,
@@ -202,30 +216,13 @@ async fn a_v3_client_falls_back_to_v1_step_by_step_and_remembers() {
     assert_eq!(c.version_for(&peer), ProtocolVersion::V1);
 
     // Remembered, by clones of the client too: one request from now on.
-    let mut s = c
-        .clone()
-        .open("127.0.0.1", port, "/tern/v1/m4s/main")
-        .await
-        .expect("v1 again");
-    assert_eq!(s.version(), ProtocolVersion::V1);
-    assert!(matches!(
-        s.next().await,
-        Ok(Some(Message::Hello { version: 1, .. }))
-    ));
+    open_old(&c.clone(), port, "/tern/v1/m4s/main", ProtocolVersion::V1).await;
     assert_eq!(requests.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]
 async fn a_v3_node_answers_v3_v2_and_v1_clients() {
-    let config = tern_core::config::parse(&format!(
-        "http 127.0.0.1:0;\ncluster_key \"{}\";\nstream main {{ input fake://fake?width=256&height=16; }}\n",
-        std::str::from_utf8(KEY).expect("utf8")
-    ))
-    .expect("config");
-    let node = tern_node::start(&config, TokioNet, TokioClock::new())
-        .await
-        .expect("node starts");
-    let port = node.local_addrs()[0].port();
+    let (_node, port) = v3_node(None).await;
     let c = client();
     for (version, negotiated) in [
         (ProtocolVersion::V3, true),
@@ -313,16 +310,7 @@ async fn an_archive_range_is_the_same_in_every_version() {
     drop(dvr);
     let (from, to) = (written[0].utc_start_ms, written[2].end_utc_ms());
 
-    let config = tern_core::config::parse(&format!(
-        "http 127.0.0.1:0;\ncluster_key \"{}\";\nstream main {{ input fake://fake?width=256&height=16; dvr {}; }}\n",
-        std::str::from_utf8(KEY).expect("utf8"),
-        dir.display()
-    ))
-    .expect("config");
-    let node = tern_node::start(&config, TokioNet, TokioClock::new())
-        .await
-        .expect("node starts");
-    let port = node.local_addrs()[0].port();
+    let (_node, port) = v3_node(Some(&dir)).await;
     let c = client();
     for version in ProtocolVersion::ALL {
         let path = format!("{}archive/main?from={from}&to={to}", version.path_prefix());

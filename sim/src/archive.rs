@@ -74,9 +74,9 @@ impl std::fmt::Display for FetchError {
 }
 
 fn client_error(e: ClientError) -> FetchError {
-    match e {
-        ClientError::Rejected { status, body, .. } => FetchError::Status(status, body),
-        other => FetchError::Broken(other.to_string()),
+    match e.refusal() {
+        Some((status, body)) => FetchError::Status(status, body.to_owned()),
+        None => FetchError::Broken(e.to_string()),
     }
 }
 

@@ -17,7 +17,7 @@ use tern_core::cluster::auth::ClusterAuth;
 use tern_core::cluster::receiver::DEAD_PEER_TIMEOUT;
 use tern_core::failover::DEFAULT_SOURCE_TIMEOUT;
 use tern_net::{Net, TurmoilClock, TurmoilNet};
-use tern_node::cluster::client::{ClientError, ClusterClient};
+use tern_node::cluster::client::ClusterClient;
 use tern_sim::faults::{fmt_ms, Action, Fault, Schedule, Window};
 use tern_sim::oracle::{self, Observation, ObserverSpec, Report};
 use tern_sim::sweep::{EDGE, EDGE2, ORIGIN};
@@ -397,8 +397,10 @@ fn wrong_cluster_key() {
         ] {
             let (status, body) = match client.open("origin", 8888, path).await {
                 Ok(_) => (None, "an answer with a valid proof!".to_owned()),
-                Err(ClientError::Rejected { status, body, .. }) => (Some(status), body),
-                Err(e) => (None, e.to_string()),
+                Err(e) => match e.refusal() {
+                    Some((status, body)) => (Some(status), body.to_owned()),
+                    None => (None, e.to_string()),
+                },
             };
             a.lock().unwrap().push((path.to_owned(), status, body));
         }

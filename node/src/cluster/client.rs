@@ -1,14 +1,13 @@
-//! The client side of a cluster request: connect over the `Net`, sign the request,
-//! check the server's proof, derive the connection's key and yield authenticated
-//! messages from the response body.
+//! The driver of a cluster request: connect over the `Net`, run hyper, hand the
+//! response head (and a refusal's body) to core's [`Handshake`] and obey it, then
+//! yield the authenticated messages of the response body.
 //!
-//! Owns: one HTTP/1.1 connection per request (each M4S/M4F/signaling response is
-//! long-lived), and the protocol version each peer speaks: a request goes out under
-//! the newest version first; a peer that refuses it as a version mismatch (an older
-//! build) is asked again under the version before it, and remembered. Must not: decide what to do
-//! with the messages.
+//! Owns: one HTTP/1.1 connection per attempt (each M4S/M4F/signaling response is
+//! long-lived), the shared memory of the versions peers speak ([`PeerVersions`],
+//! behind a lock), and the wait on the handshake's deadline. Must not: decide which
+//! version to ask, what an answer means or how long to wait (the [`Handshake`]
+//! does), or what to do with the messages.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,12 +19,13 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tern_core::bytes_io::DecodeError;
-use tern_core::cluster::auth::{
-    AuthError, ClusterAuth, Nonce, Proof, SignedRequest, AUTH_HEADER, NONCE_LEN, PROOF_HEADER,
+use tern_core::cluster::auth::{ClusterAuth, Nonce, AUTH_HEADER, NONCE_LEN, PROOF_HEADER};
+use tern_core::cluster::handshake::{
+    Established, Handshake, HandshakeError, Head, PeerVersions, Request, Retry,
 };
 use tern_core::cluster::message::Message;
 use tern_core::cluster::wire::{Decoder, WireError};
-use tern_core::cluster::{ProtocolVersion, PATH_PREFIX};
+use tern_core::cluster::ProtocolVersion;
 use tern_core::log_limit::{LogLimiter, DEFAULT_LOG_INTERVAL_MS};
 use tern_core::rate::TokenBucket;
 use tern_net::{Clock, Net};
@@ -33,14 +33,7 @@ use tokio::task::JoinHandle;
 
 use crate::cluster::link::{LinkClass, LinkGuard, LinkStats};
 
-/// How long connecting and getting the response headers may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Peers whose protocol version a client remembers; beyond this it forgets them all
-/// and learns again (one extra request per v1 peer).
-pub const MAX_REMEMBERED_PEERS: usize = 1024;
-/// What a node answers to a path of a version it does not speak (every version so
-/// far has said this, with a `400`).
-const VERSION_MISMATCH: &str = "cluster protocol version mismatch";
+pub use tern_core::cluster::handshake::{CONNECT_TIMEOUT, MAX_REMEMBERED_PEERS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -49,18 +42,11 @@ pub enum ClientError {
         peer: String,
         source: std::io::Error,
     },
-    #[error("{peer} did not answer within {CONNECT_TIMEOUT:?}")]
-    Timeout { peer: String },
     #[error("HTTP error talking to {peer}: {detail}")]
     Http { peer: String, detail: String },
-    #[error("{peer} refused the request: {status} {body}")]
-    Rejected {
-        peer: String,
-        status: u16,
-        body: String,
-    },
-    #[error("{peer} answered without a valid {PROOF_HEADER} header: {source}")]
-    Proof { peer: String, source: AuthError },
+    /// The handshake failed: no answer in time, a refusal, no valid proof.
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
     #[error("bad data from {peer}: {source}")]
     Wire { peer: String, source: WireError },
     /// A message that passed its MAC (so it arrived as the peer sent it) carried a
@@ -91,67 +77,49 @@ impl ClientError {
             },
         }
     }
-}
 
-impl ClientError {
-    /// The peer refused our key (so retrying soon will not help, and the log must say
-    /// so plainly).
-    pub fn is_auth(&self) -> bool {
-        matches!(
-            self,
-            ClientError::Rejected { status: 403, .. } | ClientError::Proof { .. }
-        )
-    }
-
-    /// For a refusal retrying will not fix (the key refused, no such stream on the
-    /// peer: `tern_core::stream_status::lasting_refusal`), what the stream's
-    /// `stats.error` says (the peer's body is not repeated: it may be anything).
-    pub fn lasting_refusal(&self) -> Option<String> {
+    fn handshake(&self) -> Option<&HandshakeError> {
         match self {
-            ClientError::Rejected { peer, status, .. }
-                if tern_core::stream_status::lasting_refusal(*status) =>
-            {
-                Some(match status {
-                    401 | 403 => format!("{peer} refused this node's cluster key ({status})"),
-                    _ => format!("{peer} has no such stream ({status})"),
-                })
-            }
-            ClientError::Proof { peer, .. } => Some(format!(
-                "{peer} answered without a valid proof of the cluster key"
-            )),
+            ClientError::Handshake(e) => Some(e),
             _ => None,
         }
     }
 
+    /// The HTTP status and body of a refusal ([`HandshakeError::refusal`]).
+    pub fn refusal(&self) -> Option<(u16, &str)> {
+        self.handshake().and_then(HandshakeError::refusal)
+    }
+
+    /// The peer refused our key ([`HandshakeError::is_auth`]).
+    pub fn is_auth(&self) -> bool {
+        self.handshake().is_some_and(HandshakeError::is_auth)
+    }
+
+    /// What the stream's `stats.error` says for a refusal retrying will not fix
+    /// ([`HandshakeError::lasting_refusal`]).
+    pub fn lasting_refusal(&self) -> Option<String> {
+        self.handshake().and_then(HandshakeError::lasting_refusal)
+    }
+
     /// The peer answered that it has no such stream.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, ClientError::Rejected { status: 404, .. })
+        self.handshake().is_some_and(HandshakeError::is_not_found)
     }
 
-    /// Logs an auth refusal as what it is: clocks too far apart (the one refusal a
-    /// peer explains, since the request's MAC was right), or a key that differs.
-    pub fn warn_auth(&self, peer: &str) {
-        tracing::warn!(%peer, error = %self, "{}", self.auth_refusal());
-    }
-
-    /// The peer refused the request's protocol version (a `400` saying so, from a
-    /// node that predates it), before looking at anything else.
+    /// The peer refused the request's protocol version.
     pub fn is_version_refusal(&self) -> bool {
-        matches!(
-            self,
-            ClientError::Rejected { status: 400, body, .. } if body.starts_with(VERSION_MISMATCH)
-        )
+        self.handshake()
+            .is_some_and(HandshakeError::is_version_refusal)
     }
 
-    fn auth_refusal(&self) -> &'static str {
-        match self {
-            ClientError::Rejected {
-                status: 403, body, ..
-            } if body.contains("clocks differ") => {
-                "cluster auth refused: the clocks differ; fix the clock (NTP) on one of the nodes"
-            }
-            _ => "cluster key refused; check cluster_key on both nodes",
-        }
+    /// Logs an auth refusal as what it is: clocks too far apart, or a key that
+    /// differs ([`HandshakeError::auth_refusal`]).
+    pub fn warn_auth(&self, peer: &str) {
+        let what = self.handshake().map_or(
+            "cluster key refused; check cluster_key on both nodes",
+            HandshakeError::auth_refusal,
+        );
+        tracing::warn!(%peer, error = %self, "{what}");
     }
 }
 
@@ -161,8 +129,9 @@ pub struct ClusterClient<N: Net, C: Clock> {
     clock: C,
     rng: SharedRng,
     auth: ClusterAuth,
-    /// Peers (`host:port`) known to speak an older version than the newest.
-    versions: Arc<Mutex<BTreeMap<String, ProtocolVersion>>>,
+    /// Peers (`host:port`) known to speak an older version than the newest, shared
+    /// by the clones of this client.
+    versions: Arc<Mutex<PeerVersions>>,
     /// Where the bytes and open pulls of this client's responses are counted.
     link: Option<Arc<LinkStats>>,
     /// `archive_bandwidth`: archive responses are read no faster than this.
@@ -197,7 +166,8 @@ pub struct MessageStream {
     version: ProtocolVersion,
     body: Incoming,
     dec: Decoder,
-    conn: JoinHandle<()>,
+    /// Hyper's connection task, ended with the stream.
+    _conn: Conn,
     /// Counts this response's bytes while it is open.
     link: Option<LinkGuard>,
     pace: Option<Pace>,
@@ -209,12 +179,6 @@ pub struct MessageStream {
 struct Pace {
     bucket: Arc<Mutex<TokenBucket>>,
     now: Arc<dyn Fn() -> Duration + Send + Sync>,
-}
-
-impl Drop for MessageStream {
-    fn drop(&mut self) {
-        self.conn.abort();
-    }
 }
 
 impl MessageStream {
@@ -322,71 +286,41 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
         n
     }
 
-    fn versions(&self) -> MutexGuard<'_, BTreeMap<String, ProtocolVersion>> {
+    fn versions(&self) -> MutexGuard<'_, PeerVersions> {
         self.versions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The version to ask `peer` in first: the newest, unless it refused it before.
     pub fn version_for(&self, peer: &str) -> ProtocolVersion {
-        self.versions()
-            .get(peer)
-            .copied()
-            .unwrap_or(ProtocolVersion::LATEST)
-    }
-
-    fn remember(&self, peer: &str, version: ProtocolVersion) {
-        let mut versions = self.versions();
-        if versions.len() >= MAX_REMEMBERED_PEERS && !versions.contains_key(peer) {
-            versions.clear();
-        }
-        versions.insert(peer.to_owned(), version);
+        self.versions().version_for(peer)
     }
 
     /// `GET path_and_query` on `host:port`, signed; returns the message stream once
     /// the server has proved it knows the key.
     ///
     /// A cluster endpoint is named with its v1 path (`/tern/v1/m4s/main`); it goes
-    /// out under the version the peer speaks (`/tern/v3/m4s/main` unless the peer
-    /// refused v3 before). A peer that refuses a version as a version mismatch is
-    /// asked again at once under the one before it (v3, then v2, then v1), and
-    /// remembered. Any other path is sent as it is, as v1.
+    /// out under the version the peer speaks, stepping down while the peer refuses
+    /// versions (core's [`Handshake::new`] decides). Any other path is sent as it
+    /// is, as v1.
     pub async fn open(
         &self,
         host: &str,
         port: u16,
         path_and_query: &str,
     ) -> Result<MessageStream, ClientError> {
-        let peer = format!("{host}:{port}");
-        let Some(endpoint) = path_and_query.strip_prefix(PATH_PREFIX) else {
-            return self
-                .open_version(ProtocolVersion::V1, host, port, path_and_query)
-                .await;
-        };
-        let mut version = self.version_for(&peer);
-        loop {
-            let path = format!("{}{endpoint}", version.path_prefix());
-            match self.open_version(version, host, port, &path).await {
-                Err(e) if e.is_version_refusal() => {
-                    let Some(older) = version.older() else {
-                        return Err(e);
-                    };
-                    tracing::info!(
-                        %peer,
-                        refused = %version,
-                        trying = %older,
-                        "peer speaks an older cluster protocol; using the older one with it from now on"
-                    );
-                    self.remember(&peer, older);
-                    version = older;
-                }
-                r => return r,
-            }
-        }
+        let hs = Handshake::new(
+            self.clock.now(),
+            self.auth.clone(),
+            &self.versions(),
+            host,
+            port,
+            path_and_query,
+        );
+        self.drive(hs, host, port).await
     }
 
     /// `GET path_and_query` under protocol `version`, with no negotiation: the path
     /// must carry that version's prefix (a benchmark compares versions with it).
-    #[allow(clippy::disallowed_methods)] // driver: bounds connect + handshake on a socket
     pub async fn open_version(
         &self,
         version: ProtocolVersion,
@@ -394,27 +328,84 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
         port: u16,
         path_and_query: &str,
     ) -> Result<MessageStream, ClientError> {
-        let peer = format!("{host}:{port}");
-        match tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            self.open_inner(version, host, port, path_and_query, &peer),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(ClientError::Timeout { peer }),
+        let hs = Handshake::exact(
+            self.clock.now(),
+            self.auth.clone(),
+            version,
+            host,
+            port,
+            path_and_query,
+        );
+        self.drive(hs, host, port).await
+    }
+
+    /// Runs `hs` to its end: one connection per attempt, each within the
+    /// handshake's deadline; a new attempt while the handshake says retry.
+    async fn drive(
+        &self,
+        mut hs: Handshake,
+        host: &str,
+        port: u16,
+    ) -> Result<MessageStream, ClientError> {
+        loop {
+            let req = hs.request(self.clock.utc_ms(), self.nonce());
+            let peer = hs.peer().to_owned();
+            let (resp, conn) = self
+                .within(&mut hs, self.send(&peer, host, port, &req))
+                .await?;
+            let status = resp.status().as_u16();
+            let proof = resp
+                .headers()
+                .get(PROOF_HEADER)
+                .and_then(|v| v.to_str().ok());
+            let limit = match hs.handle_head(status, proof)? {
+                Head::Established(e) => {
+                    return Ok(self.stream(peer, &req, e, resp.into_body(), conn))
+                }
+                Head::ReadBody { limit } => limit,
+            };
+            let body = http_body_util::Limited::new(resp.into_body(), limit).collect();
+            let body = self.within(&mut hs, async { Ok(body.await) }).await?;
+            let body = body.map(|b| b.to_bytes()).unwrap_or_default();
+            drop(conn);
+            let Retry { refused, trying } =
+                hs.handle_refusal_body(self.clock.now(), &mut self.versions(), status, &body)?;
+            tracing::info!(
+                %peer,
+                %refused,
+                %trying,
+                "peer speaks an older cluster protocol; using the older one with it from now on"
+            );
         }
     }
 
-    #[allow(clippy::disallowed_methods)] // driver: hyper's connection task for this socket
-    async fn open_inner(
+    /// `work`, unless the handshake's deadline passes first.
+    async fn within<T>(
         &self,
-        version: ProtocolVersion,
+        hs: &mut Handshake,
+        work: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                biased; // deterministic in the simulation: the work first
+                r = &mut work => return r,
+                () = crate::timer::until(hs.poll_timeout(), self.clock.now()) => {
+                    hs.handle_timeout(self.clock.now())?;
+                }
+            }
+        }
+    }
+
+    /// Connects and sends `req`; the response head and hyper's connection task.
+    #[allow(clippy::disallowed_methods)] // driver: hyper's connection task for this socket
+    async fn send(
+        &self,
+        peer: &str,
         host: &str,
         port: u16,
-        path_and_query: &str,
-        peer: &str,
-    ) -> Result<MessageStream, ClientError> {
+        req: &Request,
+    ) -> Result<(http::Response<Incoming>, Conn), ClientError> {
         let http_err = |e: &dyn std::fmt::Display| ClientError::Http {
             peer: peer.to_owned(),
             detail: e.to_string(),
@@ -430,58 +421,28 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| http_err(&e))?;
-        let conn = tokio::spawn(async move {
+        let conn = Conn(tokio::spawn(async move {
             let _ = conn.await;
-        });
-        let sig = self.auth.sign(
-            &SignedRequest {
-                method: "GET",
-                path_and_query,
-                host: peer,
-                body: b"",
-            },
-            self.clock.utc_ms(),
-            self.nonce(),
-        );
-        let req = http::Request::get(path_and_query)
-            .header(http::header::HOST, peer)
-            .header(AUTH_HEADER, sig.header_value())
+        }));
+        let request = http::Request::get(&req.path_and_query)
+            .header(http::header::HOST, &req.host)
+            .header(AUTH_HEADER, &req.auth)
             .body(Empty::<Bytes>::new())
             .map_err(|e| http_err(&e))?;
-        let resp = send.send_request(req).await.map_err(|e| http_err(&e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            // An error body is read before anything is authenticated: at most 4 KiB
-            // of it (a longer one is dropped: the status still says what happened).
-            let body = http_body_util::Limited::new(resp.into_body(), 4096)
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            let body = String::from_utf8_lossy(&body[..body.len().min(512)])
-                .trim()
-                .to_owned();
-            conn.abort();
-            return Err(ClientError::Rejected {
-                peer: peer.to_owned(),
-                status: status.as_u16(),
-                body,
-            });
-        }
-        let proof_err = |source| ClientError::Proof {
-            peer: peer.to_owned(),
-            source,
-        };
-        let proof = resp
-            .headers()
-            .get(PROOF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(AuthError::BadProof)
-            .and_then(Proof::parse)
-            .map_err(proof_err)?;
-        self.auth.check_proof(&sig, &proof).map_err(proof_err)?;
-        let keys = self.auth.session_keys(version, &sig.nonce, &proof.nonce);
-        let class = ProtocolVersion::split_path(path_and_query)
+        let resp = send.send_request(request).await.map_err(|e| http_err(&e))?;
+        Ok((resp, conn))
+    }
+
+    /// The message stream of an established response.
+    fn stream(
+        &self,
+        peer: String,
+        req: &Request,
+        established: Established,
+        body: Incoming,
+        conn: Conn,
+    ) -> MessageStream {
+        let class = ProtocolVersion::split_path(&req.path_and_query)
             .map_or(LinkClass::Signaling, |(_, rest)| {
                 LinkClass::of_endpoint(rest)
             });
@@ -495,15 +456,25 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
             }
             _ => None,
         };
-        Ok(MessageStream {
-            peer: peer.to_owned(),
-            version,
-            body: resp.into_body(),
-            dec: Decoder::new(version, keys.server_to_client),
-            conn,
-            link: self.link.as_ref().map(|l| l.open(peer, class)),
+        MessageStream {
+            link: self.link.as_ref().map(|l| l.open(&peer, class)),
+            peer,
+            version: established.version,
+            body,
+            dec: established.decoder(),
+            _conn: conn,
             pace,
-        })
+        }
+    }
+}
+
+/// Hyper's task for one connection, ended when this is dropped (a refusal read, a
+/// deadline passed, a message stream dropped).
+struct Conn(JoinHandle<()>);
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -511,26 +482,40 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
 mod tests {
     use super::*;
 
+    /// The node's error says what core's handshake decided (the refusal's words and
+    /// meaning), and nothing of the kind for a failure before any answer.
     #[test]
-    fn a_clock_skew_refusal_is_not_called_a_wrong_key() {
-        let rejected = |body: String| ClientError::Rejected {
+    fn a_handshake_failure_keeps_what_core_decided() {
+        use tern_core::cluster::handshake::AuthRefusal;
+        let e = ClientError::from(HandshakeError::AuthRefused {
             peer: "origin:8888".into(),
             status: 403,
-            body,
-        };
-        let skew = AuthError::ClockSkew {
-            skew_ms: 45_000,
-            window_ms: 30_000,
-        };
-        let e = rejected(format!("cluster auth failed: {skew}"));
-        assert!(e.is_auth());
-        assert!(
-            e.auth_refusal().contains("clocks differ"),
-            "{}",
-            e.auth_refusal()
+            body: "cluster auth failed: clocks differ by 45000 ms".into(),
+            cause: AuthRefusal::ClockSkew,
+        });
+        assert!(e.is_auth() && !e.is_not_found() && !e.is_version_refusal());
+        assert_eq!(
+            e.refusal(),
+            Some((403, "cluster auth failed: clocks differ by 45000 ms"))
         );
-        let e = rejected("cluster auth failed".into());
-        assert!(e.auth_refusal().contains("cluster key refused"));
+        assert!(e
+            .lasting_refusal()
+            .is_some_and(|why| why.contains("clocks differ")));
+        assert_eq!(
+            e.to_string(),
+            "origin:8888 refused the request: 403 cluster auth failed: clocks differ by 45000 ms"
+        );
+        let e = ClientError::from(HandshakeError::NotFound {
+            peer: "origin:8888".into(),
+            body: "no such stream".into(),
+        });
+        assert!(e.is_not_found() && !e.is_auth());
+        let e = ClientError::Connect {
+            peer: "origin:8888".into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        assert!(!e.is_auth() && !e.is_not_found() && !e.is_version_refusal());
+        assert_eq!((e.refusal(), e.lasting_refusal()), (None, None));
     }
 
     fn one_frame_segment() -> tern_core::Segment {
