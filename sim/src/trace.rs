@@ -126,6 +126,7 @@ impl Trace {
     pub fn layer(&self) -> TraceLayer {
         TraceLayer {
             trace: self.clone(),
+            hosts: Mutex::new(Vec::new()),
         }
     }
 
@@ -196,14 +197,60 @@ pub fn first_difference(
 /// See [`Trace::layer`].
 pub struct TraceLayer {
     trace: Trace,
+    /// The host names seen on `node` spans, shared by every span that names one.
+    hosts: Mutex<Vec<Arc<str>>>,
 }
 
 /// What the layer keeps in a span's extensions.
 struct SpanFields {
-    /// `name=value` pairs, space-separated, in recorded order.
+    /// `name=value` pairs, space-separated, in recorded order (left empty on a `node`
+    /// span that names its host: such a span is never rendered).
     rendered: String,
     /// The value of `name` on a `node` span.
-    host: Option<String>,
+    host: Option<Arc<str>>,
+}
+
+/// Reads the host of a `node` span made as turmoil makes it (one field, `name`, a
+/// short one-line string) without rendering it, the name shared with the spans
+/// before it: turmoil makes one such span per host and tick, the layer's most
+/// frequent work. `None` (anything else) takes the general path, which gives the
+/// same host.
+struct HostOnly<'a> {
+    hosts: &'a mut Vec<Arc<str>>,
+    host: Option<Arc<str>>,
+    other: bool,
+}
+
+impl HostOnly<'_> {
+    fn read(attrs: &Attributes<'_>, hosts: &mut Vec<Arc<str>>) -> Option<Arc<str>> {
+        let mut v = HostOnly {
+            hosts,
+            host: None,
+            other: false,
+        };
+        attrs.record(&mut v);
+        v.host.filter(|_| !v.other)
+    }
+}
+
+impl Visit for HostOnly<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let plain = value.len() <= MAX_VALUE_CHARS && !value.contains(['\n', '\r']);
+        if field.name() != HOST_FIELD || self.host.is_some() || !plain {
+            self.other = true;
+            return;
+        }
+        let known = self.hosts.iter().find(|h| &***h == value).cloned();
+        self.host = Some(known.unwrap_or_else(|| {
+            let h: Arc<str> = Arc::from(value);
+            self.hosts.push(h.clone());
+            h
+        }));
+    }
+
+    fn record_debug(&mut self, _field: &Field, _value: &dyn fmt::Debug) {
+        self.other = true;
+    }
 }
 
 impl<S> Layer<S> for TraceLayer
@@ -217,9 +264,23 @@ where
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
+        if span.name() == HOST_SPAN {
+            let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(host) = HostOnly::read(attrs, &mut hosts) {
+                drop(hosts);
+                span.extensions_mut().insert(SpanFields {
+                    rendered: String::new(),
+                    host: Some(host),
+                });
+                return;
+            }
+        }
         let mut v = FieldWriter::default();
         attrs.record(&mut v);
-        let host = (span.name() == HOST_SPAN).then(|| v.host.take()).flatten();
+        let host = (span.name() == HOST_SPAN)
+            .then(|| v.host.take())
+            .flatten()
+            .map(Arc::from);
         span.extensions_mut().insert(SpanFields {
             rendered: v.fields,
             host,
@@ -242,7 +303,7 @@ where
         }
         if span.name() == HOST_SPAN {
             if let Some(h) = v.host {
-                fields.host = Some(h);
+                fields.host = Some(Arc::from(h));
             }
         }
     }
@@ -252,7 +313,7 @@ where
 
         // Spans outermost first; the innermost `node` span names the host and is not
         // repeated in the span list.
-        let mut host: Option<String> = None;
+        let mut host: Option<Arc<str>> = None;
         let mut spans = String::new();
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
