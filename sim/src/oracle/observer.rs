@@ -18,7 +18,6 @@ use tern_core::{Frame, MediaInfo, Position, TrackParams};
 use tern_net::{TurmoilClock, TurmoilNet};
 use tern_node::cluster::client::ClusterClient;
 
-use crate::trace::Fnv64;
 use crate::{sim_ms, LINK_LATENCY, SIM_EPOCH_MS};
 
 use super::*;
@@ -166,7 +165,7 @@ pub struct SeenFrame {
     /// The barcode of a video frame, if it has one.
     pub barcode: Option<u64>,
     pub cadence: Option<Cadence>,
-    /// FNV-1a of track, timestamps, flags, capture time and payload.
+    /// [`frame_digest`]: track, timestamps, flags, capture time and payload.
     pub digest: u64,
     /// Arrived inside an M4F segment (so its latency is the segment's).
     pub in_segment: bool,
@@ -255,16 +254,20 @@ pub fn observer(spec: ObserverSpec) -> (Observation, impl Future<Output = turmoi
     })
 }
 
-/// FNV-1a of a frame's track, flags, timestamps, capture time and payload (what the
-/// integrity oracle compares).
+/// A 64-bit digest (the first 8 bytes of BLAKE3) of a frame's track, flags,
+/// timestamps, capture time and payload: what the integrity oracle compares. Every
+/// observer digests every frame it sees, so it is BLAKE3 (several bytes a cycle)
+/// rather than the trace's FNV-1a (one byte per multiply).
 pub fn frame_digest(f: &Frame) -> u64 {
-    let mut h = Fnv64::new();
-    h.write(&[f.track, u8::from(f.keyframe)]);
-    h.write(&f.dts.to_be_bytes());
-    h.write(&f.pts.to_be_bytes());
-    h.write(&f.capture_ms.to_be_bytes());
-    h.write(&f.payload);
-    h.finish()
+    let mut h = blake3::Hasher::new();
+    h.update(&[f.track, u8::from(f.keyframe)]);
+    h.update(&f.dts.to_be_bytes());
+    h.update(&f.pts.to_be_bytes());
+    h.update(&f.capture_ms.to_be_bytes());
+    h.update(&f.payload);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// What an observer knows of the stream's tracks.
