@@ -25,9 +25,17 @@ fn env_seed() -> Option<u64> {
     )
 }
 
+// Wall time is measured around whole seeds for the printed figure only; nothing in a
+// simulation reads it, and no test asserts on it.
+#[allow(clippy::disallowed_methods)]
+fn wall() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
 fn run(seeds: impl Iterator<Item = u64>) {
     let mut failed: Vec<SeedRun> = Vec::new();
     let mut n = 0;
+    let t0 = wall();
     for seed in seeds {
         // Captured by the harness; shown with the output of a failing part.
         print!("{}", sweep::schedule(seed));
@@ -38,6 +46,15 @@ fn run(seeds: impl Iterator<Item = u64>) {
             failed.push(r);
         }
     }
+    #[allow(clippy::disallowed_methods)] // the figure's wall time, see `wall`
+    let secs = t0.elapsed().as_secs_f64();
+    let simulated = n * sweep::Profile::Standard.seconds();
+    // Shown with --nocapture (one test thread each: the figure is per core, if the
+    // machine has one free for each test).
+    println!(
+        "{n} seeds, {simulated} simulated s in {secs:.1} s wall: {:.0} simulated s per wall s",
+        simulated as f64 / secs.max(1e-9)
+    );
     if !failed.is_empty() {
         let list: Vec<String> = failed.iter().map(|r| r.seed.to_string()).collect();
         panic!(

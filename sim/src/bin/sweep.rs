@@ -127,10 +127,13 @@ fn main() -> ExitCode {
     let mut failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
     failed.sort_unstable();
     let wall = t0.elapsed().as_secs_f64();
+    let per_thread = wall * args.jobs as f64;
     println!(
-        "sweep: {} seeds in {wall:.1}s wall ({:.3}s per seed per thread), {} failed{}",
+        "sweep: {} seeds in {wall:.1}s wall ({:.3}s per seed per thread, {:.0} simulated s \
+         per wall s per thread), {} failed{}",
         args.seeds,
-        wall * args.jobs as f64 / args.seeds.max(1) as f64,
+        per_thread / args.seeds.max(1) as f64,
+        (args.seeds * args.profile.seconds()) as f64 / per_thread.max(1e-9),
         failed.len(),
         if failed.is_empty() {
             String::new()
