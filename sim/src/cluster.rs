@@ -51,9 +51,14 @@ impl Cluster {
 
     /// As [`Cluster::new`], recording into `trace` (to choose its level).
     pub fn with_trace(seed: u64, duration: Duration, trace: Trace) -> Self {
+        Self::with_tick(seed, duration, trace, crate::TICK)
+    }
+
+    /// As [`Cluster::with_trace`], stepping by `tick` ([`crate::builder_with_tick`]).
+    pub fn with_tick(seed: u64, duration: Duration, trace: Trace, tick: Duration) -> Self {
         // Installed before the simulation exists, so its first events are recorded.
         let guard = trace.install();
-        let sim = crate::builder(seed, duration).build();
+        let sim = crate::builder_with_tick(seed, duration, tick).build();
         tracing::info!(target: "tern_sim", seed, ?duration, "simulation built");
         Cluster {
             sim,

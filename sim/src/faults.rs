@@ -368,6 +368,22 @@ impl Schedule {
         }
     }
 
+    /// The schedule with every fault's start and end moved up to the next multiple
+    /// of `tick`: when a simulation stepping by `tick` applies them
+    /// ([`crate::Cluster::run_schedule`] applies an action after the first step that
+    /// reaches its time), so that the windows the oracles excuse are exactly those of
+    /// the faults. A zero-length fault stays zero-length.
+    pub fn on_ticks(mut self, tick: Duration) -> Self {
+        let t = tick.as_micros().max(1);
+        let up = |d: Duration| Duration::from_micros((d.as_micros().div_ceil(t) * t) as u64);
+        for f in &mut self.faults {
+            let (at, end) = (up(f.at), up(f.end()));
+            f.at = at;
+            f.duration = end - at;
+        }
+        self
+    }
+
     /// The start and end actions of every fault, in time order (a start before an end
     /// at the same instant only if it was listed first).
     pub fn actions(&self) -> Vec<(Duration, Action)> {
@@ -502,6 +518,46 @@ mod tests {
             hosts: vec!["origin".into(), "edge".into()],
             disks: Vec::new(),
             segment_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn on_ticks_rounds_starts_and_ends_up_to_the_tick() {
+        let f = |at: u64, duration: u64| Scheduled {
+            at: Duration::from_millis(at),
+            duration: Duration::from_millis(duration),
+            fault: Fault::Bounce {
+                host: "origin".into(),
+            },
+        };
+        let s = Schedule {
+            seed: None,
+            faults: vec![f(2001, 0), f(3000, 101), f(4999, 2)],
+        }
+        .on_ticks(Duration::from_millis(2));
+        let got: Vec<(u128, u128)> = s
+            .faults
+            .iter()
+            .map(|f| (f.at.as_millis(), f.end().as_millis()))
+            .collect();
+        assert_eq!(got, vec![(2002, 2002), (3000, 3102), (5000, 5002)]);
+        for seed in 0..200 {
+            let r = Schedule::random(
+                seed,
+                &targets(),
+                Duration::from_secs(2),
+                Duration::from_secs(16),
+            );
+            let t = r.clone().on_ticks(Duration::from_millis(2));
+            assert_eq!(r.faults.len(), t.faults.len());
+            for (a, b) in r.faults.iter().zip(&t.faults) {
+                assert!(b.at >= a.at && b.at - a.at < Duration::from_millis(2));
+                assert!(b.end() >= a.end() && b.end() - a.end() < Duration::from_millis(2));
+                assert!(b.end() <= Duration::from_secs(16), "{b:?}");
+            }
+            for w in t.faults.windows(2) {
+                assert!(w[0].end() < w[1].at, "faults overlap: {w:?}");
+            }
         }
     }
 

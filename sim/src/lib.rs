@@ -54,14 +54,26 @@ pub const SIM_EPOCH_MS: u64 = SIM_EPOCH_UNIX_SECS * 1000;
 /// oracles have an exact bound: a hop may take this plus [`oracle::HOP_SLACK`].
 pub const LINK_LATENCY: Duration = Duration::from_millis(10);
 
-/// A turmoil simulation with Tern's defaults: the given seed, a pinned epoch, 1 ms
-/// ticks, every link [`LINK_LATENCY`] exactly, and `duration` of simulated time.
+/// The default turmoil tick: each step of a simulation advances every host by this.
+/// Timers fire at their exact time within a tick; a message is handed to its host at
+/// the start of a tick, so a link's latency is [`LINK_LATENCY`] minus less than one
+/// tick (turmoil stamps a message sent during a tick as sent at the tick's end).
+pub const TICK: Duration = Duration::from_millis(1);
+
+/// A turmoil simulation with Tern's defaults: the given seed, a pinned epoch, a
+/// [`TICK`] tick, every link [`LINK_LATENCY`] exactly, and `duration` of simulated
+/// time.
 pub fn builder(seed: u64, duration: Duration) -> turmoil::Builder {
+    builder_with_tick(seed, duration, TICK)
+}
+
+/// As [`builder`], with a tick of `tick` (see [`TICK`]; at most [`LINK_LATENCY`]).
+pub fn builder_with_tick(seed: u64, duration: Duration, tick: Duration) -> turmoil::Builder {
     let mut b = turmoil::Builder::new();
     b.rng_seed(seed)
         .epoch(UNIX_EPOCH + Duration::from_secs(SIM_EPOCH_UNIX_SECS))
         .simulation_duration(duration)
-        .tick_duration(Duration::from_millis(1))
+        .tick_duration(tick.min(LINK_LATENCY))
         .min_message_latency(LINK_LATENCY)
         .max_message_latency(LINK_LATENCY);
     b

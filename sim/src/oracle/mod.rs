@@ -67,7 +67,8 @@ pub use checks::check_same_segments;
 use checks::*;
 pub use observer::*;
 
-/// What one hop may add to the link latency (processing, the 1 ms tick).
+/// What one hop may add to the link latency (processing; the tick makes a hop shorter
+/// than [`crate::LINK_LATENCY`], never longer, see [`crate::TICK`]).
 pub const HOP_SLACK: Duration = Duration::from_millis(5);
 /// An observer waits this long before trying again after a refusal or a lost
 /// connection.
