@@ -5,6 +5,7 @@
 //! Owns: everything about talking to another Tern node except the sockets. Must not:
 //! do I/O or read a clock.
 
+pub mod accept;
 pub mod archive_sender;
 pub mod auth;
 pub mod backoff;

@@ -443,9 +443,7 @@ impl<N: Net, C: Clock> ClusterClient<N, C> {
         conn: Conn,
     ) -> MessageStream {
         let class = ProtocolVersion::split_path(&req.path_and_query)
-            .map_or(LinkClass::Signaling, |(_, rest)| {
-                LinkClass::of_endpoint(rest)
-            });
+            .map_or(LinkClass::Signaling, |(_, rest)| LinkClass::of_path(rest));
         let pace = match (&self.archive_pace, class) {
             (Some(bucket), LinkClass::Archive) => {
                 let clock = self.clock.clone();

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
+use tern_core::cluster::accept::Endpoint;
 
 /// At most this many peers are tracked; past it, peers with no open pull are
 /// forgotten to make room (their counts are lost).
@@ -28,12 +29,18 @@ pub enum LinkClass {
 impl LinkClass {
     /// The class of a cluster endpoint (`streams`, `m4s/NAME`, `archive/NAME`...,
     /// without the `/tern/vN/` prefix).
-    pub fn of_endpoint(rest: &str) -> LinkClass {
-        match rest.split_once('/').map(|(kind, _)| kind) {
-            Some("m4s" | "m4f") => LinkClass::Live,
-            Some("dvr" | "archive") => LinkClass::Archive,
-            _ => LinkClass::Signaling,
+    pub fn of_endpoint(endpoint: &Endpoint) -> LinkClass {
+        match endpoint {
+            Endpoint::M4s(_) | Endpoint::M4f(_) => LinkClass::Live,
+            Endpoint::ArchiveIndex(_) | Endpoint::ArchiveRange(_) => LinkClass::Archive,
+            Endpoint::Streams => LinkClass::Signaling,
         }
+    }
+
+    /// The class of a request's endpoint (after the version prefix: `m4s/main`);
+    /// a path that names no endpoint counts as signaling.
+    pub fn of_path(rest: &str) -> LinkClass {
+        Endpoint::parse(rest).map_or(LinkClass::Signaling, |e| LinkClass::of_endpoint(&e))
     }
 }
 
@@ -167,11 +174,11 @@ mod tests {
 
     #[test]
     fn classes_of_endpoints() {
-        assert_eq!(LinkClass::of_endpoint("m4s/cams/1"), LinkClass::Live);
-        assert_eq!(LinkClass::of_endpoint("m4f/main"), LinkClass::Live);
-        assert_eq!(LinkClass::of_endpoint("archive/main"), LinkClass::Archive);
-        assert_eq!(LinkClass::of_endpoint("dvr/main"), LinkClass::Archive);
-        assert_eq!(LinkClass::of_endpoint("streams"), LinkClass::Signaling);
+        assert_eq!(LinkClass::of_path("m4s/cams/1"), LinkClass::Live);
+        assert_eq!(LinkClass::of_path("m4f/main"), LinkClass::Live);
+        assert_eq!(LinkClass::of_path("archive/main"), LinkClass::Archive);
+        assert_eq!(LinkClass::of_path("dvr/main"), LinkClass::Archive);
+        assert_eq!(LinkClass::of_path("streams"), LinkClass::Signaling);
     }
 
     #[test]

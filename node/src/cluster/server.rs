@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
+use tern_core::cluster::accept::{accept, Accepted, Asked, Endpoint};
 use tern_core::cluster::archive_sender::{self, ArchiveSender};
-use tern_core::cluster::auth::{AuthError, Signature, SignedRequest, AUTH_HEADER, PROOF_HEADER};
+use tern_core::cluster::auth::{AUTH_HEADER, PROOF_HEADER};
 use tern_core::cluster::message::{self, Message, StreamAnnounce};
 use tern_core::cluster::sender::{FrameSender, SegmentSender, SignalingSender};
 use tern_core::cluster::wire::Encoder;
 use tern_core::cluster::ProtocolVersion;
-use tern_core::{Position, StreamName};
+use tern_core::Position;
 use tern_net::Clock;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn, Instrument};
@@ -47,70 +48,47 @@ use crate::cluster::link::{LinkClass, LinkGuard};
 #[allow(clippy::disallowed_methods)] // driver: one task per cluster response, each driving its sender machine
 pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
     let path = req.uri().path();
-    let Some((version, rest)) = ProtocolVersion::split_path(path) else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            ProtocolVersion::mismatch_refusal(path),
-        );
+    let asked = Asked {
+        method: req.method().as_str(),
+        path,
+        path_and_query: req.uri().path_and_query().map_or(path, |p| p.as_str()),
+        host: req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(""),
+        auth_header: req.headers().get(AUTH_HEADER).map(|v| v.as_bytes()),
     };
-    let Some(cluster) = &ctx.cluster else {
-        ctx.refusals
-            .refused(Refusal::ClusterAuth, &"this node has no cluster_key");
-        return text(
-            StatusCode::FORBIDDEN,
-            "cluster auth failed: this node has no cluster_key",
-        );
+    let (now, nonce) = (ctx.clock.utc_ms(), ctx.nonce());
+    let accepted = match &ctx.cluster {
+        Some(c) => {
+            let mut guard = c.guard.lock().unwrap_or_else(|e| e.into_inner());
+            accept(Some((&c.auth, &mut guard)), &asked, now, nonce)
+        }
+        None => accept(None, &asked, now, nonce),
     };
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    let path_and_query = req.uri().path_and_query().map_or(path, |p| p.as_str());
-    let now = ctx.clock.utc_ms();
-    let checked = req
-        .headers()
-        .get(AUTH_HEADER)
-        .ok_or(AuthError::Missing)
-        .and_then(|v| {
-            v.to_str().map_err(|_| AuthError::Malformed {
-                header: AUTH_HEADER,
-                detail: "not ASCII".into(),
-            })
-        })
-        .and_then(Signature::parse)
-        .and_then(|sig| {
-            let signed = SignedRequest {
-                method: req.method().as_str(),
-                path_and_query,
-                host,
-                body: b"",
-            };
-            let mut guard = cluster.guard.lock().unwrap_or_else(|e| e.into_inner());
-            cluster
-                .auth
-                .verify(&signed, &sig, now, &mut guard)
-                .map(|()| sig)
-        });
-    let sig = match checked {
-        Ok(sig) => sig,
-        Err(e) => {
-            ctx.refusals
-                .refused(Refusal::ClusterAuth, &format_args!("{e} ({path})"));
-            return text(StatusCode::FORBIDDEN, e.refusal_body());
+    let Accepted {
+        version,
+        endpoint,
+        proof,
+        encoder: enc,
+    } = match accepted {
+        Ok(a) => a,
+        Err(r) => {
+            if let Some(line) = &r.logged {
+                ctx.refusals.refused(Refusal::ClusterAuth, line);
+            }
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
+            return text(status, r.body);
         }
     };
-    let proof = cluster.auth.prove(&sig, ctx.nonce());
-    let keys = cluster.auth.session_keys(version, &sig.nonce, &proof.nonce);
-    let enc = Encoder::new(version, keys.server_to_client);
     let from = req.uri().query().and_then(parse_from);
 
-    let queue = if rest.starts_with("archive/") {
-        ARCHIVE_QUEUE
-    } else {
-        PEER_QUEUE
+    let queue = match endpoint {
+        Endpoint::ArchiveRange(_) => ARCHIVE_QUEUE,
+        _ => PEER_QUEUE,
     };
-    let class = LinkClass::of_endpoint(rest);
+    let class = LinkClass::of_endpoint(&endpoint);
     if class == LinkClass::Live {
         if let Some(budget) = &ctx.budget {
             let admitted = budget
@@ -151,63 +129,56 @@ pub fn route<B, C: Clock>(ctx: &Arc<NodeCtx<C>>, req: &Request<B>) -> Response {
         budget,
     };
     let node = ctx.node_name.clone();
-    if rest == "streams" {
+    let Some(name) = endpoint.stream() else {
         let ctx = ctx.clone();
         tokio::spawn(signaling(ctx, peer, node).instrument(tracing::debug_span!("signaling")));
-    } else if let Some((kind, name)) = rest.split_once('/') {
-        let Ok(name) = StreamName::new(name) else {
-            return text(StatusCode::BAD_REQUEST, format!("bad stream name {name:?}"));
-        };
-        let Some(entry) = ctx.entry(&name) else {
-            return text(
-                StatusCode::NOT_FOUND,
-                format!("stream {:?} is not known on this node", name.as_str()),
-            );
-        };
-        let hub = entry.hub.clone();
-        let span = tracing::info_span!("peer", stream = %name, kind);
-        let clock = ctx.clock.clone();
-        match kind {
-            "m4s" => {
-                tokio::spawn(m4s(hub, peer, from, node, clock).instrument(span));
-            }
-            "m4f" => {
-                tokio::spawn(m4f(hub, peer, from, node, clock).instrument(span));
-            }
-            "dvr" | "archive" => {
-                // Archive reads are paced by the reader, however long it pauses.
-                peer.stall = None;
-                let Some(archive) = entry.archive.clone() else {
-                    return text(
-                        StatusCode::NOT_FOUND,
-                        format!("stream {:?} has no archive on this node", name.as_str()),
-                    );
-                };
-                let window = req.uri().query().and_then(parse_window);
-                if kind == "dvr" {
-                    tokio::spawn(dvr_index(archive, peer, window, node).instrument(span));
-                } else {
-                    let Some((from, to)) = window else {
-                        return text(StatusCode::BAD_REQUEST, "archive needs ?from=MS&to=MS");
-                    };
-                    tokio::spawn(archive_range(archive, peer, from, to, node).instrument(span));
-                }
-            }
-            _ => {
-                return text(
-                    StatusCode::NOT_FOUND,
-                    format!("no cluster endpoint {path:?}"),
-                )
-            }
-        }
-    } else {
+        return answer(rx, &proof);
+    };
+    let Some(entry) = ctx.entry(name) else {
         return text(
             StatusCode::NOT_FOUND,
-            format!("no cluster endpoint {path:?}"),
+            format!("stream {:?} is not known on this node", name.as_str()),
         );
+    };
+    let hub = entry.hub.clone();
+    let span = tracing::info_span!("peer", stream = %name, kind = endpoint.kind());
+    let clock = ctx.clock.clone();
+    match &endpoint {
+        Endpoint::Streams => {}
+        Endpoint::M4s(_) => {
+            tokio::spawn(m4s(hub, peer, from, node, clock).instrument(span));
+        }
+        Endpoint::M4f(_) => {
+            tokio::spawn(m4f(hub, peer, from, node, clock).instrument(span));
+        }
+        Endpoint::ArchiveIndex(_) | Endpoint::ArchiveRange(_) => {
+            // Archive reads are paced by the reader, however long it pauses.
+            peer.stall = None;
+            let Some(archive) = entry.archive.clone() else {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    format!("stream {:?} has no archive on this node", name.as_str()),
+                );
+            };
+            let window = req.uri().query().and_then(parse_window);
+            if let Endpoint::ArchiveIndex(_) = endpoint {
+                tokio::spawn(dvr_index(archive, peer, window, node).instrument(span));
+            } else {
+                let Some((from, to)) = window else {
+                    return text(StatusCode::BAD_REQUEST, "archive needs ?from=MS&to=MS");
+                };
+                tokio::spawn(archive_range(archive, peer, from, to, node).instrument(span));
+            }
+        }
     }
+    answer(rx, &proof)
+}
+
+/// The `200` of an accepted request: its messages as they are queued, and the
+/// proof that this node knows the key.
+fn answer(rx: mpsc::Receiver<Bytes>, proof: &str) -> Response {
     let mut resp = respond(StatusCode::OK, CONTENT_TYPE, Body::Live(rx));
-    if let Ok(v) = HeaderValue::from_str(&proof.header_value()) {
+    if let Ok(v) = HeaderValue::from_str(proof) {
         resp.headers_mut().insert(PROOF_HEADER, v);
     }
     resp
