@@ -18,11 +18,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
-use tern_core::cluster::auth::{
-    ClusterAuth, ReplayGuard, Signature, SignedRequest, AUTH_HEADER, PROOF_HEADER,
-};
+use tern_core::cluster::accept::{accept, Asked};
+use tern_core::cluster::auth::{ClusterAuth, ReplayGuard, AUTH_HEADER, PROOF_HEADER};
 use tern_core::cluster::message::Message;
-use tern_core::cluster::wire::Encoder;
 use tern_core::cluster::ProtocolVersion;
 use tern_net::{Clock, TokioClock, TokioNet};
 use tern_node::cluster::client::ClusterClient;
@@ -130,11 +128,7 @@ fn answer_as_old(
         .into_iter()
         .filter(|v| *v <= newest)
         .collect();
-    let Some(version) = spoken
-        .iter()
-        .copied()
-        .find(|v| path.starts_with(v.path_prefix()))
-    else {
+    if !spoken.iter().any(|v| path.starts_with(v.path_prefix())) {
         let names: Vec<String> = spoken.iter().map(|v| v.to_string()).collect();
         return status(
             400,
@@ -143,36 +137,27 @@ fn answer_as_old(
                 names.join(" and ")
             ),
         );
-    };
-    let auth = ClusterAuth::new(KEY);
-    let sig = req
-        .headers()
-        .get(AUTH_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| Signature::parse(v).ok());
-    let Some(sig) = sig else {
-        return status(403, "cluster auth failed".into());
-    };
-    let signed = SignedRequest {
+    }
+    // What it speaks it checks as any node does (core's `accept`).
+    let asked = Asked {
         method: "GET",
+        path,
         path_and_query: req.uri().path_and_query().map_or(path, |p| p.as_str()),
         host: req
             .headers()
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or(""),
-        body: b"",
+        auth_header: req.headers().get(AUTH_HEADER).map(|v| v.as_bytes()),
     };
+    let auth = ClusterAuth::new(KEY);
     let now = TokioClock::new().utc_ms();
-    if auth
-        .verify(&signed, &sig, now, &mut guard.lock().expect("guard"))
-        .is_err()
-    {
-        return status(403, "cluster auth failed".into());
-    }
-    let proof = auth.prove(&sig, server_nonce);
-    let keys = auth.session_keys(version, &sig.nonce, &proof.nonce);
-    let mut enc = Encoder::new(version, keys.server_to_client);
+    let mut guard = guard.lock().expect("guard");
+    let accepted = match accept(Some((&auth, &mut guard)), &asked, now, server_nonce) {
+        Ok(a) => a,
+        Err(r) => return status(r.status, r.body),
+    };
+    let (version, proof, mut enc) = (accepted.version, accepted.proof, accepted.encoder);
     let mut body = enc
         .encode(&Message::Hello {
             version: version.number(),
@@ -182,7 +167,7 @@ fn answer_as_old(
     body.extend_from_slice(&enc.encode(&Message::Heartbeat { utc_ms: now }));
     http::Response::builder()
         .status(200)
-        .header(PROOF_HEADER, proof.header_value())
+        .header(PROOF_HEADER, proof)
         .body(Full::new(Bytes::from(body)))
         .expect("response")
 }
