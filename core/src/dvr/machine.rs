@@ -424,7 +424,8 @@ impl DvrMachine {
         self.sh.streams.iter()
     }
 
-    /// A read found the segment damaged: it leaves the index (served as a gap).
+    /// A read found the segment damaged or its file gone: it leaves the index
+    /// (served as a gap, and recorded again if it comes again: a cache's refetch).
     pub fn handle_damaged(&mut self, name: &StreamName, utc_start_ms: u64) {
         if let Some(st) = self.sh.streams.get_mut(name) {
             st.index.remove(utc_start_ms);

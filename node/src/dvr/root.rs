@@ -481,8 +481,14 @@ impl Dvr {
         };
         let bytes = match res {
             Ok(b) => b,
-            // Deleted by retention since the check.
-            Err(e) if e.is_not_found() => return Err(not_found()),
+            // Deleted by retention since the check (the index no longer holds it:
+            // retention takes it out before the file), or lost from the disk
+            // outside Tern: out of the index too, so it is a gap from now on and a
+            // cache that fetches it again can keep it again.
+            Err(e) if e.is_not_found() => {
+                self.root.machine().handle_damaged(&self.name, utc_start_ms);
+                return Err(not_found());
+            }
             Err(e) if e.source.kind() == std::io::ErrorKind::InvalidData => {
                 return Err(damaged(e.source.to_string()))
             }

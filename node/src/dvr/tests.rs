@@ -473,6 +473,40 @@ async fn damaged_and_stray_files_at_open() {
     assert_eq!(files.len(), 4, "{files:?}"); // three segments + the journal
 }
 
+/// A segment file lost from the disk while the DVR runs (someone deleted it, a
+/// cache's disk was cleaned): the read that finds it gone takes it out of the index,
+/// so it is a gap, and the same segment coming again (a cache fetching it from its
+/// peer) is stored again. Before, the index kept it and every later copy was
+/// "already stored": a cache fetched it over the link on every read until a restart.
+#[tokio::test]
+async fn a_segment_lost_from_the_disk_leaves_the_index_and_can_be_stored_again() {
+    let store = Arc::new(MemStore::new("/dvr"));
+    let dvr = open_mem(&store, "a", config(None, None)).await;
+    for i in 0..3 {
+        dvr.record(&seg(i, 1, 100)).await.unwrap();
+    }
+    let lost = BASE + 2000;
+    let want = dvr.read(lost).await.unwrap();
+    store.delete_segment(&name("a"), lost).await.unwrap();
+    assert!(matches!(
+        dvr.read(lost).await,
+        Err(DvrError::NotFound { .. })
+    ));
+    assert_eq!(starts(&dvr), vec![0, 2]);
+    assert!(matches!(
+        dvr.record(&seg(1, 1, 100)).await,
+        Ok(RecordOutcome::Stored)
+    ));
+    assert_eq!(dvr.read(lost).await.unwrap(), want);
+    assert_eq!(starts(&dvr), vec![0, 1, 2]);
+    assert_index_sound(&dvr).await;
+    // And after a restart, the journal agrees.
+    drop(dvr);
+    let again = open_mem(&store, "a", config(None, None)).await;
+    assert_eq!(starts(&again), vec![0, 1, 2]);
+    assert_index_sound(&again).await;
+}
+
 #[tokio::test]
 async fn foreign_journal_is_refused_with_its_path() {
     let store = Arc::new(MemStore::new("/dvr"));

@@ -349,13 +349,9 @@ impl Cache {
         )
     }
 
-    /// A cache read as the DVR answers it: gone or damaged files are failures. A
-    /// damaged one leaves the index, as node's `Dvr::read` does through
-    /// `DvrMachine::handle_damaged`. A missing one leaves it here too, which node's
-    /// `Dvr::read` does not do: there the entry stays indexed, the refetched
-    /// segment's `Keep` is skipped as already stored, and each later read fetches it
-    /// again (the same bytes reach the reader; the cache does not heal until the
-    /// next open).
+    /// A cache read as the DVR answers it: gone or damaged files are failures, and
+    /// either leaves the index, as node's `Dvr::read` does through
+    /// `DvrMachine::handle_damaged`, so the refetched segment is kept again.
     fn read(&mut self, utc: u64) -> Result<Bytes, ReadFailure> {
         let got = match (self.index.contains(utc), self.files.get(&utc)) {
             (true, Some((b, false))) => return Ok(b.clone()),
