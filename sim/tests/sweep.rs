@@ -11,8 +11,13 @@
 
 use tern_sim::sweep::{self, SeedRun};
 
-/// Seeds in CI (issue 8 asks for at least 1,000). Measured on 2 shared cores: 1,000
-/// seeds in 321 s wall, 264 user-s (0.26 CPU-s a seed); 240 seeds took 71 s wall.
+/// Seeds in CI (issue 8 asks for at least 1,000). Measured on 2 cores with a load
+/// average of about 1 (nothing else running), `cargo test -p tern-sim`: the 1,000
+/// seeds in 63.5 s wall, about 315 simulated s per wall s, 157 per core. One part
+/// alone (`cargo test -p tern-sim --test sweep sweep_part_0 -- --test-threads 1
+/// --nocapture`, 125 seeds) prints 157–159 simulated s per wall s; before the 2 ms
+/// tick and the cheaper trace and observers the same 125 seeds took 27.7–27.9 s
+/// (about 90 per wall s). Under a load average of 7–8 the 1,000 took 241 s.
 const SEEDS: u64 = 1000;
 /// Tests the range is split into.
 const PARTS: u64 = 8;
