@@ -37,10 +37,12 @@ impl LinkClass {
         }
     }
 
-    /// The class of a request's endpoint (after the version prefix: `m4s/main`);
-    /// a path that names no endpoint counts as signaling.
+    /// The class of a request's endpoint (after the version prefix, with or
+    /// without a query: `m4s/main`, `archive/main?from=1&to=2`); a path that names no
+    /// endpoint counts as signaling.
     pub fn of_path(rest: &str) -> LinkClass {
-        Endpoint::parse(rest).map_or(LinkClass::Signaling, |e| LinkClass::of_endpoint(&e))
+        let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+        Endpoint::parse(path).map_or(LinkClass::Signaling, |e| LinkClass::of_endpoint(&e))
     }
 }
 
@@ -177,6 +179,12 @@ mod tests {
         assert_eq!(LinkClass::of_path("m4s/cams/1"), LinkClass::Live);
         assert_eq!(LinkClass::of_path("m4f/main"), LinkClass::Live);
         assert_eq!(LinkClass::of_path("archive/main"), LinkClass::Archive);
+        // As the client names it: with the query (the archive pace keys on this).
+        assert_eq!(
+            LinkClass::of_path("archive/main?from=1&to=2"),
+            LinkClass::Archive
+        );
+        assert_eq!(LinkClass::of_path("m4s/main?from=1.2"), LinkClass::Live);
         assert_eq!(LinkClass::of_path("dvr/main"), LinkClass::Archive);
         assert_eq!(LinkClass::of_path("streams"), LinkClass::Signaling);
     }
