@@ -189,7 +189,11 @@ impl Player {
 /// Gray 320×240 planes of the PNG pictures in `dir`, in name order (VLC's scene
 /// filter writes its decoder's padded surface, 320×258: the picture is its top).
 fn planes_of_pictures(dir: &Path) -> Vec<Vec<u8>> {
-    let any = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+    // Only pictures count: VLC also makes its config and cache directories here
+    // (its HOME), and ffmpeg's glob fails on a directory without a PNG.
+    let any = std::fs::read_dir(dir).is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png")))
+    });
     if !any {
         return Vec::new();
     }
@@ -289,7 +293,7 @@ fn play(player: Player, url: &str, scratch: &Path) -> Result<Vec<Vec<u8>>, Strin
             }
             cmd.arg("env")
                 .arg(format!("HOME={}", dir.display()))
-                .args(["cvlc", "-q", "--play-and-exit", "--run-time=2"])
+                .args(["cvlc", "-q", "--play-and-exit", "--run-time=4"])
                 .args(["--vout=dummy", "--aout=dummy", "--video-filter=scene"])
                 .args(["--scene-ratio=1", "--scene-format=png", "--scene-prefix=f"])
                 .arg(format!("--scene-path={}", dir.display()))
