@@ -37,11 +37,11 @@
 //! decide (which peer, what a refusal means, when a peer is gone, what is read
 //! from the cache), or read a clock.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::events::Events;
 use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -213,29 +213,6 @@ enum Ev {
     /// The man-in-the-middle replays a captured request.
     Replay(Box<Captured>),
     Fault,
-}
-
-struct Queued {
-    at: Duration,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
 }
 
 /// A signed request the man-in-the-middle saw a peer accept.
@@ -451,8 +428,7 @@ enum Answer {
 pub struct ArchiveWorld {
     now: Duration,
     rng: ChaCha8Rng,
-    queue: BinaryHeap<Queued>,
-    seq: u64,
+    queue: Events<Ev>,
     peers: Vec<Peer>,
     conns: BTreeMap<ConnId, Conn>,
     next_conn: ConnId,
@@ -484,16 +460,13 @@ pub fn run(seed: u64, steps: u64, calm: bool) -> ArchiveReport {
 
 /// Runs seeds `first..` until `steps` steps are done in all, `per_seed` each.
 pub fn sweep(first: u64, steps: u64, per_seed: u64) -> Vec<ArchiveReport> {
-    let mut out = Vec::new();
-    let mut done = 0;
-    let mut seed = first;
-    while done < steps {
-        let r = run(seed, per_seed.min(steps - done), false);
-        done += r.counts.steps;
-        out.push(r);
-        seed += 1;
-    }
-    out
+    super::events::sweep(
+        first,
+        steps,
+        per_seed,
+        |seed, n| run(seed, n, false),
+        |r| r.counts.steps,
+    )
 }
 
 impl ArchiveWorld {
@@ -520,8 +493,7 @@ impl ArchiveWorld {
         let mut w = ArchiveWorld {
             now: Duration::ZERO,
             rng,
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: Events::default(),
             peers,
             conns: BTreeMap::new(),
             next_conn: 0,
@@ -553,12 +525,7 @@ impl ArchiveWorld {
     }
 
     fn at(&mut self, at: Duration, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Queued {
-            at,
-            seq: self.seq,
-            ev,
-        });
+        self.queue.at(at, ev);
     }
 
     fn rand_dur(&mut self, max: Duration) -> Duration {
@@ -583,12 +550,12 @@ impl ArchiveWorld {
 
     /// Runs one event; `false` when nothing is left.
     pub fn step(&mut self) -> bool {
-        let Some(q) = self.queue.pop() else {
+        let Some((at, ev)) = self.queue.pop() else {
             return false;
         };
-        self.now = q.at;
+        self.now = at;
         self.counts.steps += 1;
-        match q.ev {
+        match ev {
             Ev::Record => self.record(),
             Ev::NextQuestion => self.next_question(),
             Ev::Opened(id, mut opened) => {

@@ -13,6 +13,7 @@
 
 pub mod archive;
 pub mod dvr;
+pub mod events;
 pub mod failover;
 pub mod oracle;
 pub mod source;
@@ -66,14 +67,11 @@ fn report(seed: u64, w: &World) -> Report {
 /// Runs seeds `first..` until `steps` steps are done in all, `per_seed` steps each;
 /// returns every run's report.
 pub fn sweep(first: u64, steps: u64, per_seed: u64) -> Vec<Report> {
-    let mut out = Vec::new();
-    let mut done = 0;
-    let mut seed = first;
-    while done < steps {
-        let r = run(seed, per_seed.min(steps - done), false);
-        done += r.counts.steps;
-        out.push(r);
-        seed += 1;
-    }
-    out
+    events::sweep(
+        first,
+        steps,
+        per_seed,
+        |seed, n| run(seed, n, false),
+        |r| r.counts.steps,
+    )
 }

@@ -7,8 +7,7 @@
 //! read a clock, spawn, or decide anything a machine decides (it only moves
 //! messages and deadlines between machines, as the node's drivers do).
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +25,7 @@ use tern_core::segmenter::Segmenter;
 use tern_core::{Frame, MediaInfo, Position};
 
 use super::dvr::{DvrCounts, SimDvr};
+use super::events::Events;
 use super::oracle::{Excuses, Published, Violation, WireCheck};
 use super::source::SimSource;
 
@@ -88,30 +88,6 @@ enum Ev {
     PartitionEnds(usize),
     StallEnds(usize),
     SourceResumes,
-}
-
-struct Queued {
-    at: Duration,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Queued {
-    // Earliest first in a max-heap.
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
 }
 
 /// One node's live state: what a `StreamHub` keeps that the senders read.
@@ -265,8 +241,7 @@ impl Counts {
 pub struct World {
     now: Duration,
     rng: ChaCha8Rng,
-    queue: BinaryHeap<Queued>,
-    seq: u64,
+    queue: Events<Ev>,
     source: SimSource,
     source_paused: bool,
     hubs: Vec<Hub>,
@@ -305,8 +280,7 @@ impl World {
         let mut w = World {
             now: Duration::ZERO,
             rng,
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: Events::default(),
             source,
             source_paused: false,
             hubs: (0..n).map(|_| Hub::new(mi.clone())).collect(),
@@ -357,12 +331,7 @@ impl World {
     }
 
     fn at(&mut self, at: Duration, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Queued {
-            at,
-            seq: self.seq,
-            ev,
-        });
+        self.queue.at(at, ev);
     }
 
     fn rand_dur(&mut self, max: Duration) -> Duration {
@@ -391,12 +360,12 @@ impl World {
 
     /// Runs one event; `false` when nothing is left.
     pub fn step(&mut self) -> bool {
-        let Some(q) = self.queue.pop() else {
+        let Some((at, ev)) = self.queue.pop() else {
             return false;
         };
-        self.now = q.at;
+        self.now = at;
         self.counts.steps += 1;
-        match q.ev {
+        match ev {
             Ev::SourceTick => self.source_tick(),
             Ev::PullTimer(node) => {
                 let now = self.now;
